@@ -1,0 +1,1 @@
+"""Sub-commands of the ``remixup`` CLI; each module has ``add_parser(parser)`` and ``run(args) -> int``."""
