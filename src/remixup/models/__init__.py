@@ -1,0 +1,106 @@
+"""Model registry: the networks of the paper and small ones for the embedded examples.
+
+========== =========================== ============================ =================================
+name       class                       input                        ``mixing_points``
+========== =========================== ============================ =================================
+resnet32   :class:`ResNet32`           (B, 3, 32, 32)               input, layer1, layer2
+resnet18   :class:`ResNet18` (CIFAR    (B, 3, 32, 32)               input, layer1, layer2
+           stem)
+resnet50   :class:`ResNet50`           (B, 3, 224, 224)             input, layer1, layer2
+digits_cnn :class:`DigitsCNN`          (B, 1, 8, 8)                 input, block1, block2
+mlp        :class:`MLP`                (B, 2)                       input, layer1, …, layerK
+========== =========================== ============================ =================================
+
+Every model ends in a layer named ``fc``: ``nn.Linear`` (``classifier="linear"``) or the cosine classifier
+:class:`CosineLinear` (``classifier="norm"``, for LDAM). ``mixing_points`` lists module names as in
+``model.named_modules()`` whose outputs are plain tensors (so a forward hook can replace them); ``"input"`` stands
+for the model's input. Nothing here is required of a user's own model: any ``nn.Module`` classifier works with
+Mixup/CutMix/Remix, and with manifold mixing once its points are named (:func:`get_mixing_points`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from torch import nn
+
+from remixup._validation import check_number
+from remixup.models._common import CLASSIFIERS, CosineLinear
+from remixup.models.resnet import ResNet18, ResNet50
+from remixup.models.resnet_cifar import ResNet32
+from remixup.models.small import MLP, DigitsCNN
+
+__all__ = [
+    "CLASSIFIERS",
+    "MODELS",
+    "MLP",
+    "CosineLinear",
+    "DigitsCNN",
+    "ResNet18",
+    "ResNet32",
+    "ResNet50",
+    "build_model",
+    "get_mixing_points",
+]
+
+MODELS: dict[str, type[nn.Module]] = {
+    "resnet32": ResNet32,
+    "resnet18": ResNet18,
+    "resnet50": ResNet50,
+    "digits_cnn": DigitsCNN,
+    "mlp": MLP,
+}
+"""Model name -> class; each class is called as ``cls(num_classes, **kw)``."""
+
+
+def build_model(name: str, num_classes: int, **kw: Any) -> nn.Module:
+    """Build a model by name.
+
+    Args:
+        name: one of ``MODELS``: ``"resnet32"``, ``"resnet18"``, ``"resnet50"``, ``"digits_cnn"``, ``"mlp"``.
+        num_classes: number of classes C (≥ 1).
+        **kw: the model's keyword arguments: ``classifier`` (``"linear"`` or ``"norm"``) for all;
+            ``in_channels`` for the CNNs; ``blocks`` for resnet32; ``zero_init_residual`` for resnet18/50;
+            ``in_features``, ``hidden`` and ``depth`` for mlp.
+
+    Returns:
+        The model (freshly initialised, on the CPU, float32).
+
+    Raises:
+        ValueError: an unknown name (the message lists the valid ones), an unknown keyword argument (the message
+            lists the accepted ones) or a bad value.
+    """
+    cls = MODELS.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
+    check_number(num_classes, "num_classes", owner="build_model", low=1, integer=True)
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "num_classes")]
+    unknown = sorted(set(kw) - set(accepted))
+    if unknown:
+        raise ValueError(f"unknown parameter `{unknown[0]}` for model {name!r}; valid parameters: {', '.join(accepted)}")
+    return cls(int(num_classes), **kw)
+
+
+def get_mixing_points(model: nn.Module) -> list[str]:
+    """The manifold-mixing points of ``model``: its ``mixing_points`` if it declares them, else ``["input"]``.
+
+    ``mixing_points`` may be a list attribute/property or a method returning one. Every name other than
+    ``"input"`` must be a module of ``model.named_modules()``.
+
+    Raises:
+        ValueError: a declared point that is not a module of the model.
+    """
+    points = getattr(model, "mixing_points", None)
+    if points is None:
+        return ["input"]
+    if callable(points):
+        points = points()
+    points = list(points)
+    names = {n for n, _ in model.named_modules()}
+    missing = [p for p in points if p != "input" and p not in names]
+    if missing:
+        raise ValueError(
+            f"`mixing_points` of `{type(model).__name__}` names {missing[0]!r}, which is not a module of the model"
+        )
+    return points
