@@ -1,0 +1,92 @@
+"""``remixup reproduce <table>``: run a paper table as a resumable grid of independent runs.
+
+Examples::
+
+    remixup reproduce table1 --dry-run                      # list the 320 runs and their commands
+    remixup reproduce table1 --data-root data --runs-dir runs/reproduce
+    remixup reproduce table1 --shard 0/4 ...                # this machine takes runs 0, 4, 8, ...
+    remixup reproduce kappa --epochs 25 --seeds 0-2         # a short κ sweep, table + plot
+    remixup reproduce table1 --table-only                   # just (re)write the table from finished runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from functools import partial
+from pathlib import Path
+
+from remixup import reproduce as rp
+from remixup.experiments import EXPERIMENTS, enumerate_runs, get_experiment
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    """Declare the arguments of ``remixup reproduce``."""
+    parser.add_argument("table", nargs="+", metavar="TABLE",
+                        help=f"one or more of: {', '.join(EXPERIMENTS)}")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs/reproduce"),
+                        help="folder with one sub-folder per run, and the tables (default: runs/reproduce)")
+    parser.add_argument("--data-root", type=Path, default=None, help="passed to `remixup train --data-root`")
+    parser.add_argument("--seeds", type=rp.parse_seeds, default=[0, 1, 2, 3, 4],
+                        help="training seeds, e.g. 0-4 or 0,3,7 (default: 0-4, five runs as in the paper)")
+    parser.add_argument("--subset-seeds", type=rp.parse_seeds, default=[0],
+                        help="seeds choosing which samples the imbalance profile keeps (default: 0)")
+    parser.add_argument("--recipe", default=None,
+                        help="training recipe instead of the table's own (paper for tables 1/5, inat200 for inat)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="passed to `remixup train --epochs` (the recipe's milestones scale with it)")
+    parser.add_argument("--device", default=None, help="passed to `remixup train --device` (cpu, cuda)")
+    parser.add_argument("--shard", type=rp.parse_shard, default=(0, 1), metavar="I/N",
+                        help="take only runs k with k mod N == I (0-based), to spread a grid over machines")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override passed to every run (repeatable; part of the run id)")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs with their status and commands")
+    parser.add_argument("--table-only", action="store_true",
+                        help="run nothing; write the Markdown table (and sweep plot) from the finished runs")
+    parser.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run (or list) the grid of each table named, then write its table; 1 if a run failed, else 0."""
+    experiments = [get_experiment(name) for name in args.table]  # validate every name before any work
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"`--epochs` must be >= 1; got {args.epochs}")
+    for item in args.overrides:
+        if "=" not in item or item.startswith("="):
+            raise ValueError(f"`--set` takes KEY=VALUE; got {item!r}")
+    shard_index, shard_count = args.shard
+    command = partial(rp.build_command, data_root=args.data_root, device=args.device)
+    runs_dir: Path = args.runs_dir
+    failed = 0
+    for experiment in experiments:
+        grid = enumerate_runs(experiment, seeds=args.seeds, subset_seeds=args.subset_seeds,
+                              recipe=args.recipe, epochs=args.epochs, overrides=args.overrides)
+        mine = rp.take_shard(grid, shard_index, shard_count)
+        shard_text = f", shard {shard_index}/{shard_count}: {len(mine)} runs" if shard_count > 1 else ""
+        print(f"# {experiment.name}: {len(grid)} runs{shard_text} "
+              f"({len(experiment.rows)} rows x {len(experiment.columns)} columns x "
+              f"{len(args.seeds)} seeds x {len(args.subset_seeds)} subset seeds)")
+        if args.dry_run:
+            for line in rp.describe(mine, runs_dir, command):
+                print(line)
+            counts = {s: 0 for s in ("done", "resume", "todo")}
+            for spec in mine:
+                counts[rp.run_status(runs_dir / spec.run_id)] += 1
+            print(f"# {counts['done']} done, {counts['resume']} to resume, {counts['todo']} to run")
+            continue
+        rp.check_runs_dir(runs_dir)
+        if not args.table_only:
+            result = rp.run_grid(mine, runs_dir, command=command, fail_fast=args.fail_fast,
+                                 progress=not args.no_progress)
+            failed += len(result.failed)
+            print(f"# {experiment.name}: {len(result.finished)} finished, {len(result.skipped)} skipped "
+                  f"(already done), {len(result.failed)} failed")
+            for run_id in result.failed:
+                print(f"#   failed: {run_id} (log: {runs_dir / rp.LOG_DIR / (run_id + '.log')})", file=sys.stderr)
+        md, png, text = rp.write_results(experiment, grid, runs_dir)
+        print(text)
+        print(f"# table: {md}" + (f"\n# plot: {png}" if png else ""))
+        if failed and args.fail_fast:
+            break
+    return 1 if failed else 0

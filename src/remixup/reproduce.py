@@ -1,0 +1,384 @@
+"""A resumable grid runner for the paper's tables, and their Markdown tables and sweep plots.
+
+Each run of a grid (:func:`remixup.experiments.enumerate_runs`) is one independent process,
+``python -m remixup train ... --out RUNS/<run id>``, so a grid can be spread over machines (``--shard i/n`` gives
+shard ``i`` the runs ``k`` with ``k mod n == i``) and a killed grid picks up where it stopped:
+
+- a run whose ``summary.json`` exists is finished (the engine writes it last) and is skipped;
+- a run whose ``checkpoint.pt`` exists is resumed with ``--resume``;
+- any other run starts from scratch (its folder, if any, holds no finished epoch and is cleared first).
+
+The command builder and the executor are parameters of :func:`run_grid`, so the runner can be tested without
+training anything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from remixup.errors import UserError
+from remixup.experiments import Experiment, RunSpec
+
+SUMMARY = "summary.json"
+CHECKPOINT = "checkpoint.pt"
+LOG_DIR = "_logs"
+
+CommandBuilder = Callable[[RunSpec, Path, bool], list[str]]
+Executor = Callable[[list[str], Path], int]
+
+
+# ----------------------------------------------------------------------------------------------------- the grid
+def parse_shard(text: str) -> tuple[int, int]:
+    """Parse ``"i/n"`` (0 ≤ i < n) into ``(i, n)``."""
+    try:
+        i_text, n_text = text.split("/")
+        i, n = int(i_text), int(n_text)
+    except ValueError:
+        raise ValueError(f"`--shard` must look like i/n, e.g. 0/4; got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"`--shard` i/n needs n >= 1 and 0 <= i < n; got {text!r}")
+    return i, n
+
+
+def take_shard(runs: Sequence[RunSpec], index: int, count: int) -> list[RunSpec]:
+    """Shard ``index`` of ``count``: the runs at positions k with k mod count == index, in grid order."""
+    return [run for k, run in enumerate(runs) if k % count == index]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Parse ``"0,1,2"`` or a range ``"0-4"`` (inclusive) or a mix (``"0-2,7"``) into a list of seeds."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part:
+                lo, hi = part.split("-", 1)
+                if int(hi) < int(lo):
+                    raise ValueError
+                seeds.extend(range(int(lo), int(hi) + 1))
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        raise ValueError(f"seeds must be a comma-separated list of integers or ranges like 0-4; got {text!r}") from None
+    if not seeds:
+        raise ValueError(f"no seeds in {text!r}")
+    return seeds
+
+
+def run_status(run_dir: Path) -> str:
+    """``"done"`` (summary.json exists), ``"resume"`` (a checkpoint exists) or ``"todo"``."""
+    if (run_dir / SUMMARY).is_file():
+        return "done"
+    if (run_dir / CHECKPOINT).is_file():
+        return "resume"
+    return "todo"
+
+
+def build_command(
+    spec: RunSpec,
+    run_dir: Path,
+    resume: bool,
+    *,
+    data_root: Path | str | None = None,
+    device: str | None = None,
+    python: str | None = None,
+) -> list[str]:
+    """The ``remixup train`` command line of one run (a list for :mod:`subprocess`, no shell)."""
+    col = spec.column
+    cmd = [python or sys.executable, "-m", "remixup", "train",
+           "--dataset", col.dataset, "--imbalance", col.imbalance]
+    if col.imbalance != "none":
+        cmd += ["--ratio", str(col.ratio)]
+    cmd += ["--method", spec.method, "--recipe", spec.recipe,
+            "--seed", str(spec.seed), "--subset-seed", str(spec.subset_seed)]
+    if spec.epochs is not None:
+        cmd += ["--epochs", str(spec.epochs)]
+    if data_root is not None:
+        cmd += ["--data-root", str(data_root)]
+    if device is not None:
+        cmd += ["--device", device]
+    cmd += ["--out", str(run_dir)]
+    if resume:
+        cmd.append("--resume")
+    cmd += list(spec.overrides)
+    return cmd
+
+
+def subprocess_executor(command: list[str], log_file: Path) -> int:
+    """Run ``command`` as a child process with its output appended to ``log_file``; return its exit status."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        log.write(f"$ {shlex.join(command)}\n".encode())
+        log.flush()
+        return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+
+
+@dataclass
+class GridResult:
+    """What :func:`run_grid` did: run ids by outcome."""
+
+    skipped: list[str]
+    finished: list[str]
+    failed: list[str]
+
+
+def run_grid(
+    runs: Sequence[RunSpec],
+    runs_dir: Path,
+    *,
+    command: CommandBuilder,
+    executor: Executor = subprocess_executor,
+    fail_fast: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> GridResult:
+    """Run every unfinished run of ``runs`` one after the other, skipping finished ones and resuming others.
+
+    Args:
+        runs: the runs to do (a shard of a grid, typically).
+        runs_dir: the folder that holds one folder per run (named by :attr:`RunSpec.run_id`) and ``_logs/``.
+        command: ``command(spec, run_dir, resume) -> argv``.
+        executor: ``executor(argv, log_file) -> exit status``; a run counts as finished only when it exits 0
+            *and* left its ``summary.json``.
+        fail_fast: stop at the first failed run instead of going on with the others.
+        progress: show a progress bar over runs (with elapsed time and ETA) on stderr.
+        echo: where to print one line per run (default: through the progress bar, or stderr).
+
+    Returns:
+        The run ids skipped, finished and failed.
+    """
+    from tqdm.auto import tqdm
+
+    result = GridResult([], [], [])
+    todo = []
+    for spec in runs:
+        if run_status(runs_dir / spec.run_id) == "done":
+            result.skipped.append(spec.run_id)
+        else:
+            todo.append(spec)
+    bar = tqdm(total=len(todo), desc="runs", unit="run", disable=not progress, dynamic_ncols=True,
+               file=sys.stderr)
+    say = echo or (lambda msg: tqdm.write(msg, file=sys.stderr))
+    if result.skipped:
+        say(f"{len(result.skipped)} of {len(runs)} runs already finished; {len(todo)} to do")
+    try:
+        for k, spec in enumerate(todo, 1):
+            run_dir = runs_dir / spec.run_id
+            resume = run_status(run_dir) == "resume"
+            if not resume and run_dir.exists():
+                # No checkpoint means no finished epoch: nothing to keep, and a fresh run wants an empty folder.
+                shutil.rmtree(run_dir)
+            bar.set_postfix_str(spec.run_id, refresh=True)
+            argv = command(spec, run_dir, resume)
+            log_file = runs_dir / LOG_DIR / f"{spec.run_id}.log"
+            start = time.monotonic()
+            code = executor(argv, log_file)
+            took = time.monotonic() - start
+            ok = code == 0 and (run_dir / SUMMARY).is_file()
+            verb = "resumed" if resume else "ran"
+            if ok:
+                result.finished.append(spec.run_id)
+                top1 = _read_metric(run_dir, "top1")
+                shown = f", top-1 {top1:.2f}%" if top1 is not None else ""
+                say(f"[{k}/{len(todo)}] {verb} {spec.run_id} in {_duration(took)}{shown}")
+            else:
+                result.failed.append(spec.run_id)
+                say(f"[{k}/{len(todo)}] FAILED {spec.run_id} (exit {code}) after {_duration(took)}; log: {log_file}")
+            bar.update(1)
+            if not ok and fail_fast:
+                break
+    finally:
+        bar.close()
+    return result
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _read_summary(run_dir: Path) -> dict | None:
+    try:
+        with open(run_dir / SUMMARY, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _read_metric(run_dir: Path, key: str) -> float | None:
+    summary = _read_summary(run_dir)
+    value = None if summary is None else summary.get(key)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+# ------------------------------------------------------------------------------------------------------ tables
+@dataclass(frozen=True)
+class CellStats:
+    """The finished runs of one cell: their values, mean, sample std (ddof = 1) and the paper's number."""
+
+    values: tuple[float, ...]
+    paper: float | None
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.values) / self.n if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        if self.n < 2:
+            return None
+        m = self.mean
+        assert m is not None
+        return math.sqrt(sum((v - m) ** 2 for v in self.values) / (self.n - 1))
+
+
+def metric_value(summary: dict, metric: str) -> float | None:
+    """The quantity a table shows from one ``summary.json``: ``top1`` or ``top1_error`` (100 − top1)."""
+    top1 = summary.get("top1")
+    if not isinstance(top1, (int, float)):
+        return None
+    return float(top1) if metric == "top1" else 100.0 - float(top1)
+
+
+def collect(experiment: Experiment, runs: Sequence[RunSpec], runs_dir: Path) -> dict[tuple[str, str], CellStats]:
+    """Read the finished runs of ``runs`` (all shards: whatever is in ``runs_dir``) into one entry per cell."""
+    values: dict[tuple[str, str], list[float]] = {}
+    for spec in runs:
+        summary = _read_summary(runs_dir / spec.run_id)
+        value = None if summary is None else metric_value(summary, experiment.metric)
+        if value is not None:
+            values.setdefault(spec.cell, []).append(value)
+    return {
+        (row.label, col.label): CellStats(tuple(values.get((row.label, col.label), ())),
+                                          experiment.paper_value(row, col))
+        for row in experiment.rows
+        for col in experiment.columns
+    }
+
+
+def format_cell(stats: CellStats) -> str:
+    """``"75.12 ± 0.31 (n=5) · paper 75.36"``; an empty cell reads ``"— · paper 75.36"``; no paper number "—"."""
+    paper = "—" if stats.paper is None else f"{stats.paper:.2f}"
+    if stats.mean is None:
+        measured = "—"
+    elif stats.std is None:
+        measured = f"{stats.mean:.2f} (n=1)"
+    else:
+        measured = f"{stats.mean:.2f} ± {stats.std:.2f} (n={stats.n})"
+    return f"{measured} · paper {paper}"
+
+
+def markdown_table(experiment: Experiment, cells: dict[tuple[str, str], CellStats], *, note: str = "") -> str:
+    """The experiment's Markdown table: one row per method (or swept value), one column per dataset setting."""
+    what = "top-1 error (%)" if experiment.metric == "top1_error" else "top-1 accuracy (%)"
+    first = "method" if experiment.sweep is None else experiment.rows[0].label.split(" = ")[0]
+    head = "| " + " | ".join([first, *(c.label for c in experiment.columns)]) + " |"
+    rule = "|" + "---|" * (len(experiment.columns) + 1)
+    lines = [f"## {experiment.title}", "",
+             f"Each cell: measured {what}, last epoch, mean ± std (sample std) over the n finished runs, "
+             "then the paper's number (— where a cell has no finished run or the paper has no number).", ""]
+    if note:
+        lines += [note, ""]
+    lines += [head, rule]
+    for row in experiment.rows:
+        cells_text = [format_cell(cells[(row.label, col.label)]) for col in experiment.columns]
+        lines.append("| " + " | ".join([row.label, *cells_text]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_sweep(experiment: Experiment, cells: dict[tuple[str, str], CellStats], path: Path) -> Path | None:
+    """For a κ or τ sweep: accuracy (mean ± std over finished runs) against the swept value, as a PNG.
+
+    Returns the path written, or ``None`` when the experiment is not a sweep or has no finished cell.
+    """
+    if experiment.sweep is None:
+        return None
+    name, values = experiment.sweep
+    column = experiment.columns[0]
+    xs, means, stds, paper_x, paper_y = [], [], [], [], []
+    for value, row in zip(values, experiment.rows, strict=True):
+        stats = cells[(row.label, column.label)]
+        if stats.mean is not None:
+            xs.append(value)
+            means.append(stats.mean)
+            stds.append(stats.std or 0.0)
+        if stats.paper is not None:
+            paper_x.append(value)
+            paper_y.append(stats.paper)
+    if not xs:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    symbol = {"kappa": "κ", "tau": "τ"}.get(name, name)
+    fig, ax = plt.subplots(figsize=(5, 3.5), constrained_layout=True)
+    ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label="measured (mean ± std)")
+    if paper_x:
+        ax.scatter(paper_x, paper_y, marker="*", s=120, color="tab:red", zorder=3, label="paper")
+    if name == "kappa":
+        ax.set_xscale("log")
+        ax.set_xticks(list(values), [f"{v:g}" for v in values])
+        ax.minorticks_off()
+    ax.set_xlabel(symbol)
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(f"Remix-DRW, {column.label}: accuracy vs {symbol}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_results(experiment: Experiment, runs: Sequence[RunSpec], runs_dir: Path) -> tuple[Path, Path | None, str]:
+    """Write ``RUNS/<table>.md`` (and ``RUNS/<table>.png`` for a sweep); return their paths and the table text."""
+    cells = collect(experiment, runs, runs_dir)
+    finished = sum(c.n for c in cells.values())
+    note = f"{finished} of {len(runs)} runs finished (runs folder: `{runs_dir}`)."
+    text = markdown_table(experiment, cells, note=note)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    md = runs_dir / f"{experiment.name}.md"
+    png = plot_sweep(experiment, cells, runs_dir / f"{experiment.name}.png")
+    if png is not None:
+        text += f"\n![{experiment.title}]({png.name})\n"
+    md.write_text(text, encoding="utf-8")
+    return md, png, text
+
+
+def describe(runs: Sequence[RunSpec], runs_dir: Path, command: CommandBuilder) -> list[str]:
+    """One line per run for ``--dry-run``: position, status (done/resume/todo) and the full command."""
+    width = len(str(len(runs)))
+    lines = []
+    for k, spec in enumerate(runs, 1):
+        run_dir = runs_dir / spec.run_id
+        status = run_status(run_dir)
+        lines.append(f"[{k:>{width}}/{len(runs)}] {status:<6} {shlex.join(command(spec, run_dir, status == 'resume'))}")
+    return lines
+
+
+def check_runs_dir(runs_dir: Path) -> None:
+    """Fail early, with one clear line, if the runs folder cannot be created or written."""
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        probe = runs_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to the runs folder {runs_dir}: {exc.strerror or exc}") from None

@@ -1,0 +1,279 @@
+"""The grid runner: enumeration, --dry-run, sharding, skip/resume, and the Markdown tables (no real training)."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from remixup import reproduce as rp
+from remixup.cli import main
+from remixup.experiments import (
+    EXPERIMENTS,
+    KAPPA_KEY,
+    TABLE1,
+    TABLE5,
+    enumerate_runs,
+    get_experiment,
+)
+
+
+def fake_finished(run_dir: Path, top1: float) -> None:
+    """A run folder as the engine leaves it at the end (summary.json last)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "checkpoint.pt").write_bytes(b"x")
+    (run_dir / "summary.json").write_text(json.dumps({"top1": top1, "method": "x"}))
+
+
+class FakeEngine:
+    """An executor that records commands and 'trains' by writing summary.json (or fails for chosen runs)."""
+
+    def __init__(self, fail: set[str] = frozenset(), top1: float = 50.0) -> None:
+        self.calls: list[list[str]] = []
+        self.fail = fail
+        self.top1 = top1
+
+    def __call__(self, argv: list[str], log_file: Path) -> int:
+        self.calls.append(argv)
+        out = Path(argv[argv.index("--out") + 1])
+        if out.name in self.fail:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "checkpoint.pt").write_bytes(b"half")
+            return 1
+        fake_finished(out, self.top1)
+        return 0
+
+
+# --------------------------------------------------------------------------------------------------- the grids
+def test_table1_grid_size_and_cells():
+    runs = enumerate_runs(TABLE1)
+    assert len(runs) == 8 * 8 * 5
+    assert len({r.run_id for r in runs}) == len(runs)
+    assert {r.method for r in runs} == {"erm", "drs", "drw", "ldam-drw", "mixup", "remix", "remix-drs", "remix-drw"}
+    assert {(r.column.dataset, r.column.imbalance, r.column.ratio) for r in runs} == {
+        (d, p, k) for d in ("cifar10", "cifar100") for p in ("longtail", "step") for k in (100, 10)
+    }
+    assert {r.recipe for r in runs} == {"paper"}
+
+
+def test_paper_numbers_are_spec_values():
+    cells = {(r.row.label, r.column.label): TABLE1.paper_value(r.row, r.column) for r in enumerate_runs(TABLE1)}
+    assert cells[("ERM", "C10 LT-100")] == 71.86
+    assert cells[("Remix-DRW", "C100 Step-10")] == 60.44
+    assert cells[("Mixup", "C10 Step-100")] == 65.80
+    assert all(v is not None for v in cells.values())
+    t5 = {(r.row.label, r.column.label): TABLE5.paper_value(r.row, r.column) for r in enumerate_runs(TABLE5)}
+    assert t5[("Remix-CM", "C100 LT-10")] == 60.15
+    assert {r.method for r in enumerate_runs(TABLE5)} == {"manifold-mixup", "remix-mm", "cutmix", "remix-cm"}
+    inat = get_experiment("inat")
+    assert inat.metric == "top1_error" and inat.recipe == "inat200"
+    cinic = get_experiment("cinic10")
+    assert cinic.paper[("Remix-DRW", "CINIC-10 LT-100")] == 67.76
+
+
+def test_sweeps_share_the_default_run_with_table1():
+    kappa = enumerate_runs(get_experiment("kappa"), seeds=[0])
+    tau = enumerate_runs(get_experiment("tau"), seeds=[0])
+    assert len(kappa) == 6 and len(tau) == 5
+    t1_ids = {r.run_id for r in enumerate_runs(TABLE1, seeds=[0])}
+    shared = [r for r in kappa + tau if r.run_id in t1_ids]
+    assert [r.row.label for r in shared] == ["κ = 3", "τ = 0.5"]
+    assert any(f"{KAPPA_KEY}=1.5" in r.overrides for r in kappa)
+    # the paper's number sits on the default point only
+    exp = get_experiment("kappa")
+    assert [exp.paper_value(r.row, r.column) for r in kappa] == [None, None, None, 79.76, None, None]
+
+
+def test_seeds_epochs_and_recipe_enter_the_run_id():
+    a = enumerate_runs(TABLE1, seeds=[0, 1], subset_seeds=[0, 7], epochs=25, recipe="ldam")
+    assert len(a) == 8 * 8 * 4
+    ids = {r.run_id for r in a}
+    assert len(ids) == len(a)
+    assert all("_ldam_e25_" in i for i in ids)
+    assert not ids & {r.run_id for r in enumerate_runs(TABLE1, seeds=[0, 1], subset_seeds=[0, 7])}
+
+
+@pytest.mark.parametrize("bad", [dict(seeds=[]), dict(seeds=[1, 1]), dict(subset_seeds=[])])
+def test_bad_seed_lists(bad):
+    with pytest.raises(ValueError, match="seed"):
+        enumerate_runs(TABLE1, **bad)
+
+
+def test_unknown_table_lists_valid_ones():
+    with pytest.raises(ValueError, match="valid tables: table1, table5"):
+        get_experiment("table2")
+
+
+def test_parse_seeds_and_shard():
+    assert rp.parse_seeds("0-4") == [0, 1, 2, 3, 4]
+    assert rp.parse_seeds("0-2,7") == [0, 1, 2, 7]
+    assert rp.parse_shard("1/4") == (1, 4)
+    for bad in ("4/4", "1", "a/b", "-1/3", "0/0"):
+        with pytest.raises(ValueError, match="--shard"):
+            rp.parse_shard(bad)
+    with pytest.raises(ValueError, match="seeds"):
+        rp.parse_seeds("3-1")
+
+
+@pytest.mark.parametrize("n", [1, 3, 7])
+def test_shards_partition_the_grid(n):
+    grid = enumerate_runs(TABLE1)
+    shards = [rp.take_shard(grid, i, n) for i in range(n)]
+    ids = [r.run_id for shard in shards for r in shard]
+    assert sorted(ids) == sorted(r.run_id for r in grid)  # union = all, and no run twice
+    assert len(ids) == len(set(ids))
+    for i, shard in enumerate(shards):
+        assert [grid.index(r) % n for r in shard] == [i] * len(shard)
+
+
+# ------------------------------------------------------------------------------------------------- commands
+def test_build_command(tmp_path):
+    spec = enumerate_runs(get_experiment("kappa"), seeds=[3], subset_seeds=[1], epochs=2)[0]
+    cmd = rp.build_command(spec, tmp_path / "r", True, data_root="/data", device="cpu", python="py")
+    assert cmd[:4] == ["py", "-m", "remixup", "train"]
+    text = " ".join(cmd)
+    for part in ("--dataset cifar10", "--imbalance longtail", "--ratio 100", "--method remix-drw",
+                 "--recipe paper", "--seed 3", "--subset-seed 1", "--epochs 2", "--data-root /data",
+                 "--device cpu", f"--out {tmp_path / 'r'}", "--resume", f"{KAPPA_KEY}=1"):
+        assert part in text
+    inat = enumerate_runs(get_experiment("inat"), seeds=[0])[0]
+    assert "--ratio" not in rp.build_command(inat, tmp_path, False)
+
+
+def test_dry_run_lists_whole_grid(tmp_path, capsys):
+    runs_dir = tmp_path / "runs"
+    first = enumerate_runs(TABLE1)[0]
+    fake_finished(runs_dir / first.run_id, 70.0)
+    assert main(["reproduce", "table1", "--dry-run", "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    listed = [line for line in out if line.startswith("[")]
+    assert len(listed) == 320
+    assert out[0].startswith("# table1: 320 runs")
+    assert " done " in listed[0] and " todo " in listed[1]
+    assert all("-m remixup train --dataset" in line for line in listed)
+    assert out[-1] == "# 1 done, 0 to resume, 319 to run"
+    assert not (runs_dir / "table1.md").exists()  # a dry run writes nothing
+
+
+def test_dry_run_shard(tmp_path, capsys):
+    assert main(["reproduce", "table5", "--dry-run", "--shard", "2/3", "--seeds", "0",
+                 "--runs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "32 runs, shard 2/3: 10 runs" in out
+    assert out.count("\n[") == 10
+
+
+def test_cli_user_errors(tmp_path, capsys):
+    assert main(["reproduce", "nope", "--dry-run"]) == 2
+    assert "unknown table 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["reproduce", "table1", "--shard", "5/2"])
+    assert main(["reproduce", "table1", "--epochs", "0", "--dry-run"]) == 2
+    assert main(["reproduce", "table1", "--set", "novalue", "--dry-run"]) == 2
+
+
+# ------------------------------------------------------------------------------------------- skip and resume
+def test_run_grid_skips_resumes_and_runs(tmp_path):
+    runs = enumerate_runs(TABLE5, seeds=[0], subset_seeds=[0])[:4]
+    done, half, stale, fresh = runs
+    fake_finished(tmp_path / done.run_id, 60.0)
+    (tmp_path / half.run_id).mkdir()
+    (tmp_path / half.run_id / "checkpoint.pt").write_bytes(b"epoch 3")
+    (tmp_path / stale.run_id).mkdir()
+    (tmp_path / stale.run_id / "config.yaml").write_text("partial: true\n")  # started, no finished epoch
+    engine = FakeEngine()
+    result = rp.run_grid(runs, tmp_path, command=partial(rp.build_command, python="py"), executor=engine,
+                         progress=False, echo=lambda msg: None)
+    assert result.skipped == [done.run_id]
+    assert result.finished == [half.run_id, stale.run_id, fresh.run_id]
+    assert result.failed == []
+    by_out = {Path(c[c.index("--out") + 1]).name: c for c in engine.calls}
+    assert set(by_out) == {half.run_id, stale.run_id, fresh.run_id}
+    assert "--resume" in by_out[half.run_id]
+    assert "--resume" not in by_out[stale.run_id] and "--resume" not in by_out[fresh.run_id]
+    assert not (tmp_path / stale.run_id / "config.yaml").exists()  # cleared before the fresh start
+    # A second pass finds everything finished and runs nothing.
+    again = FakeEngine()
+    result = rp.run_grid(runs, tmp_path, command=partial(rp.build_command, python="py"), executor=again,
+                         progress=False, echo=lambda msg: None)
+    assert again.calls == [] and len(result.skipped) == 4
+
+
+def test_run_grid_failure_and_missing_summary(tmp_path):
+    runs = enumerate_runs(TABLE5, seeds=[0])[:3]
+    engine = FakeEngine(fail={runs[0].run_id})
+    result = rp.run_grid(runs, tmp_path, command=partial(rp.build_command, python="py"), executor=engine,
+                         progress=False, echo=lambda msg: None)
+    assert result.failed == [runs[0].run_id] and len(result.finished) == 2
+    # exit 0 without summary.json is not a finished run
+    result = rp.run_grid(runs[:1], tmp_path, command=partial(rp.build_command, python="py"),
+                         executor=lambda argv, log: 0, progress=False, echo=lambda msg: None)
+    assert result.failed == [runs[0].run_id]
+    # fail-fast stops after the first failure; the failed run resumes from its checkpoint next time
+    engine = FakeEngine(fail={runs[0].run_id})
+    shutil_runs = [runs[0], *enumerate_runs(TABLE5, seeds=[1])[:2]]
+    result = rp.run_grid(shutil_runs, tmp_path, command=partial(rp.build_command, python="py"), executor=engine,
+                         fail_fast=True, progress=False, echo=lambda msg: None)
+    assert len(engine.calls) == 1 and "--resume" in engine.calls[0]
+
+
+def test_subprocess_executor_logs(tmp_path):
+    import sys
+
+    log = tmp_path / "logs" / "x.log"
+    code = rp.subprocess_executor([sys.executable, "-c", "print('hello'); raise SystemExit(3)"], log)
+    assert code == 3
+    text = log.read_text()
+    assert text.startswith("$ ") and "hello" in text
+
+
+# ------------------------------------------------------------------------------------------------------ tables
+def test_format_cell():
+    assert rp.format_cell(rp.CellStats((70.0, 72.0), 71.86)) == "71.00 ± 1.41 (n=2) · paper 71.86"
+    assert rp.format_cell(rp.CellStats((70.0,), 71.86)) == "70.00 (n=1) · paper 71.86"
+    assert rp.format_cell(rp.CellStats((), 71.86)) == "— · paper 71.86"
+    assert rp.format_cell(rp.CellStats((), None)) == "— · paper —"
+
+
+def test_table_from_runs(tmp_path, capsys):
+    grid = enumerate_runs(TABLE1, seeds=[0, 1])
+    erm_c10 = [r for r in grid if r.cell == ("ERM", "C10 LT-100")]
+    for spec, top1 in zip(erm_c10, (70.0, 74.0), strict=True):
+        fake_finished(tmp_path / spec.run_id, top1)
+    assert main(["reproduce", "table1", "--table-only", "--seeds", "0,1", "--runs-dir", str(tmp_path)]) == 0
+    text = (tmp_path / "table1.md").read_text()
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("| method |"))
+    assert header.count("|") == 10 and "C10 LT-100" in header and "C100 Step-10" in header
+    erm = next(line for line in lines if line.startswith("| ERM |"))
+    assert "| 72.00 ± 2.83 (n=2) · paper 71.86 |" in erm
+    assert "| — · paper 86.22 |" in erm
+    assert "2 of 128 runs finished" in text
+    assert len([line for line in lines if line.startswith("| ") and "paper" in line]) == 8
+    assert "72.00 ± 2.83" in capsys.readouterr().out
+
+
+def test_inat_table_shows_error(tmp_path):
+    exp = get_experiment("inat")
+    runs = enumerate_runs(exp, seeds=[0])
+    fake_finished(tmp_path / runs[0].run_id, 70.0)
+    _, png, text = rp.write_results(exp, runs, tmp_path)
+    assert png is None
+    assert "| LDAM-DRW | 30.00 (n=1) · paper 31.42 |" in text
+    assert "top-1 error" in text
+
+
+@pytest.mark.parametrize(("name", "default_row"), [("tau", "| τ = 0.5 | 64.50 ± 0.71 (n=2) · paper 79.76 |"),
+                                                     ("kappa", "| κ = 3 | 66.50 ± 0.71 (n=2) · paper 79.76 |")])
+def test_sweep_table_and_plot(tmp_path, name, default_row):
+    exp = EXPERIMENTS[name]
+    runs = enumerate_runs(exp, seeds=[0, 1])
+    for k, spec in enumerate(runs[:-2]):  # the last value has no finished run: a gap in the plot, "—" in the table
+        fake_finished(tmp_path / spec.run_id, 60.0 + k)
+    md, png, text = rp.write_results(exp, runs, tmp_path)
+    assert png is not None and png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+    assert f"{name}.png" in text and md.read_text() == text
+    assert default_row in text
+    assert "| — · paper — |" in text
