@@ -1,0 +1,142 @@
+"""The method registry: every method of the paper (and a few beyond it) by name, as data.
+
+A method is a composition (Remix, arXiv 2007.03943, §4 and Tables 1–5):
+
+    mixer × label policy × loss × class weighting × sampling
+
+- ``mixer``: ``None`` (train on clean samples), ``"mixup"``, ``"cutmix"`` or ``"manifold"`` (hidden layers);
+- ``labels``: ``"plain"`` (λy = λx, or the hard label without a mixer) or ``"remix"`` (the Remix rule);
+- ``loss``: a name of :func:`remixup.losses.build_loss` (``ce``, ``focal``, ``ldam``, ``cb``, ``la``, ``bs``);
+- ``weighting``: ``None``, ``"rw"`` (class weights from the start) or ``"drw"`` (deferred to the recipe's deferral
+  epoch);
+- ``sampling``: ``None``, ``"rs"`` (class-balanced re-sampling from the start) or ``"drs"`` (deferred).
+
+The engine reads these fields; it never branches on a method's name. Names are matched case-insensitively, and
+spaces or underscores count as hyphens, so the paper's spellings "Remix-DRW" and "Manifold Mixup" work.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MIXERS = (None, "mixup", "cutmix", "manifold")
+LABEL_POLICIES = ("plain", "remix")
+WEIGHTINGS = (None, "rw", "drw")
+SAMPLINGS = (None, "rs", "drs")
+
+
+@dataclass(frozen=True)
+class Method:
+    """One trainable method: what to mix, how to label, which loss, and when to re-balance.
+
+    Attributes:
+        name: canonical name (lower case, hyphens), e.g. ``"remix-drw"``.
+        mixer: ``None`` | ``"mixup"`` | ``"cutmix"`` | ``"manifold"``.
+        labels: ``"plain"`` | ``"remix"``; ``"remix"`` needs a mixer.
+        loss: loss name for :func:`remixup.losses.build_loss`.
+        weighting: ``None`` | ``"rw"`` | ``"drw"``.
+        sampling: ``None`` | ``"rs"`` | ``"drs"``.
+        paper_name: the spelling used in the paper's tables.
+    """
+
+    name: str
+    mixer: str | None = None
+    labels: str = "plain"
+    loss: str = "ce"
+    weighting: str | None = None
+    sampling: str | None = None
+    paper_name: str = ""
+
+    def __post_init__(self) -> None:
+        # Internal invariants of the registry below, not user input.
+        assert self.mixer in MIXERS and self.labels in LABEL_POLICIES, self
+        assert self.weighting in WEIGHTINGS and self.sampling in SAMPLINGS, self
+        assert self.labels == "plain" or self.mixer is not None, self
+
+    @property
+    def mixes(self) -> bool:
+        """True when the method trains on mixed samples."""
+        return self.mixer is not None
+
+    @property
+    def deferred(self) -> bool:
+        """True when re-weighting or re-sampling waits for the deferral epoch."""
+        return self.weighting == "drw" or self.sampling == "drs"
+
+    @property
+    def classifier(self) -> str:
+        """The classifier head the loss expects: LDAM uses a normalised linear layer (Cao et al. 2019)."""
+        return "norm" if self.loss == "ldam" else "linear"
+
+    def describe(self) -> str:
+        """One line: ``name: mixer=..., labels=..., loss=..., weighting=..., sampling=...``."""
+        parts = [
+            f"mixer={self.mixer or 'none'}",
+            f"labels={self.labels if self.mixer else '-'}",
+            f"loss={self.loss}",
+            f"weighting={self.weighting or 'none'}",
+            f"sampling={self.sampling or 'none'}",
+        ]
+        return f"{self.name}: " + ", ".join(parts)
+
+
+def _m(name: str, paper: str, **kw: str | None) -> tuple[str, Method]:
+    return name, Method(name=name, paper_name=paper, **kw)  # type: ignore[arg-type]
+
+
+METHODS: dict[str, Method] = dict(
+    [
+        # Baselines without mixing (Table 1 and LDAM-DRW's comparisons).
+        _m("erm", "ERM"),
+        _m("focal", "Focal", loss="focal"),
+        _m("rw-focal", "RW-Focal", loss="focal", weighting="rw"),
+        _m("rs", "RS", sampling="rs"),
+        _m("rw", "RW", weighting="rw"),
+        _m("drs", "DRS", sampling="drs"),
+        _m("drw", "DRW", weighting="drw"),
+        _m("ldam", "LDAM", loss="ldam"),
+        _m("ldam-drw", "LDAM-DRW", loss="ldam", weighting="drw"),
+        # Mixing with plain labels.
+        _m("mixup", "Mixup", mixer="mixup"),
+        _m("manifold-mixup", "Manifold Mixup", mixer="manifold"),
+        _m("cutmix", "CutMix", mixer="cutmix"),
+        _m("mixup-drw", "Mixup-DRW", mixer="mixup", weighting="drw"),
+        _m("mixup-drs", "Mixup-DRS", mixer="mixup", sampling="drs"),
+        # Remix and its compositions.
+        _m("remix", "Remix", mixer="mixup", labels="remix"),
+        _m("remix-rs", "Remix-RS", mixer="mixup", labels="remix", sampling="rs"),
+        _m("remix-rw", "Remix-RW", mixer="mixup", labels="remix", weighting="rw"),
+        _m("remix-drs", "Remix-DRS", mixer="mixup", labels="remix", sampling="drs"),
+        _m("remix-drw", "Remix-DRW", mixer="mixup", labels="remix", weighting="drw"),
+        _m("remix-ldam-drw", "Remix-LDAM-DRW", mixer="mixup", labels="remix", loss="ldam", weighting="drw"),
+        _m("remix-ldam-drs", "Remix-LDAM-DRS", mixer="mixup", labels="remix", loss="ldam", sampling="drs"),
+        _m("remix-mm", "Remix-MM", mixer="manifold", labels="remix"),
+        _m("remix-cm", "Remix-CM", mixer="cutmix", labels="remix"),
+        # Beyond the paper: logit adjustment (Menon et al. 2021) and balanced softmax (Ren et al. 2020).
+        _m("la", "LA", loss="la"),
+        _m("bs", "BS", loss="bs"),
+        _m("remix-la", "Remix-LA", mixer="mixup", labels="remix", loss="la"),
+        _m("remix-bs", "Remix-BS", mixer="mixup", labels="remix", loss="bs"),
+    ]
+)
+
+
+def canonical_name(name: str) -> str:
+    """Lower-case ``name`` and turn runs of spaces/underscores/hyphens into one hyphen ("Manifold Mixup" → "manifold-mixup")."""
+    return re.sub(r"[\s_\-]+", "-", str(name).strip().lower())
+
+
+def get_method(name: str) -> Method:
+    """Look a method up by name (case-insensitive; the paper's spelling works).
+
+    Raises:
+        TypeError: ``name`` is not a string.
+        ValueError: unknown name; the message lists the valid ones.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"`method` must be a method name (str); got {name!r} of type {type(name).__name__}")
+    key = canonical_name(name)
+    if key not in METHODS:
+        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}")
+    return METHODS[key]

@@ -1,0 +1,105 @@
+"""Classification metrics for long-tailed data, computed from counts that can be summed across DDP ranks.
+
+Evaluation accumulates a :class:`MetricCounts` (a confusion matrix (C, C) int64 and the number of top-5 hits);
+counts add up, so a DDP job all-reduces them with one ``SUM`` and every rank derives the same metrics. No
+torchmetrics is needed: a confusion matrix is all these metrics require, and summing it is exact.
+
+Group accuracies follow the usual long-tail convention (Liu et al. 2019, OLTR; Cao et al. 2019): classes with more
+than 100 training samples are *many*-shot, 20–100 *medium*-shot and fewer than 20 *few*-shot; a group's accuracy is
+the mean of its classes' accuracies, and ``None`` when the group has no class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+MANY_ABOVE = 100  # many-shot: n > 100
+FEW_BELOW = 20  # few-shot: n < 20
+
+
+@dataclass
+class MetricCounts:
+    """Sufficient statistics of evaluation: ``confusion`` (C, C) int64 (row = true class, column = prediction)
+    and ``top5`` (scalar int64, number of samples whose class is among the 5 highest logits)."""
+
+    confusion: torch.Tensor
+    top5: torch.Tensor
+
+    @classmethod
+    def zeros(cls, num_classes: int, device: torch.device | str = "cpu") -> MetricCounts:
+        return cls(torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device), torch.zeros((), dtype=torch.int64, device=device))
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch: ``logits`` (B, C), ``target`` (B,) int class indices."""
+        c = self.confusion.shape[0]
+        pred = logits.argmax(dim=1)
+        self.confusion += torch.bincount(target * c + pred, minlength=c * c).reshape(c, c)
+        k = min(5, c)
+        self.top5 += (logits.topk(k, dim=1).indices == target[:, None]).any(dim=1).sum()
+
+    def all_reduce(self) -> None:
+        """Sum the counts over all ranks of the default process group (no-op without one)."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(self.confusion)
+            torch.distributed.all_reduce(self.top5)
+
+
+def per_class_accuracy(confusion: torch.Tensor) -> list[float | None]:
+    """Accuracy (%) of every class from a confusion matrix; ``None`` for a class without test samples."""
+    conf = confusion.detach().to("cpu", torch.float64)
+    support = conf.sum(dim=1)
+    acc = 100.0 * conf.diagonal() / support.clamp(min=1)
+    return [float(a) if s > 0 else None for a, s in zip(acc.tolist(), support.tolist())]
+
+
+def shot_groups(class_counts: Any) -> dict[str, list[int]]:
+    """Class indices of the many (> 100), medium (20–100) and few (< 20) training-sample groups."""
+    counts = [int(n) for n in torch.as_tensor(class_counts).tolist()]
+    return {
+        "many": [c for c, n in enumerate(counts) if n > MANY_ABOVE],
+        "medium": [c for c, n in enumerate(counts) if FEW_BELOW <= n <= MANY_ABOVE],
+        "few": [c for c, n in enumerate(counts) if n < FEW_BELOW],
+    }
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def summarize(counts: MetricCounts, class_counts: Any) -> dict[str, Any]:
+    """All metrics from the counts, as plain Python values (percentages 0–100).
+
+    Args:
+        counts: the evaluation's :class:`MetricCounts`.
+        class_counts: (C,) training samples per class, for the many/medium/few groups.
+
+    Returns:
+        ``{"top1", "top5", "balanced_acc", "many", "medium", "few", "per_class", "confusion", "num_samples"}``;
+        ``balanced_acc`` is the mean per-class accuracy over classes with test samples; a group with no class
+        (or no test sample) is ``None``.
+    """
+    conf = counts.confusion.detach().to("cpu")
+    total = int(conf.sum())
+    per_class = per_class_accuracy(conf)
+    groups = shot_groups(class_counts)
+    return {
+        "top1": 100.0 * float(conf.diagonal().sum()) / total if total else None,
+        "top5": 100.0 * float(counts.top5) / total if total else None,
+        "balanced_acc": _mean(per_class),
+        **{name: _mean([per_class[c] for c in members]) for name, members in groups.items()},
+        "per_class": per_class,
+        "confusion": conf.tolist(),
+        "num_samples": total,
+    }
+
+
+def lam_y_forced(lam_x: torch.Tensor, lam_y: torch.Tensor) -> torch.Tensor:
+    """Number of pairs whose label factor the policy changed (λy ≠ λx: Remix forced it to 0 or 1), as a 0-d tensor.
+
+    Kept as a count on the device (no host sync per step); the share is ``forced / pairs`` over an epoch.
+    """
+    return (lam_y != lam_x).sum()
