@@ -250,6 +250,11 @@ class WeightedLoss(nn.Module):
             w = w.to(self._device())
         self.weight = w
 
+    @property
+    def effective_weight(self) -> torch.Tensor | None:
+        """The class weights ``w`` (C,) the reduction uses (``weight``; subclasses may combine it), or None."""
+        return self.weight
+
     def _num_classes(self) -> int | None:
         return None
 
@@ -274,7 +279,7 @@ class WeightedLoss(nn.Module):
                 f"`weight` of `{type(self).__name__}` has {self.weight.numel()} entries but the logits have "
                 f"{logits.shape[1]} classes"
             )
-        return _reduce(self.per_class_loss(_as_float(logits)), target, self.weight, self.reduction)
+        return _reduce(self.per_class_loss(_as_float(logits)), target, self.effective_weight, self.reduction)
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}, weighted={self.weight is not None}"
@@ -452,10 +457,10 @@ class ClassBalancedLoss(_CountLoss):
         self._check_classes(logits)
         return _focal_matrix(logits, self.gamma) if self.base == "focal" else _nll_matrix(logits)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        _check_target(logits, target, "ClassBalancedLoss")
-        w = self.cb_weight if self.weight is None else self.cb_weight * self.weight.to(self.cb_weight)
-        return _reduce(self.per_class_loss(_as_float(logits)), target, w, self.reduction)
+    @property
+    def effective_weight(self) -> torch.Tensor:
+        """``cb_weight``, times ``weight`` when one is set (C,)."""
+        return self.cb_weight if self.weight is None else self.cb_weight * self.weight.to(self.cb_weight)
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}, base={self.base!r}, " + super().extra_repr()
