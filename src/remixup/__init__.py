@@ -1,3 +1,43 @@
-"""remixup: Remix (Rebalanced Mixup) and the long-tail methods around it, for PyTorch."""
+"""remixup: Remix (Rebalanced Mixup) and the long-tail methods around it, for PyTorch.
+
+The core pieces work in any training loop::
+
+    from remixup import Remix, soft_cross_entropy
+    remix = Remix(class_counts, alpha=1.0, kappa=3.0, tau=0.5)
+    x_mixed, y_soft = remix(x, y)
+    loss = soft_cross_entropy(model(x_mixed), y_soft)
+"""
+
+from remixup.manifold import ManifoldMixup
+from remixup.mixing import (
+    CutMixMixer,
+    MixOutput,
+    MixRecord,
+    MixTransform,
+    MixupLabels,
+    MixupMixer,
+    Remix,
+    RemixLabels,
+    forced_share,
+    remix_label_factor,
+    sample_beta,
+    soft_targets,
+)
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "CutMixMixer",
+    "ManifoldMixup",
+    "MixOutput",
+    "MixRecord",
+    "MixTransform",
+    "MixupLabels",
+    "MixupMixer",
+    "Remix",
+    "RemixLabels",
+    "forced_share",
+    "remix_label_factor",
+    "sample_beta",
+    "soft_targets",
+]
