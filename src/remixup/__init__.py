@@ -8,6 +8,7 @@ The core pieces work in any training loop::
     loss = soft_cross_entropy(model(x_mixed), y_soft)
 """
 
+from remixup.losses import build_loss, soft_cross_entropy
 from remixup.manifold import ManifoldMixup
 from remixup.mixing import (
     CutMixMixer,
@@ -38,6 +39,8 @@ __all__ = [
     "RemixLabels",
     "forced_share",
     "remix_label_factor",
+    "build_loss",
+    "soft_cross_entropy",
     "sample_beta",
     "soft_targets",
 ]
