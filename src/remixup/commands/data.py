@@ -1,0 +1,98 @@
+"""``remixup data``: a dataset's per-class training counts after an imbalance profile.
+
+    remixup data --dataset cifar10 --imbalance longtail --ratio 100 --data-root DIR [--json] [--plot FILE.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from remixup.errors import UserError
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    from remixup.data.profiles import PROFILES
+    from remixup.data.registry import DATASETS
+
+    parser.add_argument("--dataset", required=True, choices=list(DATASETS), help="registered dataset name")
+    parser.add_argument("--imbalance", default="longtail", choices=list(PROFILES), help="imbalance profile (default: longtail)")
+    parser.add_argument("--ratio", type=float, default=100.0, help="imbalance ratio rho = n_max / n_min, >= 1 (default: 100)")
+    parser.add_argument("--mu", type=float, default=0.5, help="share of minority classes for the step profile, in (0, 1)")
+    parser.add_argument("--subset-seed", type=int, default=0, help="seed of the per-class subset choice (default: 0)")
+    parser.add_argument(
+        "--data-root", default=os.environ.get("REMIXUP_DATA_ROOT", "data"),
+        help="folder with the dataset files (for npz: the file); default $REMIXUP_DATA_ROOT or ./data",
+    )
+    parser.add_argument("--download", action="store_true", help="CIFAR only: download the official archive (MD5-checked)")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
+    parser.add_argument("--plot", metavar="FILE.png", help="also save a bar chart of the counts")
+
+
+def summarize(args: argparse.Namespace) -> dict[str, Any]:
+    """Load the training split, apply the profile and return the counts as a JSON-ready dict."""
+    from remixup.data.profiles import describe_counts, make_imbalanced
+    from remixup.data.registry import load_dataset
+
+    ds = load_dataset(args.dataset, args.data_root, train=True, download=args.download)
+    sub = make_imbalanced(ds, args.imbalance, ratio=args.ratio, mu=args.mu, subset_seed=args.subset_seed)
+    counts = [int(n) for n in sub.class_counts.tolist()]
+    return {
+        "dataset": args.dataset,
+        "imbalance": args.imbalance,
+        "ratio": args.ratio,
+        "mu": args.mu,
+        "subset_seed": args.subset_seed,
+        "num_classes": len(counts),
+        "classes": list(sub.classes),
+        "counts": counts,
+        "total": sum(counts),
+        "max_over_min": max(counts) / min(counts),
+        "shots": describe_counts(counts),
+    }
+
+
+def _table(summary: dict[str, Any]) -> str:
+    width = max(5, *(len(c) for c in summary["classes"]))
+    lines = [
+        f"{summary['dataset']}  imbalance={summary['imbalance']}  ratio={summary['ratio']:g}  subset_seed={summary['subset_seed']}",
+        f"{'label':>5}  {'class':<{width}}  {'count':>7}",
+    ]
+    for i, (name, n) in enumerate(zip(summary["classes"], summary["counts"])):
+        lines.append(f"{i:>5}  {name:<{width}}  {n:>7}")
+    shots = summary["shots"]
+    lines.append(f"{'':>5}  {'total':<{width}}  {summary['total']:>7}")
+    lines.append(f"many-shot (>100): {shots['many']}  medium (20-100): {shots['medium']}  few (<20): {shots['few']}")
+    return "\n".join(lines)
+
+
+def _plot(summary: dict[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.12 * summary["num_classes"] + 3.0), 3.2))
+    ax.bar(range(summary["num_classes"]), summary["counts"], color="tab:blue")
+    ax.set_yscale("log")
+    ax.set_xlabel("class (label)")
+    ax.set_ylabel("training samples")
+    ax.set_title(f"{summary['dataset']} {summary['imbalance']} ρ={summary['ratio']:g} (total {summary['total']})")
+    fig.tight_layout()
+    try:
+        fig.savefig(path)
+    except OSError as exc:
+        raise UserError(f"cannot write the plot {path}: {exc.strerror or exc}") from exc
+    finally:
+        plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    summary = summarize(args)
+    if args.plot:
+        _plot(summary, args.plot)
+    print(json.dumps(summary) if args.json else _table(summary), file=sys.stdout)
+    return 0

@@ -1,0 +1,130 @@
+"""The dataset registry: one explicit dict from name to spec, and :func:`load_dataset`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from remixup._validation import check_choice
+from remixup.data.augment import BatchAugment, RandomResizedCropFlip, ResizeCenterCrop
+from remixup.data.datasets import ArrayDataset, ImageFileDataset
+from remixup.data.sources import load_cifar, load_cinic10, load_digits, load_image_folder, load_inat2018, load_npz, load_toy
+
+KINDS = ("small_image", "large_image", "vector")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What the rest of remixup needs to know about a dataset before loading it.
+
+    Attributes:
+        name: registry key.
+        kind: ``"small_image"`` (uint8 (N, H, W, C) in memory, :class:`TensorLoader` + :class:`BatchAugment`),
+            ``"large_image"`` (files, DataLoader + :class:`RandomResizedCropFlip`) or ``"vector"`` (float (N, D)).
+        num_classes: C, or ``None`` when it depends on the files (image folder, npz).
+        mean, std: per-channel normalisation in [0, 1] units (``None`` for vectors).
+        model: default model name in the model registry.
+        image_size: side in pixels of the network input (``None`` for vectors).
+        crop_padding: zero padding of the random crop for small images (0: no crop).
+        flip: whether horizontal flips are label-preserving (not for digits).
+        description: one line for ``remixup data`` and the docs.
+    """
+
+    name: str
+    kind: str
+    num_classes: int | None
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+    model: str
+    image_size: int | None
+    crop_padding: int = 0
+    flip: bool = False
+    description: str = ""
+
+    def train_augment(self, *, channels_last: bool = False) -> BatchAugment | RandomResizedCropFlip | None:
+        """The training augmentation for this dataset (None for vectors)."""
+        if self.kind == "small_image":
+            return BatchAugment(self.mean, self.std, padding=self.crop_padding, flip=self.flip, channels_last=channels_last)  # type: ignore[arg-type]
+        if self.kind == "large_image":
+            return RandomResizedCropFlip(self.image_size or 224, mean=self.mean or IMAGENET_MEAN, std=self.std or IMAGENET_STD)
+        return None
+
+    def eval_transform(self, *, channels_last: bool = False) -> BatchAugment | ResizeCenterCrop | None:
+        """The evaluation transform: normalisation only (small images), resize + centre crop (large images)."""
+        if self.kind == "small_image":
+            return BatchAugment(self.mean, self.std, padding=0, flip=False, channels_last=channels_last)  # type: ignore[arg-type]
+        if self.kind == "large_image":
+            size = self.image_size or 224
+            return ResizeCenterCrop(size, resize=round(size * 256 / 224), mean=self.mean or IMAGENET_MEAN, std=self.std or IMAGENET_STD)
+        return None
+
+
+# CIFAR statistics as used by LDAM-DRW's and most Remix reimplementations' code (their std is the per-image
+# std averaged over images, 0.2023…, slightly below the pixel std 0.247…); kept so recipes match theirs.
+DATASETS: dict[str, DatasetSpec] = {
+    "cifar10": DatasetSpec("cifar10", "small_image", 10, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), "resnet32", 32, 4, True,
+                           "CIFAR-10: official python pickles (cifar-10-batches-py/) or cifar10.npz"),
+    "cifar100": DatasetSpec("cifar100", "small_image", 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "resnet32", 32, 4, True,
+                            "CIFAR-100 fine labels: cifar-100-python/ or cifar100.npz"),
+    "cinic10": DatasetSpec("cinic10", "small_image", 10, (0.4789, 0.4723, 0.4305), (0.2421, 0.2383, 0.2587), "resnet18", 32, 4, True,
+                           "CINIC-10: train/ valid/ test/ with one folder of 32-px PNGs per class (evaluates on valid)"),
+    "inat2018": DatasetSpec("inat2018", "large_image", 8142, IMAGENET_MEAN, IMAGENET_STD, "resnet50", 224, 0, True,
+                            "iNaturalist 2018: train2018.json / val2018.json and the image tree (naturally long-tailed)"),
+    "imagefolder": DatasetSpec("imagefolder", "large_image", None, IMAGENET_MEAN, IMAGENET_STD, "resnet50", 224, 0, True,
+                               "any image folder: train/<class>/* and val/<class>/*"),
+    "npz": DatasetSpec("npz", "small_image", None, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "resnet32", 32, 4, True,
+                       "arrays in a .npz (x_train, y_train, x_test, y_test); --data-root is the file"),
+    "digits": DatasetSpec("digits", "small_image", 10, (0.3053,), (0.3759,), "digits_cnn", 8, 1, False,
+                          "scikit-learn's bundled 8x8 digits (embedded, no download)"),
+    "blobs": DatasetSpec("blobs", "vector", 2, None, None, "mlp", None, 0, False, "two Gaussian blobs in 2-D"),
+    "moons": DatasetSpec("moons", "vector", 2, None, None, "mlp", None, 0, False, "two interleaving moons in 2-D"),
+    "circles": DatasetSpec("circles", "vector", 2, None, None, "mlp", None, 0, False, "two concentric circles in 2-D"),
+}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The spec of a registered dataset; an unknown name lists the valid ones."""
+    check_choice(name, "dataset", list(DATASETS), owner="load_dataset")
+    return DATASETS[name]
+
+
+def load_dataset(
+    name: str, root: str | Path | None = None, *, train: bool, download: bool = False
+) -> ArrayDataset | ImageFileDataset:
+    """Load the balanced training (``train=True``) or test split of a registered dataset.
+
+    Apply :func:`~remixup.data.profiles.make_imbalanced` to the training split afterwards; test sets stay balanced.
+
+    Args:
+        name: a key of :data:`DATASETS`.
+        root: data root folder (for ``npz``: the .npz file). Ignored by ``digits`` and the 2-D toys.
+        train: training split (else the evaluation split: CIFAR test, CINIC-10 valid, iNaturalist val).
+        download: CIFAR only: fetch the official archive (MD5-checked) when it is not in ``root``.
+
+    Returns:
+        :class:`ArrayDataset` for small images and vectors, :class:`ImageFileDataset` for large images (without a
+        transform: set ``dataset.transform`` to ``spec.train_augment()`` or ``spec.eval_transform()``).
+
+    Raises:
+        ValueError: an unknown name, or no ``root`` for a dataset on disk.
+        DataError: missing, truncated or inconsistent files (the message names the file).
+    """
+    spec = get_spec(name)
+    if name == "digits":
+        return load_digits(train=train)
+    if spec.kind == "vector":
+        return load_toy(name, train=train)
+    if root is None:
+        raise ValueError(f"`root` of `load_dataset` is required for {name!r}: the folder that holds its files (--data-root)")
+    if name in ("cifar10", "cifar100"):
+        return load_cifar(name, root, train=train, download=download)
+    if name == "cinic10":
+        return load_cinic10(root, train=train)
+    if name == "inat2018":
+        return load_inat2018(root, train=train)
+    if name == "imagefolder":
+        return load_image_folder(root, train=train)
+    return load_npz(root, train=train)
