@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 # Override keys of `remixup train` for the Remix label rule (remixup.config). Kept in one place so the sweeps
 # follow the config if its key names change.
-KAPPA_KEY = "remix.kappa"
-TAU_KEY = "remix.tau"
+KAPPA_KEY = "mixing.kappa"
+TAU_KEY = "mixing.tau"
 DEFAULT_KAPPA = 3.0
 DEFAULT_TAU = 0.5
 

@@ -1,0 +1,327 @@
+"""Plots and a Markdown summary of run folders written by ``remixup train`` (docs/ARCHITECTURE.md, run folders).
+
+For each run: per-class accuracy against class size (log x), training curves (train loss, train accuracy and
+test top-1 per epoch), the share of pairs whose λy was forced to 0 or 1 over training (mixing methods), and the
+confusion matrix (rows normalised to the true class). For several runs, the per-class and curve plots are also
+drawn overlaid for comparison. ``report.md`` holds a table of every run's ``summary.json`` metrics and links the
+images.
+
+An unfinished run (no ``summary.json``) still gets its curves from ``metrics.jsonl``; it is marked unfinished and
+its final-metric plots are left out, so no partial result reads as complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from remixup.errors import UserError
+
+SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    # (summary key, table heading, format)
+    ("top1", "top-1", "{:.2f}"),
+    ("top5", "top-5", "{:.2f}"),
+    ("balanced_acc", "balanced", "{:.2f}"),
+    ("many", "many", "{:.2f}"),
+    ("medium", "medium", "{:.2f}"),
+    ("few", "few", "{:.2f}"),
+    ("lam_y_forced", "λy forced", "{:.3f}"),
+    ("epochs", "epochs", "{}"),
+    ("images_per_s", "images/s", "{:.0f}"),
+    ("wall_time_s", "wall (s)", "{:.0f}"),
+)
+
+
+@dataclass
+class Run:
+    """What a run folder holds: its summary (``None`` while unfinished) and its per-epoch metrics rows."""
+
+    path: Path
+    summary: dict[str, Any] | None
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.summary is not None
+
+    @property
+    def name(self) -> str:
+        return self.path.name or str(self.path)
+
+    @property
+    def label(self) -> str:
+        """A short legend label: the method (and dataset) when known, else the folder name."""
+        s = self.summary or {}
+        method = s.get("method")
+        return f"{method} ({self.name})" if method else self.name
+
+
+def _is_run(path: Path) -> bool:
+    return any((path / f).is_file() for f in ("summary.json", "metrics.jsonl", "metrics.csv"))
+
+
+def find_runs(paths: Sequence[Path | str]) -> list[Path]:
+    """Run folders among ``paths``: each path is a run folder or a folder whose sub-folders are run folders."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            raise UserError(f"not a folder: {p}")
+        if _is_run(p):
+            found.append(p)
+            continue
+        children = sorted(c for c in p.iterdir() if c.is_dir() and _is_run(c))
+        if not children:
+            raise UserError(f"{p} is not a run folder (no summary.json or metrics.jsonl) and holds none")
+        found.extend(children)
+    return found
+
+
+def load_run(path: Path | str) -> Run:
+    """Read a run folder: ``summary.json`` if present, and ``metrics.jsonl`` (or ``metrics.csv``)."""
+    path = Path(path)
+    summary = None
+    if (path / "summary.json").is_file():
+        try:
+            summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path / 'summary.json'} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    epochs: list[dict[str, Any]] = []
+    if (path / "metrics.jsonl").is_file():
+        for line in (path / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            try:
+                epochs.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line cut short by a kill: keep the complete epochs before it
+    elif (path / "metrics.csv").is_file():
+        with open(path / "metrics.csv", newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                epochs.append({k: _number(v) for k, v in row.items()})
+    return Run(path, summary, epochs)
+
+
+def _number(text: str | None) -> Any:
+    if text is None or text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return int(value) if value.is_integer() and "." not in text else value
+
+
+def _series(run: Run, key: str) -> tuple[list[float], list[float]]:
+    """Epochs and values of ``key`` over the rows that have a finite number for it."""
+    xs, ys = [], []
+    for k, row in enumerate(run.epochs):
+        value = row.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            epoch = row.get("epoch", k)
+            xs.append(float(epoch if isinstance(epoch, (int, float)) else k))
+            ys.append(float(value))
+    return xs, ys
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------------ plots
+def plot_per_class(runs: Sequence[Run], path: Path) -> Path | None:
+    """Per-class test accuracy against the class's training size (log x), one marker series per run."""
+    usable = [r for r in runs if r.summary and r.summary.get("per_class") and r.summary.get("class_counts")]
+    if not usable:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    for run in usable:
+        counts = [float(c) for c in run.summary["class_counts"]]
+        acc = [float(a) for a in run.summary["per_class"]]
+        if len(counts) != len(acc):
+            raise UserError(f"{run.path / 'summary.json'}: `per_class` has {len(acc)} entries but `class_counts` "
+                            f"has {len(counts)}")
+        ax.scatter(counts, acc, s=22, alpha=0.75, label=run.label)
+    ax.set_xscale("log")
+    ax.set_xlabel("training samples in the class (log scale)")
+    ax.set_ylabel("test accuracy of the class (%)")
+    ax.set_ylim(-3, 103)
+    for edge in (20, 100):  # the few / medium / many-shot boundaries of SPEC §4
+        ax.axvline(edge, color="grey", lw=0.8, ls=":")
+    ax.grid(alpha=0.3)
+    ax.set_title("Per-class accuracy vs class size")
+    if len(usable) > 1 or usable[0].summary.get("method"):
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_curves(runs: Sequence[Run], path: Path) -> Path | None:
+    """Training curves: train loss; train accuracy and test top-1 per epoch."""
+    usable = [r for r in runs if r.epochs]
+    if not usable:
+        return None
+    plt = _pyplot()
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    for k, run in enumerate(usable):
+        color = f"C{k % 10}"
+        ax_loss.plot(*_series(run, "train_loss"), color=color, label=run.label)
+        ax_acc.plot(*_series(run, "train_acc"), color=color, ls="--", label=f"{run.label}: train")
+        ex, ey = _series(run, "top1")
+        ax_acc.plot(ex, ey, color=color, marker="o" if len(ex) < 30 else None, ms=3, label=f"{run.label}: test top-1")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("training loss")
+    ax_loss.set_title("Training loss")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("accuracy (%)")
+    ax_acc.set_title("Train accuracy (dashed) and test top-1")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_lam_y_forced(runs: Sequence[Run], path: Path) -> Path | None:
+    """Share of pairs whose λy was forced to 0 or 1, per epoch; ``None`` when no run logged one (no mixing)."""
+    series = [(run, _series(run, "lam_y_forced")) for run in runs]
+    series = [(run, xy) for run, xy in series if xy[0]]
+    if not series:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
+    for run, (xs, ys) in series:
+        ax.plot(xs, ys, label=run.label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("share of pairs with λy ∈ {0, 1}")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.set_title("Remix: pairs relabelled to the minority class")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_confusion(run: Run, path: Path) -> Path | None:
+    """Confusion matrix heatmap, rows (true class) normalised to percentages; numbers shown up to 12 classes."""
+    matrix = (run.summary or {}).get("confusion")
+    if not matrix:
+        return None
+    import numpy as np
+
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise UserError(f"{run.path / 'summary.json'}: `confusion` must be a square matrix; got shape {m.shape}")
+    rows = m.sum(axis=1, keepdims=True)
+    pct = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0) * 100
+    plt = _pyplot()
+    size = min(10.0, 3.0 + 0.4 * m.shape[0])
+    fig, ax = plt.subplots(figsize=(size + 1, size), constrained_layout=True)
+    image = ax.imshow(pct, cmap="Blues", vmin=0, vmax=100)
+    fig.colorbar(image, ax=ax, label="% of the true class")
+    if m.shape[0] <= 12:
+        for i in range(m.shape[0]):
+            for j in range(m.shape[1]):
+                ax.text(j, i, f"{pct[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                        color="white" if pct[i, j] > 50 else "black")
+        ax.set_xticks(range(m.shape[0]))
+        ax.set_yticks(range(m.shape[0]))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"Confusion matrix: {run.label}")
+    return _save(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------------- report
+def _cell(summary: dict[str, Any], key: str, fmt: str) -> str:
+    value = summary.get(key)
+    if value is None:
+        return "—"
+    try:
+        return fmt.format(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def summary_table(runs: Sequence[Run]) -> str:
+    """A Markdown table of the ``summary.json`` metrics, one row per run (unfinished runs marked)."""
+    head = ["run", "method", "data", *(h for _, h, _ in SUMMARY_COLUMNS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for run in runs:
+        s = run.summary
+        if s is None:
+            last = run.epochs[-1].get("epoch", len(run.epochs)) if run.epochs else 0
+            cells = [run.name, "—", "—", f"unfinished (last logged epoch {last})"] + [""] * (len(SUMMARY_COLUMNS) - 1)
+        else:
+            data = " ".join(str(s[k]) for k in ("dataset", "imbalance", "ratio") if s.get(k) is not None) or "—"
+            cells = [run.name, str(s.get("method", "—")), data,
+                     *(_cell(s, key, fmt) for key, _, fmt in SUMMARY_COLUMNS)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "run"
+
+
+def make_report(run_dirs: Sequence[Path | str], out: Path | str) -> Path:
+    """Write the PNGs and ``report.md`` for ``run_dirs`` (run folders, or folders of run folders) into ``out``.
+
+    Returns:
+        The path of ``report.md``.
+
+    Raises:
+        UserError: a path is not a folder, holds no run, or a run's files are corrupt.
+    """
+    out = Path(out)
+    paths = find_runs(run_dirs)
+    runs = [load_run(p) for p in paths]
+    out.mkdir(parents=True, exist_ok=True)
+    slugs: dict[str, int] = {}
+    md = ["# remixup report", "", f"{len(runs)} run(s); accuracies in %, last epoch "
+          "(never a model chosen on the test set). λy forced: share of mixed pairs whose label factor Remix set "
+          "to 0 or 1.", "", summary_table(runs)]
+
+    def rel(p: Path) -> str:
+        return p.relative_to(out).as_posix()
+
+    if len(runs) > 1:
+        compared = [plot_per_class(runs, out / "compare_per_class.png"), plot_curves(runs, out / "compare_curves.png"),
+                    plot_lam_y_forced(runs, out / "compare_lam_y_forced.png")]
+        images = [p for p in compared if p is not None]
+        if images:
+            md += ["## All runs", ""] + [f"![{p.stem}]({rel(p)})" for p in images] + [""]
+    for run in runs:
+        slug = _slug(run.name)
+        slugs[slug] = slugs.get(slug, 0) + 1
+        if slugs[slug] > 1:  # two folders with the same name under different parents
+            slug = f"{slug}-{slugs[slug]}"
+        folder = out / slug
+        images = [
+            plot_per_class([run], folder / "per_class.png"),
+            plot_curves([run], folder / "curves.png"),
+            plot_lam_y_forced([run], folder / "lam_y_forced.png"),
+            plot_confusion(run, folder / "confusion.png"),
+        ]
+        md += [f"## {run.label}", "", f"Folder: `{run.path}`" + ("" if run.finished else " — **unfinished**"), ""]
+        md += [f"![{p.stem}]({rel(p)})" for p in images if p is not None]
+        if run.finished and images[2] is None:
+            md.append("(no λy-forced share: not a mixing method)")
+        md.append("")
+    path = out / "report.md"
+    path.write_text("\n".join(md), encoding="utf-8")
+    return path
