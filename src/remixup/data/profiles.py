@@ -62,8 +62,8 @@ def profile_counts(
         if num_classes == 1:
             counts = [n_max]
         else:
-            # (1/ρ)^(c/(C−1)) rather than ρ^(−c/(C−1)): the form LDAM-DRW evaluates, so floor() agrees bit for bit.
-            counts = [int(math.floor(n_max * (1.0 / ratio) ** (c / (num_classes - 1)))) for c in range(num_classes)]
+            # LDAM-DRW evaluates n_max·(1/ρ)^(c/(C−1)); on CIFAR's sizes and ρ ∈ {10, 50, 100, 200} both floor alike.
+            counts = [int(math.floor(n_max * ratio ** (-c / (num_classes - 1)))) for c in range(num_classes)]
     else:
         n_major = math.ceil((1.0 - mu) * num_classes)
         counts = [n_max] * n_major + [int(math.floor(n_max / ratio))] * (num_classes - n_major)
