@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from remixup.balancing import effective_number
 from remixup.losses import (
     LOSSES,
     NEEDS_COUNTS,
@@ -20,7 +21,6 @@ from remixup.losses import (
     LogitAdjustedLoss,
     SoftCrossEntropy,
     build_loss,
-    effective_number,
     ldam_margins,
     soft_cross_entropy,
 )

@@ -33,7 +33,6 @@ Build one by name with :func:`build_loss`.
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Any
 
 import numpy as np
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from remixup._validation import check_choice, check_class_counts, check_number
+from remixup.balancing import class_weights
 
 __all__ = [
     "LOSSES",
@@ -53,7 +53,6 @@ __all__ = [
     "SoftCrossEntropy",
     "WeightedLoss",
     "build_loss",
-    "effective_number",
     "ldam_margins",
     "soft_cross_entropy",
 ]
@@ -179,32 +178,6 @@ def soft_cross_entropy(
     _check_target(logits, target, "soft_cross_entropy")
     w = _check_weight(weight, owner="soft_cross_entropy", num_classes=logits.shape[1])
     return _reduce(_nll_matrix(_as_float(logits)), target, w, reduction)
-
-
-def effective_number(n: Any, beta: float) -> torch.Tensor:
-    """Effective number of samples ``E(n) = (1 − β^n) / (1 − β)`` (Cui et al. 2019), elementwise, float64.
-
-    ``1 − β^n`` is computed as ``−expm1(n·log β)``, accurate when ``β`` is close to 1. ``β = 0`` gives 1 for every
-    class; ``β → 1`` tends to ``n``.
-
-    Args:
-        n: class counts, any shape.
-        beta: ``0 ≤ β < 1``.
-
-    Returns:
-        float64 tensor of ``n``'s shape.
-    """
-    beta = check_number(beta, "beta", owner="effective_number", low=0.0, high=1.0, high_open=True)
-    n = torch.as_tensor(np.asarray(n, dtype=np.float64))
-    if beta == 0.0:
-        return torch.ones_like(n)
-    return -torch.expm1(n * math.log(beta)) / (1.0 - beta)
-
-
-def _class_balanced_weights(class_counts: torch.Tensor, beta: float) -> torch.Tensor:
-    """``w_c ∝ 1 / E(n_c)``, normalised so that ``Σ_c w_c = C`` (float32 (C,))."""
-    w = 1.0 / effective_number(class_counts, beta)
-    return (w * (w.numel() / w.sum())).to(torch.float32)
 
 
 def ldam_margins(class_counts: Any, max_margin: float = 0.5) -> torch.Tensor:
@@ -451,7 +424,9 @@ class ClassBalancedLoss(_CountLoss):
         self.beta = check_number(beta, "beta", owner="ClassBalancedLoss", low=0.0, high=1.0, high_open=True)
         self.base = check_choice(base, "base", ("ce", "focal"), owner="ClassBalancedLoss")
         self.gamma = check_number(gamma, "gamma", owner="ClassBalancedLoss", low=0.0)
-        self.register_buffer("cb_weight", _class_balanced_weights(self.class_counts, self.beta), persistent=False)
+        # w_c ∝ 1/E(n_c) summing to C: the same weights as re-weighting (RW), from remixup.balancing.
+        cb_weight = class_weights(self.class_counts.double(), kind="effective", beta=self.beta)
+        self.register_buffer("cb_weight", cb_weight.to(torch.float32), persistent=False)
 
     def per_class_loss(self, logits: torch.Tensor) -> torch.Tensor:
         self._check_classes(logits)
