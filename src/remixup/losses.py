@@ -216,11 +216,13 @@ class WeightedLoss(nn.Module):
     def set_weight(self, weight: Any) -> None:
         """Replace the class weights (C,) (or remove them with None), e.g. when deferred re-weighting starts.
 
-        The new weights are moved to the device of the module's other buffers, if any.
+        The new weights are moved to the device of the module's other buffers; a module without buffers keeps the
+        device the weights were given on (pass them on the training device).
         """
         w = _check_weight(weight, owner=type(self).__name__, num_classes=self._num_classes())
-        if w is not None:
-            w = w.to(self._device())
+        device = self._device()
+        if w is not None and device is not None:
+            w = w.to(device)
         self.weight = w
 
     @property
@@ -231,10 +233,11 @@ class WeightedLoss(nn.Module):
     def _num_classes(self) -> int | None:
         return None
 
-    def _device(self) -> torch.device:
+    def _device(self) -> torch.device | None:
+        # Without other buffers (plain CE, no weight yet) the new weight keeps the device it was given on.
         for b in self.buffers():
             return b.device
-        return torch.device("cpu")
+        return None
 
     def per_class_loss(self, logits: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """``ℓ`` (B, C): the loss of sample n if its label were class c."""
