@@ -64,13 +64,14 @@ REDUCTIONS = ("mean", "sum", "none")
 # Shared helpers
 # --------------------------------------------------------------------------------------------------------------
 def _check_weight(weight: Any, *, owner: str, num_classes: int | None = None) -> torch.Tensor | None:
-    """Return ``weight`` as a float32 tensor (C,) of finite non-negative numbers, or None."""
+    """Return ``weight`` as a floating tensor (C,) of finite non-negative numbers (float32 unless given as a
+    floating tensor), or None."""
     if weight is None:
         return None
     where = f" of `{owner}`"
     try:
         if isinstance(weight, torch.Tensor):
-            w = weight.detach().to(torch.float32)
+            w = weight.detach() if weight.dtype.is_floating_point else weight.detach().to(torch.float32)
         else:
             w = torch.as_tensor(np.asarray(weight, dtype=np.float32))
     except (TypeError, ValueError) as exc:
