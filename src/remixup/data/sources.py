@@ -6,6 +6,7 @@ the file and says what to do.
 
 from __future__ import annotations
 
+import codecs
 import json
 import pickle
 import zipfile
@@ -48,6 +49,12 @@ for _mod in ("numpy.core", "numpy._core"):
     _PICKLE_GLOBALS[(f"{_mod}.numeric", "_frombuffer")] = _numeric._frombuffer
 _PICKLE_GLOBALS[("numpy", "ndarray")] = np.ndarray
 _PICKLE_GLOBALS[("numpy", "dtype")] = np.dtype
+# Protocol-2 pickles written by Python 3 rebuild bytes with codecs.encode(str, "latin1"): a pure function.
+_PICKLE_GLOBALS[("_codecs", "encode")] = codecs.encode
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    pass
 
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):
@@ -63,7 +70,7 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
         try:
             return _PICKLE_GLOBALS[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR batch") from None
+            raise _RefusedGlobal(f"global {module}.{name} is not allowed in a CIFAR batch") from None
 
 
 def _load_pickle(path: Path) -> dict[bytes, Any]:
@@ -72,6 +79,8 @@ def _load_pickle(path: Path) -> dict[bytes, Any]:
     try:
         with open(path, "rb") as f:
             obj = _ArrayOnlyUnpickler(f, encoding="bytes").load()
+    except _RefusedGlobal as exc:
+        raise DataError(f"refusing to load {path}: {exc}; it is not an official CIFAR batch (pickles can run code)") from exc
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError) as exc:
         raise DataError(f"cannot read CIFAR batch {path}: {exc}; the file is truncated or corrupt, extract the official archive again") from exc
     if not isinstance(obj, dict):
@@ -126,7 +135,8 @@ def load_npz(path: str | Path, *, train: bool, num_classes: int | None = None) -
         raise _missing(path, "npz file", "check --data-root or create the file with numpy.savez")
     split = "train" if train else "test"
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        # Open the file ourselves: np.load leaks its own handle when the zip directory is unreadable.
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
             missing = [k for k in (f"x_{split}", f"y_{split}") if k not in archive.files]
             if missing:
                 raise DataError(f"{path} lacks the arrays {missing}; it needs x_train, y_train, x_test, y_test")
