@@ -320,7 +320,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 def valid_keys() -> list[str]:
     """Every ``section.key`` that overrides accept."""
-    return list(TrainConfig().flat())
+    return [key for key in TrainConfig().flat() if key != "recipe"]
 
 
 def _unknown(key: str) -> ValueError:

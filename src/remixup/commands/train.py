@@ -1,0 +1,80 @@
+"""``remixup train``: train a model with a named method and recipe; the command only builds the config.
+
+    remixup train --dataset cifar10 --imbalance longtail --ratio 100 --method remix-drw --recipe ldam \\
+        --data-root DIR --out DIR [--epochs N] [--seed S] [--subset-seed T] [--device cpu|cuda] \\
+        [--config FILE] [--resume] [--no-progress] [key=value ...]
+
+``key=value`` overrides any config field (``mixing.kappa=2``, ``optim.lr=0.05``, ``run.eval_every=5``); run
+``remixup train --keys`` for the list. With ``--resume`` the run continues from ``OUT/checkpoint.pt`` with the
+settings saved in ``OUT/config.yaml`` (flags given again must agree with them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from remixup.errors import UserError
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", help="dataset name (see `remixup data --help`); default cifar10")
+    parser.add_argument("--imbalance", help="imbalance profile: longtail, step or none (default longtail)")
+    parser.add_argument("--ratio", type=float, help="imbalance ratio rho = n_max / n_min (default 100)")
+    parser.add_argument("--method", help="method name, e.g. remix-drw (see `remixup methods`); default erm")
+    parser.add_argument("--recipe", help="recipe name (paper, ldam, inat90, inat200) or a YAML file; default paper")
+    parser.add_argument("--data-root", default=None,
+                        help="folder with the dataset files; default $REMIXUP_DATA_ROOT or ./data")  # fmt: skip
+    parser.add_argument("--out", help="run folder (config.yaml, checkpoint.pt, metrics.*, summary.json)")
+    parser.add_argument("--epochs", type=int, help="train N epochs; the recipe's milestones, warm-up and deferral scale with it")
+    parser.add_argument("--seed", type=int, help="training seed (default 0)")
+    parser.add_argument("--subset-seed", type=int, help="seed of the imbalanced subset's choice (default 0)")
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--config", metavar="FILE", help="YAML config file (sections data, model, method, optim, schedule, mixing, run)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--keys", action="store_true", help="list the config keys that key=value accepts, and exit")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. mixing.kappa=2 optim.lr=0.05")
+
+
+def _values(args: argparse.Namespace) -> dict[str, Any]:
+    root = args.data_root
+    if root is None and not args.resume:
+        root = os.environ.get("REMIXUP_DATA_ROOT")
+    return {
+        "data.dataset": args.dataset,
+        "data.imbalance": args.imbalance,
+        "data.ratio": args.ratio,
+        "data.root": root,
+        "method.name": args.method,
+        "run.out": args.out,
+        "run.seed": args.seed,
+        "run.subset_seed": args.subset_seed,
+        "run.device": args.device,
+        "run.progress": False if args.no_progress else None,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from remixup.config import build_config, valid_keys
+    from remixup.engine import CONFIG, train
+
+    if args.keys:
+        print("\n".join(valid_keys()))
+        return 0
+    if not args.out:
+        raise UserError("train needs --out DIR, the run folder")
+    config_file = args.config
+    recipe = args.recipe
+    if args.resume and config_file is None and (Path(args.out) / CONFIG).is_file():
+        config_file = Path(args.out) / CONFIG  # the resolved settings of the run being resumed
+    elif recipe is None and config_file is None:
+        recipe = "paper"
+    config = build_config(recipe, config_file=config_file, epochs=args.epochs, values=_values(args), overrides=args.overrides)
+    summary = train(config, resume=args.resume)
+    groups = " ".join(f"{k} {summary[k]:.2f}" if summary[k] is not None else f"{k} -" for k in ("many", "medium", "few"))
+    print(f"{summary['method']} on {summary['dataset']}: top1 {summary['top1']:.2f}  balanced {summary['balanced_acc']:.2f}  "
+          f"{groups}  ({summary['images_per_s']:.0f} img/s)  -> {Path(config.run.out) / 'summary.json'}")  # fmt: skip
+    return 0

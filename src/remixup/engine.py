@@ -1,0 +1,624 @@
+"""The training engine: one loop for CPU, one CUDA GPU and DDP (torchrun), evaluation, checkpoints and resume.
+
+``train(config)`` runs a method of :mod:`remixup.methods` as data: the method says which mixer, label policy, loss,
+class weighting and sampling to use; the loop itself is the same for all of them::
+
+    mix → forward → loss → backward → step
+
+**Devices.** ``run.device=auto`` takes CUDA when available. On CUDA the small-image training set lives on the GPU,
+augmentation runs there in batches, the forward pass runs under bf16 autocast (``run.amp``) and convolutions use
+channels-last memory (``run.channels_last``); both are switches, also on the CPU.
+
+**DDP.** Launched by ``torchrun`` (``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` in the environment), every rank holds the
+whole dataset, computes the same epoch order and keeps every ``world_size``-th index, so the ranks' batches together
+are the single-process global batch (``optim.batch_size`` is global and must divide by the number of ranks).
+Class-balanced re-sampling shards one global draw the same way. Gradients are averaged by DDP; evaluation shards
+the test set and all-reduces the confusion matrix. Backend: gloo on CPU, nccl on CUDA. BatchNorm statistics stay
+per rank (no SyncBatchNorm), as in the usual data-parallel recipes.
+
+**Determinism.** Model initialisation uses ``run.seed`` inside :func:`torch.random.fork_rng` (the caller's global RNG
+is left alone); the epoch order and augmentation derive from (seed, epoch) in the data loader; mixing draws from
+a ``torch.Generator`` re-seeded from (seed, epoch, rank) at the start of every epoch. A checkpoint therefore holds
+everything needed to replay epoch e exactly: model, optimizer (momentum), the epoch, torch's global RNG state and
+the history; resume restarts an interrupted epoch from its start and ends bit-identical on the same hardware.
+
+**Reporting.** Evaluation runs every ``run.eval_every`` epochs and after the last; the result reported in
+``summary.json`` is the last epoch's, never a model chosen on the test set.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import importlib.util
+import io
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from remixup import checkpoint
+from remixup.balancing import ClassBalancedSampler, class_weights, epoch_seed
+from remixup.config import TrainConfig
+from remixup.errors import UserError
+from remixup.methods import Method, get_method
+from remixup.metrics import MetricCounts, summarize
+
+CHECKPOINT = "checkpoint.pt"
+SUMMARY = "summary.json"
+CONFIG = "config.yaml"
+LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "lam_y_forced", "images_per_s", "time_s",
+               "top1", "top5", "balanced_acc", "many", "medium", "few")  # fmt: skip
+# Keys that may change when a run resumes (where and how it runs, not what it computes).
+RESUME_FREE = ("data.root", "run.device", "run.progress", "run.tensorboard", "run.threads", "run.eval_batch_size", "run.out")
+MIX_STREAM = 1000  # epoch_seed stream of the mixing generator (+ rank); the loader uses streams 0 and 1
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Setup: processes, devices, data, model
+# ----------------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Dist:
+    """This process's place in a (possibly single-process) job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` → CUDA when available (``cuda:LOCAL_RANK`` under torchrun), else CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"run.device={name!r} but CUDA is not available on this machine; use --device cpu")
+        return torch.device(name if ":" in name else f"cuda:{local_rank}")
+    return torch.device("cpu")
+
+
+def _setup_processes(device_name: str) -> tuple[Dist, torch.device, bool]:
+    """Read torchrun's environment, pick the device and join the process group; returns (dist, device, owned)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(), resolve_device(device_name), False
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", os.environ["RANK"]))
+    device = resolve_device(device_name, local)
+    owned = not dist.is_initialized()
+    if owned:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(rank, world, local), device, owned
+
+
+@dataclasses.dataclass
+class RunData:
+    """The run's data, on the training device: uint8 images (N, H, W, C) or float vectors (N, D)."""
+
+    spec: Any
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    class_counts: torch.Tensor  # (C,) int64 on the CPU
+    classes: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def is_image(self) -> bool:
+        return self.x_train.ndim == 4
+
+
+def load_data(config: TrainConfig, device: torch.device) -> RunData:
+    """Load the dataset, make the training split imbalanced (``run.subset_seed``) and move both splits to ``device``."""
+    from remixup.data import get_spec, load_dataset, make_imbalanced
+
+    d = config.data
+    spec = get_spec(d.dataset)
+    if spec.kind == "large_image":
+        raise UserError(f"dataset {d.dataset!r} is read from image files; the trainer supports in-memory datasets "
+                        "(cifar10, cifar100, cinic10, npz, digits, blobs, moons, circles) for now")  # fmt: skip
+    train = load_dataset(d.dataset, d.root, train=True, download=d.download)
+    test = load_dataset(d.dataset, d.root, train=False, download=d.download)
+    train = make_imbalanced(train, d.imbalance, ratio=d.ratio, mu=d.mu, subset_seed=config.run.subset_seed)
+    if test.num_classes != train.num_classes:
+        raise UserError(f"{d.dataset}: the test split has {test.num_classes} classes but training has {train.num_classes}")
+    return RunData(spec, train.x.to(device), train.y.to(device), test.x.to(device), test.y.to(device),
+                   train.class_counts.cpu(), list(train.classes))  # fmt: skip
+
+
+def build_run_model(config: TrainConfig, data: RunData, method: Method) -> tuple[nn.Module, str]:
+    """The model named by ``model.name`` (or the dataset's default), initialised from ``run.seed``."""
+    import inspect
+
+    from remixup.models import MODELS, build_model
+
+    name = data.spec.model if config.model.name == "auto" else config.model.name
+    accepted = inspect.signature(MODELS[name].__init__).parameters
+    kw: dict[str, Any] = {"classifier": method.classifier}
+    if data.is_image and "in_channels" in accepted:
+        kw["in_channels"] = int(data.x_train.shape[-1])
+    if not data.is_image and "in_features" in accepted:
+        kw["in_features"] = int(data.x_train.shape[1])
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's global RNG
+        torch.manual_seed(config.run.seed)
+        return build_model(name, data.num_classes, **kw), name
+
+
+def build_mixing(method: Method, config: TrainConfig, model: nn.Module, counts: torch.Tensor, generator: torch.Generator) -> Any:
+    """The batch transform of a mixing method (``None`` for clean training): Mixup/CutMix or manifold mixing."""
+    from remixup.manifold import ManifoldMixup
+    from remixup.mixing import CutMixMixer, MixTransform, MixupLabels, MixupMixer, RemixLabels
+    from remixup.models import get_mixing_points
+
+    if method.mixer is None:
+        return None
+    m = config.mixing
+    labels = RemixLabels(counts.tolist(), kappa=m.kappa, tau=m.tau) if method.labels == "remix" else MixupLabels()
+    if method.mixer == "manifold":
+        points = get_mixing_points(model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model)
+        return ManifoldMixup(model, points, labels=labels, num_classes=counts.numel(), alpha=m.alpha,
+                             per_sample=m.per_sample, generator=generator)  # fmt: skip
+    mixer_cls = CutMixMixer if method.mixer == "cutmix" else MixupMixer
+    return MixTransform(mixer_cls(m.alpha, per_sample=m.per_sample, generator=generator), labels, num_classes=counts.numel())
+
+
+def lr_at(epoch: int, config: TrainConfig) -> float:
+    """Learning rate of ``epoch`` (0-based): linear warm-up, then the milestones' cumulative factors."""
+    s = config.schedule
+    factor = 1.0
+    for milestone, f in zip(s.milestones, s.lr_factors):
+        if epoch >= milestone:
+            factor = f
+    if epoch < s.warmup_epochs:
+        factor *= (epoch + 1) / s.warmup_epochs
+    return config.optim.lr * factor
+
+
+def _flags(config: TrainConfig, device: torch.device, data: RunData) -> tuple[bool, bool]:
+    r = config.run
+    amp = r.amp == "bf16" or (r.amp == "auto" and device.type == "cuda")
+    channels_last = data.is_image and (r.channels_last == "on" or r.channels_last == "auto")
+    return amp, channels_last
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The loop
+# ----------------------------------------------------------------------------------------------------------------
+def mixed_forward(model: nn.Module, mixing: Any, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """Mix (for mixing methods) and forward: ``(logits (B, C), target (B,) or (B, C), MixRecord | None)``."""
+    from remixup.manifold import ManifoldMixup
+
+    if mixing is None:
+        return model(x), y, None
+    if isinstance(mixing, ManifoldMixup):  # mixes inside the forward pass
+        logits, target = mixing(x, y)
+    else:
+        x_mixed, target = mixing(x, y)
+        logits = model(x_mixed)
+    return logits, target, mixing.last
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Any,
+    mixing: Any,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    amp: bool,
+    channels_last: bool,
+    bar: Any,
+    world: Dist,
+) -> dict[str, float]:
+    """One pass over ``loader``; returns train_loss, train_acc (%), lam_y_forced, images and images_per_s.
+
+    Train accuracy of a mixed sample counts the class holding the larger label share (λy ≥ ½ → y_i, else y_j).
+    Statistics stay on the device (no host sync per step) except when the progress bar refreshes.
+    """
+    model.train()
+    device = next(model.parameters()).device
+    totals = torch.zeros(5, dtype=torch.float64, device=device)  # loss sum, correct, seen, forced, pairs
+    steps, start = 0, time.perf_counter()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
+    for x, y in loader:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            logits, target, mixed = mixed_forward(model, mixing, x, y)  # mix → forward
+        loss = criterion(logits.float(), target)  # loss (reduced per sample, then weighted mean)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # backward
+        optimizer.step()  # step
+        with torch.no_grad():
+            hard = y if mixed is None else torch.where(mixed.lam_y >= 0.5, mixed.y, mixed.y_partner)
+            forced = (mixed.lam_y != mixed.lam_x).sum() if mixed is not None else 0
+            totals += torch.stack([loss.detach().double(), (logits.argmax(1) == hard).sum().double(),
+                                   totals.new_tensor(y.shape[0]), totals.new_tensor(0) + forced,
+                                   totals.new_tensor(y.shape[0] if mixed is not None else 0)])  # fmt: skip
+        steps += 1
+        if bar is not None:
+            bar.update(1)
+            if steps % 10 == 1 or steps == len(loader):
+                t = totals.tolist()
+                rate = t[2] * world.world_size / max(time.perf_counter() - start, 1e-9)
+                bar.set_postfix_str(f"loss {t[0] / steps:.4f} acc {100 * t[1] / max(t[2], 1):.2f} img/s {rate:.0f}")
+    if world.world_size > 1:
+        totals = totals.clone()
+        dist.all_reduce(totals)
+    elapsed = time.perf_counter() - start
+    loss_sum, correct, seen, forced, pairs = totals.tolist()
+    return {
+        "train_loss": loss_sum / max(steps * world.world_size, 1),
+        "train_acc": 100.0 * correct / max(seen, 1),
+        "lam_y_forced": forced / pairs if pairs else None,
+        "images": seen,
+        "images_per_s": seen / max(elapsed, 1e-9),
+    }
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    class_counts: Any,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    batch_size: int = 1024,
+    amp: bool = False,
+    channels_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+) -> dict[str, Any]:
+    """Evaluate ``model`` on (x, y): top-1/5, per-class, balanced and many/medium/few accuracy, confusion matrix.
+
+    Args:
+        model: the classifier (not DDP-wrapped: evaluation runs no collective per batch).
+        x: (N, ...) inputs on the model's device: uint8 images (then ``transform`` normalises them) or floats.
+        y: (N,) int64 labels.
+        class_counts: (C,) training counts per class (for the many/medium/few groups).
+        transform: ``transform(x_batch) -> float (B, C, H, W)``, e.g. the dataset's ``eval_transform()``.
+        batch_size: evaluation batch size.
+        amp: bf16 autocast. channels_last: channels-last inputs.
+        rank, world_size: evaluate the shard ``rank::world_size`` and all-reduce the counts (DDP).
+
+    Returns:
+        :func:`remixup.metrics.summarize`'s dict (accuracies in %).
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    counts = MetricCounts.zeros(len(class_counts), device)
+    index = torch.arange(rank, y.shape[0], world_size, device=y.device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
+    for start in range(0, index.numel(), batch_size):
+        idx = index[start : start + batch_size]
+        xb = x[idx]
+        xb = transform(xb) if transform is not None else xb.float()
+        if channels_last and xb.ndim == 4:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            logits = model(xb.to(device))
+        counts.update(logits.float(), y[idx].to(device))
+    if world_size > 1:
+        counts.all_reduce()
+    model.train(was_training)
+    return summarize(counts, class_counts)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Run folder: logs, checkpoints, summary
+# ----------------------------------------------------------------------------------------------------------------
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_logs(out: Path, history: list[dict[str, Any]]) -> None:
+    """Rewrite metrics.jsonl and metrics.csv from the history (one row per completed epoch)."""
+    _write_text(out / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(LOG_COLUMNS)
+    for row in history:
+        writer.writerow(["" if row.get(k) is None else row[k] for k in LOG_COLUMNS])
+    _write_text(out / "metrics.csv", buf.getvalue())
+
+
+def _log_line(row: dict[str, Any], epochs: int) -> str:
+    def f(key: str, fmt: str) -> str:
+        v = row.get(key)
+        return format(v, fmt) if v is not None else "-".rjust(len(format(0.0, fmt)))
+
+    return (f"epoch {row['epoch']:>4d}/{epochs:<4d} lr {row['lr']:.5f}  loss {row['train_loss']:7.4f}  "
+            f"acc {row['train_acc']:6.2f}  forced {f('lam_y_forced', '5.3f')}  top1 {f('top1', '6.2f')}  "
+            f"bal {f('balanced_acc', '6.2f')}  img/s {row['images_per_s']:7.0f}  {row['time_s']:6.1f}s")  # fmt: skip
+
+
+def _prepare_out(out: Path, resume: bool | str, world: Dist) -> bool:
+    """Create and probe the run folder; return True when a checkpoint should be resumed.
+
+    Raises:
+        UserError: the folder cannot be written, or it already holds a run and ``resume`` is False.
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test.{os.getpid()}.{world.rank}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write the output folder {out}: {exc.strerror or exc}") from None
+    has_run = (out / CHECKPOINT).exists() or (out / SUMMARY).exists()
+    if resume is True:
+        return True
+    if resume == "auto":
+        return has_run
+    if has_run:
+        raise UserError(f"{out} already holds a run ({CHECKPOINT}); pass --resume to continue it or choose another --out")
+    return False
+
+
+def _config_for_resume(config: TrainConfig, saved: dict[str, Any], path: Path) -> TrainConfig:
+    """The checkpoint's config with this call's RESUME_FREE keys; any other difference is an error."""
+    old = TrainConfig.from_dict(saved, source=f"the config in {path}")
+    new_flat, old_flat = config.flat(), old.flat()
+    differ = [k for k in new_flat if k not in RESUME_FREE and k != "recipe" and new_flat[k] != old_flat[k]]
+    if differ:
+        shown = ", ".join(f"{k}: {old_flat[k]!r} -> {new_flat[k]!r}" for k in differ[:4])
+        raise UserError(f"cannot resume {path}: the configuration differs from the checkpoint's ({shown}); "
+                        "resume with the same settings or start a new run in another --out")  # fmt: skip
+    for key in RESUME_FREE:
+        section, name = key.split(".")
+        setattr(getattr(old, section), name, getattr(getattr(config, section), name))
+    return old
+
+
+def _make_bar(enabled: bool, total: int, epoch: int, epochs: int) -> Any:
+    if not (enabled and sys.stderr.isatty()):
+        return None
+    return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False, dynamic_ncols=True)
+
+
+def _tensorboard(out: Path, enabled: bool, start_epoch: int) -> Any:
+    if not enabled or importlib.util.find_spec("tensorboard") is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(out / "tensorboard"), purge_step=start_epoch + 1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# train()
+# ----------------------------------------------------------------------------------------------------------------
+def train(config: TrainConfig, *, resume: bool | str = False) -> dict[str, Any]:
+    """Train a model as ``config`` says and write the run folder ``config.run.out`` (docs/ARCHITECTURE.md).
+
+    Args:
+        config: the resolved :class:`~remixup.config.TrainConfig`; validated again here before any work.
+        resume: ``True``: continue from ``OUT/checkpoint.pt`` (it must exist); ``"auto"``: continue when there is
+            one, else start; ``False``: start, refusing a folder that already holds a run. A finished run (its
+            ``summary.json`` exists) is returned as it is when resuming.
+
+    Returns:
+        The summary dict written to ``OUT/summary.json``.
+
+    Raises:
+        UserError / ValueError / TypeError / OSError: configuration, data, checkpoint and output-folder problems,
+            and a non-finite training loss (the last good checkpoint is kept).
+    """
+    config.validate()
+    method = get_method(config.method.name)
+    world, device, owned_group = _setup_processes(config.run.device)
+    try:
+        return _train(config, method, world, device, resume)
+    finally:
+        if owned_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, method: Method, world: Dist, device: torch.device, resume: bool | str) -> dict[str, Any]:
+    from remixup.data import TensorLoader
+    from remixup.losses import build_loss
+
+    out = Path(config.run.out)
+    resuming = _prepare_out(out, resume, world)
+    if resuming and (out / SUMMARY).exists():
+        return json.loads((out / SUMMARY).read_text(encoding="utf-8"))
+    state = checkpoint.load(out / CHECKPOINT) if resuming else None
+    if state is not None:
+        config = _config_for_resume(config, state["config"], out / CHECKPOINT)
+    if config.run.threads:
+        torch.set_num_threads(config.run.threads)
+    r, s, o = config.run, config.schedule, config.optim
+    if o.batch_size % world.world_size:
+        raise UserError(f"optim.batch_size={o.batch_size} must divide by the number of processes ({world.world_size})")
+
+    data = load_data(config, device)
+    counts = data.class_counts
+    amp, channels_last = _flags(config, device, data)
+    model, model_name = build_run_model(config, data, method)
+    model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
+    criterion = build_loss(method.loss, class_counts=counts.tolist()).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov)
+    history: list[dict[str, Any]] = []
+    last_eval: dict[str, Any] | None = None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        history, last_eval = list(state["history"]), state["last_eval"]
+    start_epoch = len(history)
+    net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world.world_size > 1 else model
+    mix_gen = torch.Generator()
+    mixing = build_mixing(method, config, net, counts, mix_gen)
+    loader = TensorLoader(data.x_train, data.y_train, batch_size=o.batch_size // world.world_size, shuffle=True, drop_last=True,
+                          augment=data.spec.train_augment(channels_last=channels_last) if config.data.augment else None,
+                          seed=r.seed, rank=world.rank, world_size=world.world_size)  # fmt: skip
+    if len(loader) == 0:
+        raise UserError(f"optim.batch_size={o.batch_size} is larger than the training set ({data.y_train.numel()} samples)")
+    sampler = ClassBalancedSampler(data.y_train.cpu(), counts, kind="effective", beta=config.method.beta,
+                                   rank=world.rank, world_size=world.world_size, seed=r.seed)  # fmt: skip
+    rw_weights = class_weights(counts, "effective", config.method.beta)
+    eval_transform = data.spec.eval_transform(channels_last=channels_last)
+    if world.main:
+        if state is None:
+            _write_text(out / CONFIG, config.to_yaml(f"resolved config of `remixup train`; rerun with: remixup train --config {out / CONFIG} --out NEW_OUT"))
+        _write_logs(out, history)
+    board = _tensorboard(out, r.tensorboard and world.main, start_epoch)
+
+    for epoch in range(start_epoch, r.epochs):
+        lr = lr_at(epoch, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        deferred_on = epoch >= s.deferral_epoch  # DRW/DRS switch at epoch boundaries
+        weighted = method.weighting == "rw" or (method.weighting == "drw" and deferred_on)
+        criterion.set_weight(rw_weights if weighted else None)
+        loader.sampler = sampler if method.sampling == "rs" or (method.sampling == "drs" and deferred_on) else None
+        loader.set_epoch(epoch)
+        mix_gen.manual_seed(epoch_seed(r.seed, epoch, MIX_STREAM + world.rank))
+        tic = time.perf_counter()
+        bar = _make_bar(r.progress and world.main, len(loader), epoch, r.epochs)
+        try:
+            stats = train_one_epoch(net, loader, mixing, criterion, optimizer, amp=amp, channels_last=channels_last, bar=bar, world=world)
+        finally:
+            if bar is not None:
+                bar.close()
+        if not math.isfinite(stats["train_loss"]):
+            kept = f"the last good checkpoint is {out / CHECKPOINT} (epoch {epoch})" if epoch else "no checkpoint was written"
+            raise UserError(f"training loss became {stats['train_loss']} in epoch {epoch + 1}; the run stopped and {kept}. "
+                            "Try a smaller optim.lr or run.amp=off")  # fmt: skip
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **{k: stats[k] for k in ("train_loss", "train_acc", "lam_y_forced", "images_per_s")}}
+        if (epoch + 1) % r.eval_every == 0 or epoch + 1 == r.epochs:
+            last_eval = evaluate(model, data.x_test, data.y_test, class_counts=counts, transform=eval_transform, batch_size=r.eval_batch_size,
+                                 amp=amp, channels_last=channels_last, rank=world.rank, world_size=world.world_size)  # fmt: skip
+            row.update({k: last_eval[k] for k in ("top1", "top5", "balanced_acc", "many", "medium", "few")})
+        row["time_s"] = time.perf_counter() - tic
+        history.append(row)
+        if world.main:
+            print(_log_line(row, r.epochs), flush=True)
+            _write_logs(out, history)
+            if board is not None:
+                for key in LOG_COLUMNS[1:]:
+                    if row.get(key) is not None:
+                        board.add_scalar(key, row[key], epoch + 1)
+            checkpoint.save({"format": checkpoint.FORMAT, "epoch": epoch + 1, "model": model.state_dict(),
+                             "optimizer": optimizer.state_dict(), "rng": {"torch": torch.get_rng_state(), "mix": mix_gen.get_state()},
+                             "config": config.to_dict(), "history": history, "last_eval": last_eval,
+                             "class_counts": counts.tolist(), "classes": data.classes, "model_name": model_name},
+                            out / CHECKPOINT)  # fmt: skip
+        if world.world_size > 1:
+            dist.barrier()
+    if board is not None:
+        board.close()
+
+    assert last_eval is not None  # the last epoch is always evaluated
+    summary = _summary(config, method, model_name, counts, history, last_eval)
+    if world.main:
+        _write_text(out / SUMMARY, json.dumps(summary, indent=1) + "\n")  # written last: the run is complete
+    return summary
+
+
+def _summary(config: TrainConfig, method: Method, model_name: str, counts: torch.Tensor,
+             history: list[dict[str, Any]], last_eval: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """The run's result: the LAST epoch's evaluation, plus training statistics over all epochs."""
+    train_time = sum(row["time_s"] for row in history)
+    forced = [row["lam_y_forced"] for row in history if row.get("lam_y_forced") is not None]
+    last = history[-1]
+    return {
+        **{k: last_eval[k] for k in ("top1", "top5", "balanced_acc", "many", "medium", "few", "per_class", "confusion")},
+        "class_counts": counts.tolist(),
+        "lam_y_forced": sum(forced) / len(forced) if method.mixes and forced else None,
+        "images_per_s": sum(row["images_per_s"] for row in history) / len(history),  # mean training throughput
+        "train_loss": last["train_loss"],
+        "train_acc": last["train_acc"],
+        "epochs": config.run.epochs,
+        "method": method.name,
+        "model": model_name,
+        "recipe": config.recipe,
+        "dataset": config.data.dataset,
+        "imbalance": config.data.imbalance,
+        "ratio": config.data.ratio,
+        "seed": config.run.seed,
+        "subset_seed": config.run.subset_seed,
+        "wall_time_s": train_time,
+    }
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    *,
+    dataset: str | None = None,
+    root: str | None = None,
+    device: str = "auto",
+    batch_size: int = 1024,
+) -> dict[str, Any]:
+    """Evaluate a run's checkpoint on a dataset's evaluation split (by default the one it was trained on).
+
+    Args:
+        path: a ``checkpoint.pt`` (or the run folder holding one).
+        dataset: dataset name; default the checkpoint's. It must have the checkpoint's number of classes.
+        root: data root; default the checkpoint's ``data.root``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        batch_size: evaluation batch size.
+
+    Returns:
+        :func:`evaluate`'s metrics plus ``checkpoint``, ``epoch``, ``method``, ``dataset`` and ``class_counts``.
+
+    Raises:
+        UserError: a missing or corrupt checkpoint, or a dataset whose classes do not match.
+    """
+    from remixup.data import get_spec, load_dataset
+    from remixup.models import build_model
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    state = checkpoint.load(path)
+    config = TrainConfig.from_dict(state["config"], source=f"the config in {path}")
+    method = get_method(config.method.name)
+    name = dataset or config.data.dataset
+    spec = get_spec(name)
+    if spec.kind == "large_image":
+        raise UserError(f"dataset {name!r} is read from image files; evaluation supports in-memory datasets for now")
+    dev = resolve_device(device)
+    test = load_dataset(name, root if root is not None else config.data.root, train=False)
+    counts = torch.as_tensor(state["class_counts"])
+    if test.num_classes != counts.numel():
+        raise UserError(f"{path} was trained on {counts.numel()} classes but {name!r} has {test.num_classes}")
+    x = test.x.to(dev)
+    kw: dict[str, Any] = {"classifier": method.classifier}
+    if x.ndim == 4 and state["model_name"] != "mlp":
+        kw["in_channels"] = int(x.shape[-1])
+    elif x.ndim == 2 and state["model_name"] == "mlp":
+        kw["in_features"] = int(x.shape[1])
+    model = build_model(state["model_name"], counts.numel(), **kw)
+    model.load_state_dict(state["model"])
+    model.to(dev)
+    metrics = evaluate(model, x, test.y.to(dev), class_counts=counts, transform=spec.eval_transform(),
+                       batch_size=batch_size, amp=dev.type == "cuda" and config.run.amp != "off")  # fmt: skip
+    return {**metrics, "checkpoint": str(path), "epoch": state["epoch"], "method": method.name, "dataset": name,
+            "class_counts": counts.tolist()}  # fmt: skip
