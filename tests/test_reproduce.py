@@ -277,3 +277,37 @@ def test_sweep_table_and_plot(tmp_path, name, default_row):
     assert f"{name}.png" in text and md.read_text() == text
     assert default_row in text
     assert "| — · paper — |" in text
+
+
+# ------------------------------------------------------------------------------------------ with the real engine
+def test_real_engine_run_skip_and_resume(tmp_path):
+    """A 1-epoch run through `python -m remixup train`; then skipped; then resumed (in-process) when unfinished."""
+    pytest.importorskip("remixup.engine")
+    from remixup.experiments import Column, Experiment, Row
+
+    tiny = Experiment("tiny", "tiny", (Row("remix", "Remix"),), (Column("blobs", "longtail", 10, "blobs LT-10"),),
+                      {("Remix", "blobs LT-10"): 90.0})
+    runs = enumerate_runs(tiny, seeds=[0], epochs=1, overrides=["run.eval_every=1"])
+    command = partial(rp.build_command, device="cpu")
+    run_dir = tmp_path / runs[0].run_id
+    result = rp.run_grid(runs, tmp_path, command=command, progress=False, echo=lambda msg: None)
+    log = (tmp_path / rp.LOG_DIR / f"{runs[0].run_id}.log").read_text()
+    assert result.finished == [runs[0].run_id], log
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["method"] == "remix" and summary["dataset"] == "blobs" and summary["epochs"] == 1
+    # finished: skipped
+    assert rp.run_grid(runs, tmp_path, command=command, progress=False, echo=lambda m: None).skipped == [run_dir.name]
+    # summary gone but checkpoint there: resumed with --resume (the engine accepts the same flags again)
+    # (in this process, to save a second interpreter start: argv[3:] is what follows `python -m remixup`)
+    (run_dir / "summary.json").unlink()
+    calls: list[list[str]] = []
+
+    def in_process(argv: list[str], log_file: Path) -> int:
+        calls.append(argv)
+        return main(argv[3:])
+
+    result = rp.run_grid(runs, tmp_path, command=command, executor=in_process, progress=False, echo=lambda m: None)
+    assert result.finished == [runs[0].run_id]
+    assert calls[0][3] == "train" and "--resume" in calls[0]
+    _, _, text = rp.write_results(tiny, runs, tmp_path)
+    assert f"| Remix | {summary['top1']:.2f} (n=1) · paper 90.00 |" in text

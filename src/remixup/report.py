@@ -267,7 +267,8 @@ def summary_table(runs: Sequence[Run]) -> str:
             last = run.epochs[-1].get("epoch", len(run.epochs)) if run.epochs else 0
             cells = [run.name, "—", "—", f"unfinished (last logged epoch {last})"] + [""] * (len(SUMMARY_COLUMNS) - 1)
         else:
-            data = " ".join(str(s[k]) for k in ("dataset", "imbalance", "ratio") if s.get(k) is not None) or "—"
+            data = " ".join(f"{s[k]:g}" if isinstance(s[k], float) else str(s[k])
+                            for k in ("dataset", "imbalance", "ratio") if s.get(k) is not None) or "—"
             cells = [run.name, str(s.get("method", "—")), data,
                      *(_cell(s, key, fmt) for key, _, fmt in SUMMARY_COLUMNS)]
         lines.append("| " + " | ".join(cells) + " |")
