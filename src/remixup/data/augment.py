@@ -31,8 +31,8 @@ class BatchAugment:
     For every image b: pad by p pixels of 0 on each side, take the H×W window at offsets
     (dy_b, dx_b) ~ U{0..2p}², mirror it left-right with probability ½, then
     out = (x / 255 − mean) / std per channel. All of it is one gather on the batch's device (no loop over
-    images): the padded batch is indexed with per-sample row indices dy_b + i and column indices dx_b + j (or
-    dx_b + W − 1 − j when flipped). With ``padding=0, flip=False`` it only normalises (evaluation).
+    images): a strided view holds every window of the padded batch (and of its mirror image) and one advanced
+    index picks window (dy_b, dx_b) of image b. With ``padding=0, flip=False`` it only normalises (evaluation).
 
     Args:
         mean: per-channel mean, in [0, 1] units, length C.
@@ -91,17 +91,24 @@ class BatchAugment:
         p = self.padding
         if p or self.flip:
             dy, dx, flips = (t.to(dev, non_blocking=True) for t in self.sample(b, h, w, generator))
-            padded = F.pad(hwc, (0, 0, p, p, p, p)) if p else hwc  # (B, H+2p, W+2p, C), pads H and W only
-            rows = dy[:, None] + torch.arange(h, device=dev)  # (B, H)
-            j = torch.arange(w, device=dev)
-            cols = dx[:, None] + torch.where(flips[:, None], (w - 1) - j, j)  # (B, W)
-            bidx = torch.arange(b, device=dev)[:, None, None]
-            hwc = padded[bidx, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C), one gather
-        scale = (1.0 / (255.0 * self.std)).to(dev)
-        shift = (self.mean / self.std).to(dev)
-        out = torch.addcmul(-shift, hwc.to(torch.float32), scale)  # x/255/std − mean/std, still HWC in memory
-        out = out.permute(0, 3, 1, 2)  # (B, C, H, W) view in channels-last memory
-        return out if self.channels_last else out.contiguous()
+            padded = F.pad(hwc, (0, 0, p, p, p, p)).contiguous()  # (B, H+2p, W+2p, C), pads H and W only
+            sel = torch.arange(b, device=dev)
+            if self.flip:
+                # crop(flip(img), 2p − dx) = flip(crop(img, dx)): the mirrored copies follow the originals, and a
+                # flipped sample reads its window from the mirrored copy.
+                padded = torch.cat([padded, padded.flip(2)])
+                sel = sel + b * flips
+                dx = torch.where(flips, 2 * p - dx, dx)
+            # All (2p+1)² windows of every image as a view (no copy): windows[i, dy, dx] is image i's crop.
+            st = padded.stride()
+            windows = padded.as_strided((padded.shape[0], 2 * p + 1, 2 * p + 1, h, w, c), (st[0], st[1], st[2], st[1], st[2], st[3]))
+            hwc = windows[sel, dy, dx]  # (B, H, W, C): one gather
+        scale = (1.0 / (255.0 * self.std)).to(dev)[:, None, None]
+        shift = (self.mean / self.std).to(dev)[:, None, None]
+        # One strided copy to float in the requested layout, then an in-place x/(255·std) − mean/std.
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        out = hwc.permute(0, 3, 1, 2).to(torch.float32, memory_format=fmt)
+        return out.mul_(scale).sub_(shift)
 
     def __repr__(self) -> str:
         return f"BatchAugment(mean={self.mean.tolist()}, std={self.std.tolist()}, padding={self.padding}, flip={self.flip})"

@@ -122,7 +122,7 @@ class TensorLoader:
         g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=1))
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             idx = order[start : start + self.batch_size]
-            xb, yb = self.x[idx], self.y[idx]
+            xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
             if self.augment is not None:
                 xb = self.augment(xb, g)
             elif not xb.dtype.is_floating_point:
