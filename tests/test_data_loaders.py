@@ -106,3 +106,9 @@ def test_image_loader_is_reproducible(tmp_path: Path) -> None:
     assert torch.equal(ds[2][0], ds[2][0])
     with pytest.raises(DataError, match=r"image file not found: .*missing.png"):
         ImageFileDataset([tmp_path / "missing.png"], [0], ["a"])[0]
+
+
+def test_generator_supplies_the_base_seed() -> None:
+    x, y = _data()
+    a = TensorLoader(x, y, batch_size=10, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(a.indices(), TensorLoader(x, y, batch_size=10, seed=9).indices())

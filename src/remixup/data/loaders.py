@@ -49,6 +49,7 @@ class TensorLoader:
             without it a batch is returned as stored (floats) or converted to float32 (uint8).
         sampler: optional index sampler with ``set_epoch``; may be replaced between epochs (deferred re-sampling).
         seed: base seed; epoch e shuffles and augments from generators seeded by (seed, e).
+        generator: alternative to ``seed``: its ``initial_seed()`` becomes the base seed (its state is not used).
         rank, world_size: this process's place in a DDP job.
 
     Iterates ``(x_batch float32, y_batch int64)``; call :meth:`set_epoch` before each epoch.
@@ -65,6 +66,7 @@ class TensorLoader:
         augment: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None = None,
         sampler: IndexSampler | None = None,
         seed: int = 0,
+        generator: torch.Generator | None = None,
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
@@ -82,7 +84,9 @@ class TensorLoader:
         self.drop_last = bool(drop_last)
         self.augment = augment
         self.sampler = sampler
-        self.seed = check_number(seed, "seed", owner=owner, integer=True)
+        # A generator only supplies the base seed: every epoch's draws are derived from (seed, epoch), so that a
+        # resumed run does not depend on how far a stateful generator had advanced.
+        self.seed = generator.initial_seed() if generator is not None else check_number(seed, "seed", owner=owner, integer=True)
         self.world_size = check_number(world_size, "world_size", owner=owner, low=1, integer=True)
         self.rank = check_number(rank, "rank", owner=owner, low=0, high=self.world_size - 1, integer=True)
         self.epoch = 0
