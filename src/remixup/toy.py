@@ -12,6 +12,7 @@ existing finished run is reused rather than trained again.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,10 @@ def train_toy(dataset: str, method: str, runs_dir: Path, *, ratio: float = 10.0,
 
     out = runs_dir / f"{dataset}-{method}-r{ratio:g}-e{epochs}-s{seed}"
     config = toy_config(dataset, method, out, ratio=ratio, epochs=epochs, seed=seed, overrides=overrides)
-    summary = train(config, resume="auto")  # a finished run folder is returned as it is
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    # The engine prints a line per epoch; nine runs of them would bury the table, so they go to a log file.
+    with open(runs_dir / f"{out.name}.log", "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+        summary = train(config, resume="auto")  # a finished run folder is returned as it is
     state = checkpoint.load(out / "checkpoint.pt")
     model = build_model(state["model_name"], len(state["class_counts"]), in_features=2,
                         classifier=get_method(method).classifier)
