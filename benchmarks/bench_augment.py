@@ -53,15 +53,20 @@ def pillow_batch(images: np.ndarray, idx: np.ndarray, rng: np.random.Generator) 
     return torch.stack(out)
 
 
-def timed(fn: Callable[[], object], seconds: float, sync: Callable[[], None]) -> tuple[int, float]:
+def timed(fn: Callable[[], object], seconds: float, sync: Callable[[], None]) -> tuple[int, float, float]:
+    """Call ``fn`` repeatedly for ``seconds``; returns (calls, wall seconds, CPU seconds of this process).
+
+    CPU time is reported too because on a shared machine the wall time includes time spent descheduled; with one
+    torch thread it measures the work itself.
+    """
     fn()  # warm-up
     sync()
-    calls, start = 0, time.perf_counter()
+    calls, start, cpu0 = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
         fn()
         calls += 1
     sync()
-    return calls, time.perf_counter() - start
+    return calls, time.perf_counter() - start, time.process_time() - cpu0
 
 
 def main() -> None:
@@ -69,7 +74,8 @@ def main() -> None:
     parser.add_argument("--npz", help="CIFAR npz with x_train (N, 32, 32, 3) uint8; default: random data")
     parser.add_argument("--n", type=int, default=50_000, help="images held in memory (default 50000)")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    parser.add_argument("--seconds", type=float, default=6.0, help="time per path, split over the rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating measurement rounds (median reported)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave the default)")
     parser.add_argument("--step", action="store_true", help="also time a ResNet-32 training step")
@@ -102,13 +108,21 @@ def main() -> None:
 
     source = args.npz or "random uint8 data"
     print(f"data: {source}, {len(images)} images; batch {b}; device {device}; torch threads {torch.get_num_threads()}")
-    calls, secs = timed(tensor_batch, args.seconds, sync)
-    tensor_ips = calls * b / secs
-    calls, secs = timed(pil_batch, args.seconds, lambda: None)
-    pil_ips = calls * b / secs
-    print(f"tensor path (BatchAugment):   {tensor_ips:12,.0f} images/s   ({1e3 * b / tensor_ips:7.3f} ms/batch)")
-    print(f"Pillow path (per image):      {pil_ips:12,.0f} images/s   ({1e3 * b / pil_ips:7.3f} ms/batch)")
-    print(f"speed-up: {tensor_ips / pil_ips:.1f}x")
+    # Alternate the two paths over several rounds and keep the median of each, so that a change in machine load
+    # during the run affects both alike.
+    runs: dict[str, list[tuple[float, float]]] = {"tensor": [], "pillow": []}
+    for _ in range(args.rounds):
+        for name, fn, fence in (("tensor", tensor_batch, sync), ("pillow", pil_batch, lambda: None)):
+            calls, wall, cpu = timed(fn, args.seconds / args.rounds, fence)
+            runs[name].append((calls * b / wall, calls * b / max(cpu, 1e-9)))
+    med = {name: (float(np.median([r[0] for r in rs])), float(np.median([r[1] for r in rs]))) for name, rs in runs.items()}
+    for name, label in (("tensor", "tensor path (BatchAugment)"), ("pillow", "Pillow path (per image)   ")):
+        wall_ips, cpu_ips = med[name]
+        print(f"{label}: {wall_ips:10,.0f} images/s wall ({1e3 * b / wall_ips:7.3f} ms/batch)   {cpu_ips:10,.0f} images/CPU-s")
+    ratios = [t[0] / q[0] for t, q in zip(runs["tensor"], runs["pillow"])]
+    print(f"speed-up: {med['tensor'][0] / med['pillow'][0]:.1f}x wall (per round: {', '.join(f'{r:.1f}' for r in ratios)}), "
+          f"{med['tensor'][1] / med['pillow'][1]:.1f}x per CPU-second")
+    tensor_ips = med["tensor"][0]
 
     if args.step:
         try:
@@ -126,7 +140,7 @@ def main() -> None:
             torch.nn.functional.cross_entropy(model(xb), yb).backward()
             opt.step()
 
-        calls, secs = timed(step, args.seconds, sync)
+        calls, secs, _ = timed(step, args.seconds / args.rounds, sync)
         step_ms = 1e3 * secs / calls
         aug_ms = 1e3 * b / tensor_ips
         print(f"ResNet-32 training step: {step_ms:.1f} ms/batch; augmentation = {100 * aug_ms / step_ms:.2f}% of a step")
