@@ -140,7 +140,8 @@ class RunConfig:
         channels_last: ``auto`` (on for image models), ``on`` or ``off``.
         progress: show a progress bar per epoch (only on a terminal).
         tensorboard: also log to TensorBoard when the ``tensorboard`` package is installed.
-        threads: CPU threads for torch (0 keeps torch's default).
+        threads: CPU threads for torch; 0 (auto) takes torch's default less the cores that other processes keep
+            busy (1-minute load average), at least 1 (``remixup.engine.auto_threads``).
         eval_batch_size: batch size of evaluation.
     """
 

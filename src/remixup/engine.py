@@ -62,6 +62,24 @@ LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "lam_y_forced", "images
 # Keys that may change when a run resumes (where and how it runs, not what it computes).
 RESUME_FREE = ("data.root", "run.device", "run.progress", "run.tensorboard", "run.threads", "run.eval_batch_size", "run.out")
 MIX_STREAM = 1000  # epoch_seed stream of the mixing generator (+ rank); the loader uses streams 0 and 1
+_DEFAULT_THREADS = torch.get_num_threads()  # torch's choice (physical cores) before any run changed it
+
+
+def auto_threads(cores: int | None = None, load: float | None = None) -> int:
+    """``run.threads=0``: torch's default thread count less the cores other processes keep busy, at least 1.
+
+    The busy cores are the 1-minute load average (read once, when the run starts). Why: torch's OpenMP threads
+    meet at a barrier after every operator, so when another process holds one of the cores every operator waits
+    for a descheduled thread. On the 2-core benchmark machine at load ≈ 5 a ResNet-32 step took 2.7× longer with
+    2 threads than with 1, and the digits CNN 25× longer (docs/performance.md); on an idle machine all cores are used.
+    """
+    cores = _DEFAULT_THREADS if cores is None else cores
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (OSError, AttributeError):  # not on every platform
+            load = 0.0
+    return max(1, min(cores, math.floor(cores - load + 0.5)))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -433,9 +451,11 @@ def train(config: TrainConfig, *, resume: bool | str = False) -> dict[str, Any]:
     config.validate()
     method = get_method(config.method.name)
     world, device, owned_group = _setup_processes(config.run.device)
+    threads = torch.get_num_threads()
     try:
         return _train(config, method, world, device, resume)
     finally:
+        torch.set_num_threads(threads)  # the caller's setting, not this run's
         if owned_group and dist.is_initialized():
             dist.destroy_process_group()
 
@@ -451,8 +471,8 @@ def _train(config: TrainConfig, method: Method, world: Dist, device: torch.devic
     state = checkpoint.load(out / CHECKPOINT) if resuming else None
     if state is not None:
         config = _config_for_resume(config, state["config"], out / CHECKPOINT)
-    if config.run.threads:
-        torch.set_num_threads(config.run.threads)
+    if config.run.threads or device.type == "cpu":
+        torch.set_num_threads(config.run.threads or auto_threads())
     r, s, o = config.run, config.schedule, config.optim
     if o.batch_size % world.world_size:
         raise UserError(f"optim.batch_size={o.batch_size} must divide by the number of processes ({world.world_size})")
