@@ -1,0 +1,68 @@
+"""The method registry: every paper name resolves to a declarative composition."""
+
+from __future__ import annotations
+
+import pytest
+
+from remixup.cli import main
+from remixup.methods import METHODS, Method, canonical_name, get_method
+
+PAPER_NAMES = [
+    "ERM", "Focal", "RW-Focal", "RS", "RW", "DRS", "DRW", "LDAM", "LDAM-DRW", "Mixup", "Manifold Mixup", "CutMix",
+    "Mixup-DRW", "Mixup-DRS", "Remix", "Remix-RS", "Remix-RW", "Remix-DRS", "Remix-DRW", "Remix-LDAM-DRW",
+    "Remix-LDAM-DRS", "Remix-MM", "Remix-CM", "LA", "BS", "Remix-LA", "Remix-BS",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("paper_name", PAPER_NAMES)
+def test_every_paper_name_resolves(paper_name: str) -> None:
+    method = get_method(paper_name)
+    assert method.name == canonical_name(paper_name)
+    assert method.paper_name == paper_name
+    assert get_method(method.name.upper()) is method
+
+
+def test_registry_is_exactly_the_paper_names() -> None:
+    assert sorted(METHODS) == sorted(canonical_name(n) for n in PAPER_NAMES)
+
+
+@pytest.mark.parametrize(
+    ("name", "mixer", "labels", "loss", "weighting", "sampling"),
+    [
+        ("erm", None, "plain", "ce", None, None),
+        ("rw-focal", None, "plain", "focal", "rw", None),
+        ("remix-drw", "mixup", "remix", "ce", "drw", None),
+        ("remix-ldam-drs", "mixup", "remix", "ldam", None, "drs"),
+        ("remix-mm", "manifold", "remix", "ce", None, None),
+        ("remix-cm", "cutmix", "remix", "ce", None, None),
+        ("mixup-drs", "mixup", "plain", "ce", None, "drs"),
+        ("remix-bs", "mixup", "remix", "bs", None, None),
+    ],
+)
+def test_compositions(name: str, mixer: str | None, labels: str, loss: str, weighting: str | None, sampling: str | None) -> None:
+    m = get_method(name)
+    assert (m.mixer, m.labels, m.loss, m.weighting, m.sampling) == (mixer, labels, loss, weighting, sampling)
+
+
+def test_ldam_methods_use_the_normalised_classifier() -> None:
+    assert {n for n, m in METHODS.items() if m.classifier == "norm"} == {"ldam", "ldam-drw", "remix-ldam-drw", "remix-ldam-drs"}
+
+
+def test_methods_are_frozen_data() -> None:
+    with pytest.raises(AttributeError):
+        get_method("remix").loss = "focal"  # type: ignore[misc]
+    assert isinstance(get_method("remix"), Method)
+
+
+def test_unknown_name_lists_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown method 'remix-xyz'; valid methods: erm, .*remix-drw"):
+        get_method("remix-xyz")
+    with pytest.raises(TypeError, match="must be a method name"):
+        get_method(3)  # type: ignore[arg-type]
+
+
+def test_cli_lists_one_line_per_method(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["methods"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(METHODS)
+    assert "remix-drw: mixer=mixup, labels=remix, loss=ce, weighting=drw, sampling=none" in lines
