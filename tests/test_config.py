@@ -53,7 +53,7 @@ def test_epochs_scale_the_schedule_and_keep_its_shape() -> None:
 
 
 def test_overrides_are_typed() -> None:
-    cfg = build_config("paper", overrides=["mixing.kappa=2", "optim.lr=0.05", "run.out=2024", "schedule.milestones=[3, 4]",
+    cfg = build_config("paper", overrides=["mixing.kappa=2", "optim.lr=5e-2", "run.out=2024", "schedule.milestones=[3, 4]",
                                            "mixing.per_sample=true", "run.epochs=10", "schedule.lr_factors=[1, 0.5]"])  # fmt: skip
     assert cfg.mixing.kappa == 2.0 and isinstance(cfg.mixing.kappa, float)
     assert (cfg.optim.lr, cfg.run.out, cfg.schedule.milestones, cfg.mixing.per_sample) == (0.05, "2024", [3, 4], True)

@@ -143,6 +143,8 @@ class RunConfig:
         threads: CPU threads for torch; 0 (auto) takes torch's default less the cores that other processes keep
             busy (1-minute load average), at least 1 (``remixup.engine.auto_threads``).
         eval_batch_size: batch size of evaluation.
+        compile: ``torch.compile`` the training forward/backward: ``auto`` (off: on the CPU it did not pay for its
+            compile time, docs/performance.md; on CUDA not measured yet), ``on`` or ``off``.
     """
 
     epochs: int = 300
@@ -157,6 +159,7 @@ class RunConfig:
     tensorboard: bool = True
     threads: int = 0
     eval_batch_size: int = 1024
+    compile: str = "auto"
 
 
 SECTIONS: dict[str, type] = {
@@ -258,6 +261,7 @@ class TrainConfig:
         check_number(r.eval_batch_size, "run.eval_batch_size", low=1, integer=True)
         check_choice(r.amp, "run.amp", AMP_CHOICES)
         check_choice(r.channels_last, "run.channels_last", SWITCHES)
+        check_choice(r.compile, "run.compile", SWITCHES)
         if r.device not in ("auto", "cpu", "cuda") and not (r.device.startswith("cuda:") and r.device[5:].isdigit()):
             raise ValueError(f"`run.device` must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {r.device!r}")
         if not r.out:
@@ -309,6 +313,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise TypeError(f"`{key}` must be an integer; got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"`{key}` must be a number; got {value!r}")
         return float(value)

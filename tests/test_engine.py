@@ -1,0 +1,166 @@
+"""The training engine on tiny data: every method by name, the run-folder contract, DRW normalisation, faults."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import remixup.engine as engine
+from remixup import checkpoint
+from remixup.config import TrainConfig, build_config
+from remixup.engine import Dist, evaluate_checkpoint, lr_at, train, train_one_epoch
+from remixup.errors import UserError
+from remixup.losses import build_loss
+from remixup.methods import METHODS
+from remixup.mixing import MixTransform, MixupLabels, MixupMixer, soft_targets
+
+SUMMARY_KEYS = {"top1", "top5", "balanced_acc", "many", "medium", "few", "per_class", "class_counts", "confusion",
+                "lam_y_forced", "images_per_s", "epochs", "method", "dataset", "imbalance", "ratio", "seed",
+                "subset_seed", "wall_time_s"}  # fmt: skip
+LOG_KEYS = ["epoch", "lr", "train_loss", "train_acc", "lam_y_forced", "images_per_s", "time_s",
+            "top1", "top5", "balanced_acc", "many", "medium", "few"]  # fmt: skip
+
+
+def tiny(out: Path, method: str = "remix-drw", epochs: int = 2, *extra: str) -> TrainConfig:
+    """Long-tailed digits (ρ = 10), the LDAM recipe scaled to a few epochs, batch 64, one thread."""
+    return build_config("ldam", epochs=epochs, overrides=[
+        f"method.name={method}", "data.dataset=digits", "data.ratio=10", "optim.batch_size=64", f"run.out={out}",
+        "run.eval_every=1", "run.progress=false", "run.threads=1", *extra])  # fmt: skip
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_trains_one_epoch(tmp_path: Path, method: str) -> None:
+    # deferral at epoch 0 so the deferred methods run their re-weighted / re-sampled phase too
+    summary = train(tiny(tmp_path / "run", method, 1, "schedule.deferral_epoch=0"))
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["method"] == method and summary["epochs"] == 1 and 0.0 <= summary["top1"] <= 100.0
+    assert (summary["lam_y_forced"] is not None) == METHODS[method].mixes
+    assert json.loads((tmp_path / "run" / "summary.json").read_text()) == summary
+
+
+def test_run_folder_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    summary = train(tiny(out, "remix-drw", 2))
+    assert {p.name for p in out.iterdir()} == {"config.yaml", "checkpoint.pt", "metrics.jsonl", "metrics.csv", "summary.json"}
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and all(set(LOG_KEYS) <= set(r) for r in rows)
+    with open(out / "metrics.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert list(table[0]) == LOG_KEYS and float(table[1]["top1"]) == pytest.approx(summary["top1"])
+    assert summary["top1"] == rows[-1]["top1"]  # the last epoch, not the best one
+    assert len(summary["per_class"]) == 10 and len(summary["confusion"]) == 10 and sum(summary["class_counts"]) > 0
+    state = checkpoint.load(out / "checkpoint.pt")
+    assert state["epoch"] == 2 and state["config"] == build_config(None, config_file=out / "config.yaml").to_dict()
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("epoch    1/2")
+
+
+def test_lr_schedule() -> None:
+    cfg = build_config("ldam")
+    assert [round(lr_at(e, cfg), 8) for e in (0, 1, 4, 5, 159, 160, 179, 180, 199)] == [
+        0.02, 0.04, 0.1, 0.1, 0.1, 0.001, 0.001, 0.00001, 0.00001]  # fmt: skip
+
+
+def test_deferred_switch_at_epoch_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[bool, bool]] = []
+    real = engine.train_one_epoch
+
+    def spy(model, loader, mixing, criterion, *a, **kw):  # noqa: ANN001, ANN002, ANN003
+        seen.append((criterion.weight is not None, loader.sampler is not None))
+        return real(model, loader, mixing, criterion, *a, **kw)
+
+    monkeypatch.setattr(engine, "train_one_epoch", spy)
+    train(tiny(tmp_path / "drw", "remix-drw", 3, "schedule.deferral_epoch=2"))
+    train(tiny(tmp_path / "drs", "drs", 3, "schedule.deferral_epoch=1"))
+    train(tiny(tmp_path / "rw", "rw", 2))
+    assert seen == [(False, False), (False, False), (True, False), (False, False), (False, True), (False, True),
+                    (True, False), (True, False)]  # fmt: skip
+
+
+def _one_batch_epoch(mixing, criterion, x, y, model):  # noqa: ANN001, ANN202
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    return train_one_epoch(model, [(x, y)], mixing, criterion, opt, amp=False, channels_last=False, bar=None, world=Dist())
+
+
+def test_drw_loss_is_the_weighted_mean_not_the_plain_mean() -> None:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 5, generator=g), torch.randint(0, 4, (32,), generator=g)
+    model = torch.nn.Linear(5, 4)
+    w = torch.tensor([0.1, 0.3, 1.0, 2.6])
+    criterion = build_loss("ce")
+    criterion.set_weight(w)
+    hard = _one_batch_epoch(None, criterion, x, y, model)["train_loss"]
+    with torch.no_grad():
+        logits = model(x)
+    assert hard == pytest.approx(float(F.cross_entropy(logits, y, weight=w)), rel=1e-6)
+    plain = float((F.cross_entropy(logits, y, reduction="none") * w[y]).mean())
+    assert abs(hard - plain) > 0.05 * plain  # the plain mean would shrink the deferred phase's loss
+
+    # Mixed (soft) targets: Σ_n Σ_c w_c ỹ_nc ℓ_nc / Σ_n Σ_c w_c ỹ_nc, per-sample λ applied before the mean.
+    mix = MixTransform(MixupMixer(1.0, per_sample=True, generator=torch.Generator().manual_seed(1)), MixupLabels(), num_classes=4)
+    soft = _one_batch_epoch(mix, criterion, x, y, model)["train_loss"]
+    rec = mix.last
+    target = soft_targets(rec.y, rec.y_partner, rec.lam_y, 4)
+    with torch.no_grad():
+        nll = -F.log_softmax(model(MixupMixer.mix(x, rec.perm, rec.lam_x)), dim=1)
+    expected = float((w * target * nll).sum() / (w * target).sum())
+    assert soft == pytest.approx(expected, rel=1e-5)
+
+
+def test_same_seed_same_weights_other_seed_differs(tmp_path: Path) -> None:
+    def weights(out: Path, *extra: str) -> dict[str, torch.Tensor]:
+        train(tiny(out, "remix-cm", 1, *extra))
+        return checkpoint.load(out / "checkpoint.pt")["model"]
+
+    a, b, c = weights(tmp_path / "a"), weights(tmp_path / "b"), weights(tmp_path / "c", "run.seed=1")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cfg = tiny(out, "erm", 3, "schedule.milestones=[1]", "schedule.lr_factors=[1e30]", "schedule.warmup_epochs=0")
+    with pytest.raises(UserError, match=r"training loss became nan in epoch 2; .*last good checkpoint is .*checkpoint.pt \(epoch 1\)"):
+        train(cfg)
+    assert checkpoint.load(out / "checkpoint.pt")["epoch"] == 1
+    assert not (out / "summary.json").exists()
+
+
+def test_existing_run_needs_resume_and_finished_run_resumes_to_its_summary(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cfg = tiny(out, "erm", 1)
+    summary = train(cfg)
+    with pytest.raises(UserError, match="already holds a run"):
+        train(cfg)
+    assert train(cfg, resume=True) == summary
+    assert train(tiny(tmp_path / "new", "erm", 1), resume="auto")["epochs"] == 1
+
+
+def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(tiny(out, "erm", 1))
+    (out / "summary.json").unlink()
+    with pytest.raises(UserError, match=r"configuration differs from the checkpoint's \(run.seed: 0 -> 3\)"):
+        train(tiny(out, "erm", 1, "run.seed=3"), resume=True)
+
+
+def test_evaluate_checkpoint_matches_the_summary(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    summary = train(tiny(out, "ldam-drw", 1))
+    metrics = evaluate_checkpoint(out, device="cpu")
+    assert metrics["top1"] == pytest.approx(summary["top1"]) and metrics["confusion"] == summary["confusion"]
+    assert metrics["epoch"] == 1 and metrics["method"] == "ldam-drw"
+    with pytest.raises(UserError, match="no checkpoint at"):
+        evaluate_checkpoint(tmp_path / "missing.pt")
+
+
+def test_toy_vectors_with_mlp(tmp_path: Path) -> None:
+    cfg = build_config("paper", epochs=2, overrides=["data.dataset=moons", "method.name=remix-mm", "optim.batch_size=128",
+                                                     f"run.out={tmp_path / 'run'}", "run.threads=1"])  # fmt: skip
+    summary = train(cfg)
+    assert summary["model"] == "mlp" and len(summary["per_class"]) == 2 and summary["lam_y_forced"] is not None
