@@ -60,7 +60,8 @@ CONFIG = "config.yaml"
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "lam_y_forced", "images_per_s", "time_s",
                "top1", "top5", "balanced_acc", "many", "medium", "few")  # fmt: skip
 # Keys that may change when a run resumes (where and how it runs, not what it computes).
-RESUME_FREE = ("data.root", "run.device", "run.progress", "run.tensorboard", "run.threads", "run.eval_batch_size", "run.out")
+RESUME_FREE = ("data.root", "run.device", "run.progress", "run.tensorboard", "run.threads", "run.eval_batch_size", "run.out",
+               "run.compile")  # fmt: skip
 MIX_STREAM = 1000  # epoch_seed stream of the mixing generator (+ rank); the loader uses streams 0 and 1
 _DEFAULT_THREADS = torch.get_num_threads()  # torch's choice (physical cores) before any run changed it
 
@@ -250,11 +251,13 @@ def train_one_epoch(
     """One pass over ``loader``; returns train_loss, train_acc (%), lam_y_forced, images and images_per_s.
 
     Train accuracy of a mixed sample counts the class holding the larger label share (λy ≥ ½ → y_i, else y_j).
-    Statistics stay on the device (no host sync per step) except when the progress bar refreshes.
+    Statistics stay on the device (no host sync and no host-to-device copy per step) except when the progress bar
+    refreshes; the sample counts, known on the host, join them once at the end.
     """
     model.train()
     device = next(model.parameters()).device
-    totals = torch.zeros(5, dtype=torch.float64, device=device)  # loss sum, correct, seen, forced, pairs
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, forced
+    seen = pairs = 0
     steps, start = 0, time.perf_counter()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
     for x, y in loader:
@@ -268,22 +271,23 @@ def train_one_epoch(
         optimizer.step()  # step
         with torch.no_grad():
             hard = y if mixed is None else torch.where(mixed.lam_y >= 0.5, mixed.y, mixed.y_partner)
-            forced = (mixed.lam_y != mixed.lam_x).sum() if mixed is not None else 0
-            totals += torch.stack([loss.detach().double(), (logits.argmax(1) == hard).sum().double(),
-                                   totals.new_tensor(y.shape[0]), totals.new_tensor(0) + forced,
-                                   totals.new_tensor(y.shape[0] if mixed is not None else 0)])  # fmt: skip
+            correct = (logits.argmax(1) == hard).sum()
+            forced = (mixed.lam_y != mixed.lam_x).sum() if mixed is not None else torch.zeros_like(correct)
+            totals += torch.stack([loss.detach().double(), correct.double(), forced.double()])
         steps += 1
+        seen += y.shape[0]
+        pairs += y.shape[0] if mixed is not None else 0
         if bar is not None:
             bar.update(1)
             if steps % 10 == 1 or steps == len(loader):
                 t = totals.tolist()
-                rate = t[2] * world.world_size / max(time.perf_counter() - start, 1e-9)
-                bar.set_postfix_str(f"loss {t[0] / steps:.4f} acc {100 * t[1] / max(t[2], 1):.2f} img/s {rate:.0f}")
+                rate = seen * world.world_size / max(time.perf_counter() - start, 1e-9)
+                bar.set_postfix_str(f"loss {t[0] / steps:.4f} acc {100 * t[1] / max(seen, 1):.2f} img/s {rate:.0f}")
+    totals = torch.cat([totals, totals.new_tensor([seen, pairs])])
     if world.world_size > 1:
-        totals = totals.clone()
         dist.all_reduce(totals)
     elapsed = time.perf_counter() - start
-    loss_sum, correct, seen, forced, pairs = totals.tolist()
+    loss_sum, correct, forced, seen, pairs = totals.tolist()
     return {
         "train_loss": loss_sum / max(steps * world.world_size, 1),
         "train_acc": 100.0 * correct / max(seen, 1),
@@ -495,6 +499,10 @@ def _train(config: TrainConfig, method: Method, world: Dist, device: torch.devic
     net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world.world_size > 1 else model
     mix_gen = torch.Generator()
     mixing = build_mixing(method, config, net, counts, mix_gen)
+    if r.compile == "on":  # "auto" is off for now (docs/performance.md); evaluation stays eager
+        if method.mixer == "manifold":
+            raise UserError("run.compile=on does not support manifold mixing (it mixes in forward hooks); use run.compile=off")
+        net = torch.compile(net)
     loader = TensorLoader(data.x_train, data.y_train, batch_size=o.batch_size // world.world_size, shuffle=True, drop_last=True,
                           augment=data.spec.train_augment(channels_last=channels_last) if config.data.augment else None,
                           seed=r.seed, rank=world.rank, world_size=world.world_size)  # fmt: skip
