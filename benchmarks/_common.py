@@ -160,9 +160,10 @@ class Trainer:
         self.world = engine.Dist()
         self.batches = Take(self.loader, 1)
 
-    def step(self, k: int = 1) -> dict[str, float]:
+    def step(self, k: int = 1, *, mix: bool = True) -> dict[str, float]:
+        """``k`` training steps; ``mix=False`` trains the same model on the clean batches (ERM)."""
         from remixup import engine
 
         self.batches.k = k
-        return engine.train_one_epoch(self.model, self.batches, self.mixing, self.criterion, self.optimizer,
+        return engine.train_one_epoch(self.model, self.batches, self.mixing if mix else None, self.criterion, self.optimizer,
                                       amp=self.amp, channels_last=self.channels_last, bar=None, world=self.world)  # fmt: skip

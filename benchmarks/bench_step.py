@@ -1,0 +1,61 @@
+"""Remix against ERM: time of one training step, same model, optimizer and batch stream, measured interleaved.
+
+A step is ``remixup.engine.train_one_epoch`` over one batch of 128 CIFAR-10 LT-100 images (ResNet-32, the CPU
+defaults of ``run.amp``/``run.channels_last``): index gather, batched crop/flip/normalise, then for Remix the
+Mixup mixing and the Remix label rule, forward, loss, backward, SGD step and the on-device statistics. ERM runs the
+same model and optimizer on the clean batch (soft-target CE on (B, C) targets for Remix, hard labels for ERM).
+An ERM-against-ERM pair (``erm (A/A)``) shows how much two identical variants differ on this machine right now.
+
+    .venv/bin/python benchmarks/bench_step.py [--npz PATH] [--repeats 20] [--amp auto|bf16|off]
+
+Target (issue 6): Remix / ERM ≤ 1.02.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Trainer, add_common_args, config_for, find_npz, interleave, machine, median, set_threads, spread  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_args(p)
+    p.add_argument("--repeats", type=int, default=20, help="interleaved rounds (each runs every variant once)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--amp", default="auto", choices=("auto", "bf16", "off"))
+    p.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"))
+    args = p.parse_args()
+    npz = find_npz(args.npz)
+    n = set_threads(args.threads)
+    cfg = config_for(npz, "remix", seed=args.seed, amp=args.amp, channels_last=args.channels_last)
+    t = Trainer(cfg)
+    print(f"machine: {machine()}; benchmark threads {n}")
+    print(f"ResNet-32, batch {cfg.optim.batch_size}, {t.data.y_train.numel()} LT-100 images, amp={t.amp}, channels_last={t.channels_last}")
+
+    times = interleave({"erm": lambda: t.step(1, mix=False), "remix": lambda: t.step(1), "erm (A/A)": lambda: t.step(1, mix=False)},
+                       warmup=args.warmup, repeats=args.repeats, label="steps")  # fmt: skip
+    for name, ts in times.items():
+        print(f"  {name:<10s} {spread(ts)}")
+    # The mixing alone (mix + Remix labels + soft targets) on one augmented batch, many times: its own cost.
+    x, y = next(iter(t.loader))
+    calls = 200
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        t.mixing(x, y)
+    mix_ms = (time.perf_counter() - t0) / calls * 1e3
+    erm, remix, aa = (median(times[k]) for k in ("erm", "remix", "erm (A/A)"))
+    print(f"  mixing alone (Mixup + Remix labels + soft targets, B={x.shape[0]}): {mix_ms:.3f} ms per batch "
+          f"= {mix_ms / (erm * 1e3) * 100:.2f}% of the ERM step")  # fmt: skip
+    print(f"remix / erm step time: {remix / erm:.3f}  (target <= 1.02; A/A control erm/erm: {aa / erm:.3f})")
+    print(f"machine at the end: {machine()}")
+
+
+if __name__ == "__main__":
+    main()
