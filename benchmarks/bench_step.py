@@ -6,7 +6,7 @@ Mixup mixing and the Remix label rule, forward, loss, backward, SGD step and the
 same model and optimizer on the clean batch (soft-target CE on (B, C) targets for Remix, hard labels for ERM).
 An ERM-against-ERM pair (``erm (A/A)``) shows how much two identical variants differ on this machine right now.
 
-    .venv/bin/python benchmarks/bench_step.py [--npz PATH] [--repeats 20] [--amp auto|bf16|off]
+    .venv/bin/python benchmarks/bench_step.py [--npz PATH] [--repeats 20] [--amp auto|bf16|off] [--profile 5]
 
 Target (issue 6): Remix / ERM ≤ 1.02.
 """
@@ -31,6 +31,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "off"))
     p.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"))
+    p.add_argument("--profile", type=int, default=0, help="also profile this many Remix steps (torch.profiler table)")
+    p.add_argument("--profile-rows", type=int, default=20)
     args = p.parse_args()
     npz = find_npz(args.npz)
     n = set_threads(args.threads)
@@ -54,6 +56,13 @@ def main() -> None:
     print(f"  mixing alone (Mixup + Remix labels + soft targets, B={x.shape[0]}): {mix_ms:.3f} ms per batch "
           f"= {mix_ms / (erm * 1e3) * 100:.2f}% of the ERM step")  # fmt: skip
     print(f"remix / erm step time: {remix / erm:.3f}  (target <= 1.02; A/A control erm/erm: {aa / erm:.3f})")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            t.step(args.profile)
+        print(f"\ntorch.profiler, {args.profile} Remix training steps, top ops by self CPU time:")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile_rows))
     print(f"machine at the end: {machine()}")
 
 
