@@ -164,3 +164,23 @@ def test_toy_vectors_with_mlp(tmp_path: Path) -> None:
                                                      f"run.out={tmp_path / 'run'}", "run.threads=1"])  # fmt: skip
     summary = train(cfg)
     assert summary["model"] == "mlp" and len(summary["per_class"]) == 2 and summary["lam_y_forced"] is not None
+
+
+def test_image_folder_through_dataloader_workers(tmp_path: Path) -> None:
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for split, per_class in (("train", (6, 2)), ("val", (2, 1))):
+        for c, n in enumerate(per_class):
+            folder = tmp_path / "imgs" / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = torch.randint(0, 256, (20, 20, 3), generator=g, dtype=torch.uint8).numpy()
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    cfg = build_config("paper", epochs=2, overrides=[
+        "data.dataset=imagefolder", f"data.root={tmp_path / 'imgs'}", "data.imbalance=none", "model.name=digits_cnn",
+        "method.name=remix-drs", "schedule.deferral_epoch=1", "optim.batch_size=4", f"run.out={tmp_path / 'run'}",
+        "run.threads=1", "run.workers=0", "run.eval_batch_size=4"])  # fmt: skip
+    summary = train(cfg)
+    assert summary["class_counts"] == [6, 2] and sum(map(sum, summary["confusion"])) == 3
+    assert evaluate_checkpoint(tmp_path / "run", device="cpu")["confusion"] == summary["confusion"]

@@ -143,6 +143,7 @@ class RunConfig:
         threads: CPU threads for torch; 0 (auto) takes torch's default less the cores that other processes keep
             busy (1-minute load average), at least 1 (``remixup.engine.auto_threads``).
         eval_batch_size: batch size of evaluation.
+        workers: DataLoader worker processes for datasets read from image files (iNaturalist, image folders).
         compile: ``torch.compile`` the training forward/backward: ``auto`` (off: on the CPU it did not pay for its
             compile time, docs/performance.md; on CUDA not measured yet), ``on`` or ``off``.
     """
@@ -159,6 +160,7 @@ class RunConfig:
     tensorboard: bool = True
     threads: int = 0
     eval_batch_size: int = 1024
+    workers: int = 4
     compile: str = "auto"
 
 
@@ -259,6 +261,7 @@ class TrainConfig:
         check_number(r.eval_every, "run.eval_every", low=1, integer=True)
         check_number(r.threads, "run.threads", low=0, integer=True)
         check_number(r.eval_batch_size, "run.eval_batch_size", low=1, integer=True)
+        check_number(r.workers, "run.workers", low=0, integer=True)
         check_choice(r.amp, "run.amp", AMP_CHOICES)
         check_choice(r.channels_last, "run.channels_last", SWITCHES)
         check_choice(r.compile, "run.compile", SWITCHES)

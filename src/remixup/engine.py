@@ -61,7 +61,7 @@ LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "lam_y_forced", "images
                "top1", "top5", "balanced_acc", "many", "medium", "few")  # fmt: skip
 # Keys that may change when a run resumes (where and how it runs, not what it computes).
 RESUME_FREE = ("data.root", "run.device", "run.progress", "run.tensorboard", "run.threads", "run.eval_batch_size", "run.out",
-               "run.compile")  # fmt: skip
+               "run.compile", "run.workers")  # fmt: skip
 MIX_STREAM = 1000  # epoch_seed stream of the mixing generator (+ rank); the loader uses streams 0 and 1
 _DEFAULT_THREADS = torch.get_num_threads()  # torch's choice (physical cores) before any run changed it
 
@@ -136,6 +136,10 @@ class RunData:
     y_test: torch.Tensor
     class_counts: torch.Tensor  # (C,) int64 on the CPU
     classes: list[str]
+    # Image-file datasets (iNaturalist, image folders): decoded by DataLoader workers, not held in memory; then
+    # x_train/x_test are empty (0, S, S, 3) placeholders and y_train/y_test the labels on the CPU.
+    train_files: Any = None
+    test_files: Any = None
 
     @property
     def num_classes(self) -> int:
@@ -152,16 +156,68 @@ def load_data(config: TrainConfig, device: torch.device) -> RunData:
 
     d = config.data
     spec = get_spec(d.dataset)
-    if spec.kind == "large_image":
-        raise UserError(f"dataset {d.dataset!r} is read from image files; the trainer supports in-memory datasets "
-                        "(cifar10, cifar100, cinic10, npz, digits, blobs, moons, circles) for now")  # fmt: skip
     train = load_dataset(d.dataset, d.root, train=True, download=d.download)
     test = load_dataset(d.dataset, d.root, train=False, download=d.download)
     train = make_imbalanced(train, d.imbalance, ratio=d.ratio, mu=d.mu, subset_seed=config.run.subset_seed)
     if test.num_classes != train.num_classes:
         raise UserError(f"{d.dataset}: the test split has {test.num_classes} classes but training has {train.num_classes}")
+    if spec.kind == "large_image":
+        train.transform, test.transform = (spec.train_augment() if d.augment else spec.eval_transform()), spec.eval_transform()
+        train.seed = config.run.seed
+        size = spec.image_size or 224
+        empty = torch.empty(0, size, size, 3, dtype=torch.uint8)
+        return RunData(spec, empty, train.labels, empty, test.labels, train.class_counts.cpu(), list(train.classes),
+                       train_files=train, test_files=test)  # fmt: skip
     return RunData(spec, train.x.to(device), train.y.to(device), test.x.to(device), test.y.to(device),
                    train.class_counts.cpu(), list(train.classes))  # fmt: skip
+
+
+class FileLoader:
+    """Training batches of an image-file dataset, decoded and augmented by DataLoader workers.
+
+    The order follows :class:`~remixup.data.TensorLoader`'s rules: the sampler's indices when one is set (deferred
+    re-sampling may set or clear it between epochs), else a permutation seeded by (seed, epoch), sharded over DDP ranks
+    at positions ``rank, rank + world_size, ...``; a last short batch is dropped. Each file's augmentation is seeded
+    by (dataset seed, epoch, index), so batches do not depend on the number of workers.
+    """
+
+    def __init__(self, dataset: Any, *, batch_size: int, device: torch.device, seed: int, rank: int = 0,
+                 world_size: int = 1, num_workers: int = 4) -> None:  # fmt: skip
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.device = device
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.num_workers = num_workers
+        self.sampler: Any = None
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        n = len(self.sampler) if self.sampler is not None else math.ceil(len(self.dataset) / self.world_size)
+        return n // self.batch_size
+
+    def _order(self) -> torch.Tensor:
+        if self.sampler is not None:
+            self.sampler.set_epoch(self.epoch)
+            return self.sampler.indices()
+        n = len(self.dataset)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=0)))
+        total = math.ceil(n / self.world_size) * self.world_size
+        return torch.cat([order, order[: total - n]])[self.rank :: self.world_size]
+
+    def __iter__(self) -> Any:
+        from torch.utils.data import DataLoader
+
+        order, b = self._order(), self.batch_size
+        batches = [order[i : i + b].tolist() for i in range(0, len(self) * b, b)]
+        self.dataset.set_epoch(self.epoch)
+        loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
+        for xb, yb in loader:
+            yield xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
 
 
 def build_run_model(config: TrainConfig, data: RunData, method: Method) -> tuple[nn.Module, str]:
@@ -326,21 +382,46 @@ def evaluate(
     Returns:
         :func:`remixup.metrics.summarize`'s dict (accuracies in %).
     """
+    index = torch.arange(rank, y.shape[0], world_size, device=y.device)
+
+    def batches() -> Any:
+        for start in range(0, index.numel(), batch_size):
+            idx = index[start : start + batch_size]
+            xb = x[idx]
+            yield (transform(xb) if transform is not None else xb.float()), y[idx]
+
+    return evaluate_batches(model, batches(), class_counts=class_counts, amp=amp, channels_last=channels_last, world_size=world_size)
+
+
+def evaluate_files(
+    model: nn.Module, dataset: Any, *, class_counts: Any, batch_size: int = 256, num_workers: int = 4, amp: bool = False,
+    channels_last: bool = False, rank: int = 0, world_size: int = 1,
+) -> dict[str, Any]:  # fmt: skip
+    """:func:`evaluate` for an image-file dataset (its ``transform`` set to the evaluation transform)."""
+    from torch.utils.data import DataLoader
+
+    shard = list(range(rank, len(dataset), world_size))
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=shard, num_workers=num_workers)
+    return evaluate_batches(model, loader, class_counts=class_counts, amp=amp, channels_last=channels_last, world_size=world_size)
+
+
+@torch.no_grad()
+def evaluate_batches(
+    model: nn.Module, batches: Any, *, class_counts: Any, amp: bool = False, channels_last: bool = False, world_size: int = 1
+) -> dict[str, Any]:
+    """Metrics of ``model`` over an iterable of ``(x float (B, ...), y (B,))`` batches; counts all-reduced under DDP."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     counts = MetricCounts.zeros(len(class_counts), device)
-    index = torch.arange(rank, y.shape[0], world_size, device=y.device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
-    for start in range(0, index.numel(), batch_size):
-        idx = index[start : start + batch_size]
-        xb = x[idx]
-        xb = transform(xb) if transform is not None else xb.float()
+    for xb, yb in batches:
+        xb = xb.to(device, non_blocking=True)
         if channels_last and xb.ndim == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
         with autocast:
-            logits = model(xb.to(device))
-        counts.update(logits.float(), y[idx].to(device))
+            logits = model(xb)
+        counts.update(logits.float(), yb.to(device))
     if world_size > 1:
         counts.all_reduce()
     model.train(was_training)
@@ -503,9 +584,14 @@ def _train(config: TrainConfig, method: Method, world: Dist, device: torch.devic
         if method.mixer == "manifold":
             raise UserError("run.compile=on does not support manifold mixing (it mixes in forward hooks); use run.compile=off")
         net = torch.compile(net)
-    loader = TensorLoader(data.x_train, data.y_train, batch_size=o.batch_size // world.world_size, shuffle=True, drop_last=True,
-                          augment=data.spec.train_augment(channels_last=channels_last) if config.data.augment else None,
-                          seed=r.seed, rank=world.rank, world_size=world.world_size)  # fmt: skip
+    local_batch = o.batch_size // world.world_size
+    if data.train_files is not None:
+        loader: Any = FileLoader(data.train_files, batch_size=local_batch, device=device, seed=r.seed, rank=world.rank,
+                                 world_size=world.world_size, num_workers=r.workers)  # fmt: skip
+    else:
+        loader = TensorLoader(data.x_train, data.y_train, batch_size=local_batch, shuffle=True, drop_last=True,
+                              augment=data.spec.train_augment(channels_last=channels_last) if config.data.augment else None,
+                              seed=r.seed, rank=world.rank, world_size=world.world_size)  # fmt: skip
     if len(loader) == 0:
         raise UserError(f"optim.batch_size={o.batch_size} is larger than the training set ({data.y_train.numel()} samples)")
     sampler = ClassBalancedSampler(data.y_train.cpu(), counts, kind="effective", beta=config.method.beta,
@@ -541,8 +627,11 @@ def _train(config: TrainConfig, method: Method, world: Dist, device: torch.devic
                             "Try a smaller optim.lr or run.amp=off")  # fmt: skip
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **{k: stats[k] for k in ("train_loss", "train_acc", "lam_y_forced", "images_per_s")}}
         if (epoch + 1) % r.eval_every == 0 or epoch + 1 == r.epochs:
-            last_eval = evaluate(model, data.x_test, data.y_test, class_counts=counts, transform=eval_transform, batch_size=r.eval_batch_size,
-                                 amp=amp, channels_last=channels_last, rank=world.rank, world_size=world.world_size)  # fmt: skip
+            where = {"amp": amp, "channels_last": channels_last, "rank": world.rank, "world_size": world.world_size}
+            if data.test_files is not None:
+                last_eval = evaluate_files(model, data.test_files, class_counts=counts, batch_size=r.eval_batch_size, num_workers=r.workers, **where)
+            else:
+                last_eval = evaluate(model, data.x_test, data.y_test, class_counts=counts, transform=eval_transform, batch_size=r.eval_batch_size, **where)
             row.update({k: last_eval[k] for k in ("top1", "top5", "balanced_acc", "many", "medium", "few")})
         row["time_s"] = time.perf_counter() - tic
         history.append(row)
@@ -630,14 +719,13 @@ def evaluate_checkpoint(
     method = get_method(config.method.name)
     name = dataset or config.data.dataset
     spec = get_spec(name)
-    if spec.kind == "large_image":
-        raise UserError(f"dataset {name!r} is read from image files; evaluation supports in-memory datasets for now")
     dev = resolve_device(device)
     test = load_dataset(name, root if root is not None else config.data.root, train=False)
     counts = torch.as_tensor(state["class_counts"])
     if test.num_classes != counts.numel():
         raise UserError(f"{path} was trained on {counts.numel()} classes but {name!r} has {test.num_classes}")
-    x = test.x.to(dev)
+    files = spec.kind == "large_image"
+    x = torch.empty(0, 1, 1, 3, dtype=torch.uint8) if files else test.x.to(dev)
     kw: dict[str, Any] = {"classifier": method.classifier}
     if x.ndim == 4 and state["model_name"] != "mlp":
         kw["in_channels"] = int(x.shape[-1])
@@ -646,7 +734,11 @@ def evaluate_checkpoint(
     model = build_model(state["model_name"], counts.numel(), **kw)
     model.load_state_dict(state["model"])
     model.to(dev)
-    metrics = evaluate(model, x, test.y.to(dev), class_counts=counts, transform=spec.eval_transform(),
-                       batch_size=batch_size, amp=dev.type == "cuda" and config.run.amp != "off")  # fmt: skip
+    amp = dev.type == "cuda" and config.run.amp != "off"
+    if files:
+        test.transform = spec.eval_transform()
+        metrics = evaluate_files(model, test, class_counts=counts, batch_size=batch_size, num_workers=config.run.workers, amp=amp)
+    else:
+        metrics = evaluate(model, x, test.y.to(dev), class_counts=counts, transform=spec.eval_transform(), batch_size=batch_size, amp=amp)
     return {**metrics, "checkpoint": str(path), "epoch": state["epoch"], "method": method.name, "dataset": name,
             "class_counts": counts.tolist()}  # fmt: skip
