@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         recipe = "paper"
     config = build_config(recipe, config_file=config_file, epochs=args.epochs, values=_values(args), overrides=args.overrides)
     summary = train(config, resume=args.resume)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return 0
     groups = " ".join(f"{k} {summary[k]:.2f}" if summary[k] is not None else f"{k} -" for k in ("many", "medium", "few"))
     print(f"{summary['method']} on {summary['dataset']}: top1 {summary['top1']:.2f}  balanced {summary['balanced_acc']:.2f}  "
           f"{groups}  ({summary['images_per_s']:.0f} img/s)  -> {Path(config.run.out) / 'summary.json'}")  # fmt: skip
