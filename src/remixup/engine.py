@@ -596,7 +596,7 @@ def _train(config: TrainConfig, method: Method, world: Dist, device: torch.devic
         raise UserError(f"optim.batch_size={o.batch_size} is larger than the training set ({data.y_train.numel()} samples)")
     sampler = ClassBalancedSampler(data.y_train.cpu(), counts, kind="effective", beta=config.method.beta,
                                    rank=world.rank, world_size=world.world_size, seed=r.seed)  # fmt: skip
-    rw_weights = class_weights(counts, "effective", config.method.beta)
+    rw_weights = class_weights(counts, "effective", config.method.beta).to(device)
     eval_transform = data.spec.eval_transform(channels_last=channels_last)
     if world.main:
         if state is None:
@@ -610,7 +610,7 @@ def _train(config: TrainConfig, method: Method, world: Dist, device: torch.devic
             group["lr"] = lr
         deferred_on = epoch >= s.deferral_epoch  # DRW/DRS switch at epoch boundaries
         weighted = method.weighting == "rw" or (method.weighting == "drw" and deferred_on)
-        criterion.set_weight(rw_weights if weighted else None)
+        criterion.weight = rw_weights if weighted else None  # a buffer; assigned, so it stays on the device
         loader.sampler = sampler if method.sampling == "rs" or (method.sampling == "drs" and deferred_on) else None
         loader.set_epoch(epoch)
         mix_gen.manual_seed(epoch_seed(r.seed, epoch, MIX_STREAM + world.rank))
