@@ -37,8 +37,8 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -500,10 +500,48 @@ def _config_for_resume(config: TrainConfig, saved: dict[str, Any], path: Path) -
     return old
 
 
-def _make_bar(enabled: bool, total: int, epoch: int, epochs: int) -> Any:
-    if not (enabled and sys.stderr.isatty()):
-        return None
-    return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False, dynamic_ncols=True)
+@contextmanager
+def _progress(enabled: bool, total: int, epoch: int, epochs: int) -> Iterator[Any]:
+    """A tqdm bar for one epoch on a terminal (None when disabled or when stderr is not a TTY)."""
+    bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False, dynamic_ncols=True) if enabled and sys.stderr.isatty() else None
+    try:
+        yield bar
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def balancing_at(method: Method, epoch: int, deferral_epoch: int) -> tuple[bool, bool]:
+    """(re-weight?, re-sample?) during ``epoch``: RW/RS always, DRW/DRS from ``deferral_epoch`` on (0-based)."""
+    on = epoch >= deferral_epoch
+    return (method.weighting == "rw" or (method.weighting == "drw" and on),
+            method.sampling == "rs" or (method.sampling == "drs" and on))  # fmt: skip
+
+
+def _check_finite(loss: float, epoch: int, out: Path) -> None:
+    if not math.isfinite(loss):
+        kept = f"the last good checkpoint is {out / CHECKPOINT} (epoch {epoch})" if epoch else "no checkpoint was written"
+        raise UserError(f"training loss became {loss} in epoch {epoch + 1}; the run stopped and {kept}. "
+                        "Try a smaller optim.lr or run.amp=off")  # fmt: skip
+
+
+def _evaluate_run(model: nn.Module, data: RunData, config: TrainConfig, *, amp: bool, channels_last: bool, world: Dist) -> dict[str, Any]:
+    where = {"class_counts": data.class_counts, "batch_size": config.run.eval_batch_size, "amp": amp,
+             "channels_last": channels_last, "rank": world.rank, "world_size": world.world_size}  # fmt: skip
+    if data.test_files is not None:
+        return evaluate_files(model, data.test_files, num_workers=config.run.workers, **where)
+    return evaluate(model, data.x_test, data.y_test, transform=data.spec.eval_transform(channels_last=channels_last), **where)
+
+
+def _record_epoch(out: Path, history: list[dict[str, Any]], board: Any, epochs: int) -> None:
+    """The epoch's log line on stdout, metrics.jsonl/csv, and TensorBoard scalars."""
+    row = history[-1]
+    print(_log_line(row, epochs), flush=True)
+    _write_logs(out, history)
+    if board is not None:
+        for key in LOG_COLUMNS[1:]:
+            if row.get(key) is not None:
+                board.add_scalar(key, row[key], row["epoch"])
 
 
 def _tensorboard(out: Path, enabled: bool, start_epoch: int) -> Any:
@@ -597,7 +635,6 @@ def _train(config: TrainConfig, method: Method, world: Dist, device: torch.devic
     sampler = ClassBalancedSampler(data.y_train.cpu(), counts, kind="effective", beta=config.method.beta,
                                    rank=world.rank, world_size=world.world_size, seed=r.seed)  # fmt: skip
     rw_weights = class_weights(counts, "effective", config.method.beta).to(device)
-    eval_transform = data.spec.eval_transform(channels_last=channels_last)
     if world.main:
         if state is None:
             _write_text(out / CONFIG, config.to_yaml(f"resolved config of `remixup train`; rerun with: remixup train --config {out / CONFIG} --out NEW_OUT"))
@@ -608,40 +645,23 @@ def _train(config: TrainConfig, method: Method, world: Dist, device: torch.devic
         lr = lr_at(epoch, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        deferred_on = epoch >= s.deferral_epoch  # DRW/DRS switch at epoch boundaries
-        weighted = method.weighting == "rw" or (method.weighting == "drw" and deferred_on)
+        weighted, sampled = balancing_at(method, epoch, s.deferral_epoch)  # DRW/DRS switch at epoch boundaries
         criterion.weight = rw_weights if weighted else None  # a buffer; assigned, so it stays on the device
-        loader.sampler = sampler if method.sampling == "rs" or (method.sampling == "drs" and deferred_on) else None
+        loader.sampler = sampler if sampled else None
         loader.set_epoch(epoch)
         mix_gen.manual_seed(epoch_seed(r.seed, epoch, MIX_STREAM + world.rank))
         tic = time.perf_counter()
-        bar = _make_bar(r.progress and world.main, len(loader), epoch, r.epochs)
-        try:
+        with _progress(r.progress and world.main, len(loader), epoch, r.epochs) as bar:
             stats = train_one_epoch(net, loader, mixing, criterion, optimizer, amp=amp, channels_last=channels_last, bar=bar, world=world)
-        finally:
-            if bar is not None:
-                bar.close()
-        if not math.isfinite(stats["train_loss"]):
-            kept = f"the last good checkpoint is {out / CHECKPOINT} (epoch {epoch})" if epoch else "no checkpoint was written"
-            raise UserError(f"training loss became {stats['train_loss']} in epoch {epoch + 1}; the run stopped and {kept}. "
-                            "Try a smaller optim.lr or run.amp=off")  # fmt: skip
+        _check_finite(stats["train_loss"], epoch, out)
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **{k: stats[k] for k in ("train_loss", "train_acc", "lam_y_forced", "images_per_s")}}
         if (epoch + 1) % r.eval_every == 0 or epoch + 1 == r.epochs:
-            where = {"amp": amp, "channels_last": channels_last, "rank": world.rank, "world_size": world.world_size}
-            if data.test_files is not None:
-                last_eval = evaluate_files(model, data.test_files, class_counts=counts, batch_size=r.eval_batch_size, num_workers=r.workers, **where)
-            else:
-                last_eval = evaluate(model, data.x_test, data.y_test, class_counts=counts, transform=eval_transform, batch_size=r.eval_batch_size, **where)
+            last_eval = _evaluate_run(model, data, config, amp=amp, channels_last=channels_last, world=world)
             row.update({k: last_eval[k] for k in ("top1", "top5", "balanced_acc", "many", "medium", "few")})
         row["time_s"] = time.perf_counter() - tic
         history.append(row)
-        if world.main:
-            print(_log_line(row, r.epochs), flush=True)
-            _write_logs(out, history)
-            if board is not None:
-                for key in LOG_COLUMNS[1:]:
-                    if row.get(key) is not None:
-                        board.add_scalar(key, row[key], epoch + 1)
+        if world.main:  # log, then checkpoint: a resumed run rewrites the logs from the checkpoint's history
+            _record_epoch(out, history, board, r.epochs)
             checkpoint.save({"format": checkpoint.FORMAT, "epoch": epoch + 1, "model": model.state_dict(),
                              "optimizer": optimizer.state_dict(), "rng": {"torch": torch.get_rng_state(), "mix": mix_gen.get_state()},
                              "config": config.to_dict(), "history": history, "last_eval": last_eval,
