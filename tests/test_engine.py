@@ -184,3 +184,13 @@ def test_image_folder_through_dataloader_workers(tmp_path: Path) -> None:
     summary = train(cfg)
     assert summary["class_counts"] == [6, 2] and sum(map(sum, summary["confusion"])) == 3
     assert evaluate_checkpoint(tmp_path / "run", device="cpu")["confusion"] == summary["confusion"]
+
+
+def test_balancing_at_is_declarative() -> None:
+    from remixup.engine import balancing_at
+    from remixup.methods import get_method
+
+    assert [balancing_at(get_method("remix-drw"), e, 2) for e in (0, 1, 2, 3)] == [(False, False)] * 2 + [(True, False)] * 2
+    assert [balancing_at(get_method("mixup-drs"), e, 1) for e in (0, 1)] == [(False, False), (False, True)]
+    assert balancing_at(get_method("rw-focal"), 0, 5) == (True, False) and balancing_at(get_method("rs"), 0, 5) == (False, True)
+    assert balancing_at(get_method("remix"), 9, 0) == (False, False)
