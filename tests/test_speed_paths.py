@@ -78,6 +78,12 @@ def test_train_with_bf16_and_channels_last_on_cpu(tmp_path):
     assert len(rows) == 2 and all(r["lam_y_forced"] is not None for r in rows)
 
 
+def test_eval_batch_size_auto():
+    assert TrainConfig().run.eval_batch_size == 0
+    assert engine.eval_batch_size(torch.device("cpu")) == 256
+    assert engine.eval_batch_size(torch.device("cuda")) == 1024
+
+
 def test_cpu_defaults_are_fp32_channels_last():
     config = TrainConfig()
     data = engine.RunData(None, torch.zeros(2, 8, 8, 3, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64),

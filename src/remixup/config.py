@@ -142,7 +142,8 @@ class RunConfig:
         tensorboard: also log to TensorBoard when the ``tensorboard`` package is installed.
         threads: CPU threads for torch; 0 (auto) takes torch's default less the cores that other processes keep
             busy (1-minute load average), at least 1 (``remixup.engine.auto_threads``).
-        eval_batch_size: batch size of evaluation.
+        eval_batch_size: batch size of evaluation; 0 (auto) takes 256 on the CPU (fastest of 128-1024 there,
+            docs/performance.md) and 1024 on CUDA.
         workers: DataLoader worker processes for datasets read from image files (iNaturalist, image folders).
         compile: ``torch.compile`` the training forward/backward: ``auto`` (off: on the CPU it did not pay for its
             compile time, docs/performance.md; on CUDA not measured yet), ``on`` or ``off``.
@@ -159,7 +160,7 @@ class RunConfig:
     progress: bool = True
     tensorboard: bool = True
     threads: int = 0
-    eval_batch_size: int = 1024
+    eval_batch_size: int = 0
     workers: int = 4
     compile: str = "auto"
 
@@ -260,7 +261,7 @@ class TrainConfig:
         check_number(r.subset_seed, "run.subset_seed", low=0, integer=True)
         check_number(r.eval_every, "run.eval_every", low=1, integer=True)
         check_number(r.threads, "run.threads", low=0, integer=True)
-        check_number(r.eval_batch_size, "run.eval_batch_size", low=1, integer=True)
+        check_number(r.eval_batch_size, "run.eval_batch_size", low=0, integer=True)
         check_number(r.workers, "run.workers", low=0, integer=True)
         check_choice(r.amp, "run.amp", AMP_CHOICES)
         check_choice(r.channels_last, "run.channels_last", SWITCHES)

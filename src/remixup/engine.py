@@ -66,6 +66,11 @@ MIX_STREAM = 1000  # epoch_seed stream of the mixing generator (+ rank); the loa
 _DEFAULT_THREADS = torch.get_num_threads()  # torch's choice (physical cores) before any run changed it
 
 
+def eval_batch_size(device: torch.device) -> int:
+    """``run.eval_batch_size=0``: 256 on the CPU (measured fastest of 128-1024: cache-sized), 1024 on CUDA."""
+    return 1024 if device.type == "cuda" else 256
+
+
 def auto_threads(cores: int | None = None, load: float | None = None) -> int:
     """``run.threads=0``: torch's default thread count less the cores other processes keep busy, at least 1.
 
@@ -526,7 +531,8 @@ def _check_finite(loss: float, epoch: int, out: Path) -> None:
 
 
 def _evaluate_run(model: nn.Module, data: RunData, config: TrainConfig, *, amp: bool, channels_last: bool, world: Dist) -> dict[str, Any]:
-    where = {"class_counts": data.class_counts, "batch_size": config.run.eval_batch_size, "amp": amp,
+    batch_size = config.run.eval_batch_size or eval_batch_size(next(model.parameters()).device)
+    where = {"class_counts": data.class_counts, "batch_size": batch_size, "amp": amp,
              "channels_last": channels_last, "rank": world.rank, "world_size": world.world_size}  # fmt: skip
     if data.test_files is not None:
         return evaluate_files(model, data.test_files, num_workers=config.run.workers, **where)
