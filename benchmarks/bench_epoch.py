@@ -7,13 +7,14 @@
   crops 32x32 at a random offset, flips it with probability 1/2, converts to a tensor and normalises; a
   ``DataLoader`` with worker processes (``--workers``, 2 by default); Remix mixing written the usual way
   (``np.random.beta``, ``torch.randperm``, the Remix rule on the batch's class counts); the same ResNet-32 (same
-  initialisation), the same SGD, soft-target cross-entropy; fp32, NCHW; the same torch threads.
+  initialisation), the same SGD, soft-target cross-entropy; fp32, NCHW; torch's default thread count (what a
+  script that does not set it gets; ``--baseline-threads same`` gives it remixup's load-aware choice instead).
 
 End to end means from asking for the first batch (worker start-up included) to the optimizer step of the last
 one. The two run in the order A B B A (``--rounds`` pairs) and the times are summed per pipeline, so a change in
 machine load hits both alike. ``--max-steps`` times that many steps per epoch (0: the whole epoch, 96 steps).
 
-    .venv/bin/python benchmarks/bench_epoch.py [--npz PATH] [--max-steps 24] [--workers 2] [--rounds 1]
+    .venv/bin/python benchmarks/bench_epoch.py [--npz PATH] [--max-steps 24] [--workers 2] [--rounds 1] [--baseline-threads torch|same|N]
 
 Target (issue 6): remixup ≥ 1.5x faster end to end.
 """
@@ -89,6 +90,8 @@ def main() -> None:
     p.add_argument("--max-steps", type=int, default=24, help="steps per timed epoch (0: the whole epoch)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--rounds", type=int, default=1, help="A B B A repetitions")
+    p.add_argument("--baseline-threads", default="torch", help="torch threads of the conventional pipeline: 'torch' "
+                   "(torch's default, what a script that does not set them gets), 'same' (remixup's choice) or a number")
     args = p.parse_args()
     npz = find_npz(args.npz)
     n = set_threads(args.threads)
@@ -106,7 +109,9 @@ def main() -> None:
     loader = DataLoader(ds, batch_size=o.batch_size, shuffle=True, drop_last=True, num_workers=args.workers,
                         worker_init_fn=_seed_worker, generator=g)  # fmt: skip
     steps = args.max_steps or len(loader)
-    print(f"machine: {machine()}; torch threads {n} (both pipelines), DataLoader workers {args.workers}")
+    nb = {"torch": engine._DEFAULT_THREADS, "same": n}.get(args.baseline_threads) or int(args.baseline_threads)
+    print(f"machine: {machine()}; torch threads: remixup {n} (run.threads=auto unless --threads), conventional {nb}; "
+          f"DataLoader workers {args.workers}")  # fmt: skip
     print(f"{len(ds)} LT-100 images, {steps} steps of {o.batch_size} per timed epoch; remixup amp={ours.amp} channels_last={ours.channels_last}")
 
     def run_ours() -> float:
@@ -118,10 +123,12 @@ def main() -> None:
         return time.perf_counter() - t0
 
     def run_conventional() -> float:
-        torch.set_num_threads(n)
+        torch.set_num_threads(nb)
         t0 = time.perf_counter()
         conventional_epoch(model, optimizer, loader, data.class_counts, steps)
-        return time.perf_counter() - t0
+        secs = time.perf_counter() - t0
+        torch.set_num_threads(n)
+        return secs
 
     totals = {"remixup": 0.0, "conventional": 0.0}
     for r in range(args.rounds):
