@@ -52,8 +52,16 @@ def test_auto_threads_leaves_busy_cores_alone(cores, load, expected):
     assert engine.auto_threads(cores, load) == expected
 
 
-def test_auto_threads_reads_the_load_average():
+def test_auto_threads_measures_the_machine():
     assert 1 <= engine.auto_threads() <= engine._DEFAULT_THREADS
+    busy = engine.busy_cores(0.05)
+    assert busy is None or 0.0 <= busy <= (__import__("os").cpu_count() or 1) + 1e-9
+
+
+def test_auto_threads_falls_back_to_the_load_average(monkeypatch):
+    monkeypatch.setattr(engine, "busy_cores", lambda window=0.25: None)
+    monkeypatch.setattr(engine.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    assert engine.auto_threads(4) == 1
 
 
 def test_train_restores_the_callers_thread_count(tmp_path):

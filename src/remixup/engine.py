@@ -71,15 +71,37 @@ def eval_batch_size(device: torch.device) -> int:
     return 1024 if device.type == "cuda" else 256
 
 
+def busy_cores(window: float = 0.25) -> float | None:
+    """CPUs that other processes keep busy now: the non-idle share of ``/proc/stat`` over ``window`` seconds, times
+    the CPU count, measured while this process sleeps (so it does not count itself). ``None`` off Linux."""
+    def read() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as fh:
+            v = [int(t) for t in fh.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+        return sum(v), v[3] + v[4]
+
+    try:
+        total0, idle0 = read()
+        time.sleep(window)
+        total1, idle1 = read()
+    except (OSError, ValueError):
+        return None
+    if total1 <= total0:
+        return None
+    return (1.0 - (idle1 - idle0) / (total1 - total0)) * (os.cpu_count() or 1)
+
+
 def auto_threads(cores: int | None = None, load: float | None = None) -> int:
     """``run.threads=0``: torch's default thread count less the cores other processes keep busy, at least 1.
 
-    The busy cores are the 1-minute load average (read once, when the run starts). Why: torch's OpenMP threads
-    meet at a barrier after every operator, so when another process holds one of the cores every operator waits
-    for a descheduled thread. On the 2-core benchmark machine at load ≈ 5 a ResNet-32 step took 2.7× longer with
-    2 threads than with 1, and the digits CNN 25× longer (docs/performance.md); on an idle machine all cores are used.
+    ``load`` (busy cores) is measured when the run starts: :func:`busy_cores` (a quarter second of ``/proc/stat``,
+    in which this process sleeps), else the 1-minute load average. Why: torch's OpenMP threads meet at a barrier
+    after every operator, so when another process holds one of the cores every operator waits for a descheduled
+    thread. On the 2-core benchmark machine at load ≈ 3-5 a ResNet-32 step took 2.7-4.6× longer with 2 threads
+    than with 1 and a digits run 2.7× longer (docs/performance.md); with the cores free, all of them are used.
     """
     cores = _DEFAULT_THREADS if cores is None else cores
+    if load is None:
+        load = busy_cores()
     if load is None:
         try:
             load = os.getloadavg()[0]
