@@ -623,7 +623,10 @@ def _train(config: TrainConfig, method: Method, world: Dist, device: torch.devic
     if state is not None:
         config = _config_for_resume(config, state["config"], out / CHECKPOINT)
     if config.run.threads or device.type == "cpu":
-        torch.set_num_threads(config.run.threads or auto_threads())
+        # auto: the free cores, shared by the ranks on this machine (torchrun sets LOCAL_WORLD_SIZE). The count can
+        # change float summation order: set run.threads=N for bit-identical reruns on a machine whose load varies.
+        local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        torch.set_num_threads(config.run.threads or max(1, auto_threads() // local_ranks))
     r, s, o = config.run, config.schedule, config.optim
     if o.batch_size % world.world_size:
         raise UserError(f"optim.batch_size={o.batch_size} must divide by the number of processes ({world.world_size})")
