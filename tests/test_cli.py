@@ -19,5 +19,6 @@ def test_closed_pipe_is_silent():
     producer.stdout.readline()
     producer.stdout.close()
     err = producer.stderr.read().decode()
+    producer.stderr.close()
     assert producer.wait(timeout=60) == 0
     assert "Broken pipe" not in err and "Traceback" not in err
