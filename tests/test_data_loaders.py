@@ -112,3 +112,18 @@ def test_generator_supplies_the_base_seed() -> None:
     x, y = _data()
     a = TensorLoader(x, y, batch_size=10, generator=torch.Generator().manual_seed(9))
     assert torch.equal(a.indices(), TensorLoader(x, y, batch_size=10, seed=9).indices())
+
+
+def test_ddp_ranks_augment_independently():
+    import torch
+
+    from remixup.data import BatchAugment, TensorLoader
+
+    x = torch.full((8, 8, 8, 3), 200, dtype=torch.uint8)
+    y = torch.zeros(8, dtype=torch.int64)
+    aug = BatchAugment((0.5, 0.5, 0.5), (0.25, 0.25, 0.25), padding=2)
+    # identical images everywhere, so only the augmentation can tell the ranks' batches apart
+    batches = [next(iter(TensorLoader(x, y, batch_size=4, shuffle=False, augment=aug, rank=r, world_size=2))) for r in (0, 1)]
+    assert not torch.equal(batches[0][0], batches[1][0])
+    single = next(iter(TensorLoader(x, y, batch_size=4, shuffle=False, augment=aug)))
+    assert torch.equal(single[0], batches[0][0])  # rank 0 draws what a single process draws

@@ -123,7 +123,9 @@ class TensorLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self.indices().to(self.x.device)
-        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=1))
+        # Each DDP rank augments from its own stream (rank 0 keeps stream 1, the single-process one), so the i-th
+        # sample of every rank does not get the same crop and flip.
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=1 + 2_000 * self.rank))
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             idx = order[start : start + self.batch_size]
             xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
