@@ -64,6 +64,31 @@ def test_auto_threads_falls_back_to_the_load_average(monkeypatch):
     assert engine.auto_threads(4) == 1
 
 
+def test_thread_chooser_counts_only_other_processes(monkeypatch):
+    """Between epochs the busy CPU time of other processes decides: this run's own time does not count."""
+    # Each call reads the counters twice: at its start (against the previous epoch) and at its end.
+    samples = iter([(900, 0, 0), (1000, 0, 0), (1200, 100, 100), (1200, 100, 100), (1400, 100, 120), (0, 0, 0), (0, 0, 0), (0, 0, 0)])
+    monkeypatch.setattr(engine, "_cpu_counters", lambda: next(samples))
+    monkeypatch.setattr(engine.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(engine, "_DEFAULT_THREADS", 2)
+    monkeypatch.setattr(engine, "busy_cores", lambda window=0.25: 0.0)
+    before = torch.get_num_threads()
+    try:
+        choose = engine.ThreadChooser()
+        assert choose() == 2  # first epoch: the sample says idle
+        assert choose() == 2  # 200 ticks, 100 idle, 100 ours: nobody else
+        assert choose() == 1  # 200 ticks, 0 idle, 20 ours: others kept 1.8 CPUs busy
+        assert torch.get_num_threads() == 1
+        assert engine.ThreadChooser(ranks=2)() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_cpu_counters_read_proc():
+    counters = engine._cpu_counters()
+    assert counters is None or (len(counters) == 3 and counters[0] >= counters[1] >= 0 and counters[2] >= 0)
+
+
 def test_train_restores_the_callers_thread_count(tmp_path):
     before = torch.get_num_threads()
     torch.set_num_threads(2)

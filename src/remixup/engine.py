@@ -110,6 +110,44 @@ def auto_threads(cores: int | None = None, load: float | None = None) -> int:
     return max(1, min(cores, math.floor(cores - load + 0.5)))
 
 
+def _cpu_counters() -> tuple[int, int, int] | None:
+    """(all CPUs' ticks, their idle ticks, this process's CPU ticks) from /proc; ``None`` off Linux."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            v = [int(t) for t in fh.readline().split()[1:9]]
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            own = fh.read().rsplit(")", 1)[1].split()  # fields after the command name; utime, stime are 12, 13
+        return sum(v), v[3] + v[4], int(own[11]) + int(own[12])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class ThreadChooser:
+    """``run.threads=0`` on the CPU, decided again before every epoch: :func:`auto_threads` with the cores that
+    other processes kept busy during the previous epoch (all CPU time less this process's), or, before the first
+    epoch, a :func:`busy_cores` sample. A shared machine's load changes during a run; a choice made once at the start
+    was measured 1.4× slower than two threads when the machine became free (docs/performance.md).
+
+    Args:
+        ranks: processes sharing the machine's cores (DDP ranks on this machine).
+    """
+
+    def __init__(self, *, ranks: int = 1) -> None:
+        self.ranks = ranks
+        self.last: tuple[int, int, int] | None = None
+
+    def __call__(self) -> int:
+        now = _cpu_counters()
+        load = None
+        if self.last is not None and now is not None and now[0] > self.last[0]:
+            total, idle, own = (a - b for a, b in zip(now, self.last))
+            load = max(0.0, (total - idle - own) / total) * (os.cpu_count() or 1)
+        threads = max(1, auto_threads(load=load) // self.ranks)
+        torch.set_num_threads(threads)
+        self.last = _cpu_counters()
+        return threads
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Setup: processes, devices, data, model
 # ----------------------------------------------------------------------------------------------------------------
@@ -622,11 +660,12 @@ def _train(config: TrainConfig, method: Method, world: Dist, device: torch.devic
     state = checkpoint.load(out / CHECKPOINT) if resuming else None
     if state is not None:
         config = _config_for_resume(config, state["config"], out / CHECKPOINT)
-    if config.run.threads or device.type == "cpu":
-        # auto: the free cores, shared by the ranks on this machine (torchrun sets LOCAL_WORLD_SIZE). The count can
-        # change float summation order: set run.threads=N for bit-identical reruns on a machine whose load varies.
-        local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-        torch.set_num_threads(config.run.threads or max(1, auto_threads() // local_ranks))
+    # run.threads=0 on the CPU: the free cores, shared by the ranks on this machine (torchrun sets LOCAL_WORLD_SIZE),
+    # chosen again before every epoch. The count can change float summation order: set run.threads=N for
+    # bit-identical reruns on a machine whose load varies.
+    choose_threads = ThreadChooser(ranks=int(os.environ.get("LOCAL_WORLD_SIZE", "1"))) if device.type == "cpu" and not config.run.threads else None
+    if config.run.threads:
+        torch.set_num_threads(config.run.threads)
     r, s, o = config.run, config.schedule, config.optim
     if o.batch_size % world.world_size:
         raise UserError(f"optim.batch_size={o.batch_size} must divide by the number of processes ({world.world_size})")
@@ -673,6 +712,8 @@ def _train(config: TrainConfig, method: Method, world: Dist, device: torch.devic
     board = _tensorboard(out, r.tensorboard and world.main, start_epoch)
 
     for epoch in range(start_epoch, r.epochs):
+        if choose_threads is not None:
+            choose_threads()
         lr = lr_at(epoch, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
