@@ -2,7 +2,8 @@
 
 * remixup: ``remixup.engine.train_one_epoch`` over a ``TensorLoader`` (the whole uint8 training set as one tensor,
   batched crop/flip/normalise in one gather, Remix mixing), with the CPU defaults of ``run.amp``,
-  ``run.channels_last`` and ``run.threads``.
+  ``run.channels_last`` and ``run.threads`` (auto: ``remixup.engine.ThreadChooser`` before each timed epoch, as the
+  engine does before each epoch; ``--threads N`` fixes it).
 * conventional (written here): a map-style ``Dataset`` that makes a Pillow image per sample, pads it by 4,
   crops 32x32 at a random offset, flips it with probability 1/2, converts to a tensor and normalises; a
   ``DataLoader`` with worker processes (``--workers``, 2 by default); Remix mixing written the usual way
@@ -115,6 +116,8 @@ def main() -> None:
     print(f"{len(ds)} LT-100 images, {steps} steps of {o.batch_size} per timed epoch; remixup amp={ours.amp} channels_last={ours.channels_last}")
 
     def run_ours() -> float:
+        if args.threads <= 0:  # as the engine does before an epoch: run.threads=auto on a fresh sample of the machine
+            print(f"  remixup threads for this epoch: {engine.ThreadChooser()()}", flush=True)
         ours.loader.set_epoch(ours.batches.epoch)
         ours.batches.epoch += 1
         ours.batches._it = None  # a fresh epoch, as the engine starts one
@@ -126,9 +129,7 @@ def main() -> None:
         torch.set_num_threads(nb)
         t0 = time.perf_counter()
         conventional_epoch(model, optimizer, loader, data.class_counts, steps)
-        secs = time.perf_counter() - t0
-        torch.set_num_threads(n)
-        return secs
+        return time.perf_counter() - t0
 
     totals = {"remixup": 0.0, "conventional": 0.0}
     for r in range(args.rounds):
