@@ -142,6 +142,15 @@ def main() -> None:
     print(f"remixup {a:.1f} s ({steps * o.batch_size / a:.0f} img/s), conventional {b:.1f} s ({steps * o.batch_size / b:.0f} img/s) "
           f"per {steps}-step epoch")  # fmt: skip
     print(f"speed-up remixup vs conventional: {b / a:.2f}x (target >= 1.5x)")
+    # Where the conventional pipeline's data work goes: one batch of Pillow samples + collate, in this process.
+    from torch.utils.data import default_collate
+
+    t0 = time.perf_counter()
+    for r in range(5):
+        default_collate([ds[(r * o.batch_size + i) % len(ds)] for i in range(o.batch_size)])
+    per_batch = (time.perf_counter() - t0) / 5
+    print(f"conventional data path: {per_batch * 1e3:.1f} ms per batch of {o.batch_size} in one process "
+          f"({per_batch * steps * o.batch_size / o.batch_size / b * 100:.1f}% of its epoch time, spread over {args.workers} workers)")
     print(f"machine at the end: {machine()}")
 
 
