@@ -1,6 +1,7 @@
 """Which CPU settings make a ResNet-32 Remix step on CIFAR-10 LT-100 fastest: measured, interleaved, one run.
 
-Sections (``--only`` picks some; all by default, about 3 minutes on an idle 2-core machine):
+Sections (``--only`` picks some; ``layout,threads,eval`` by default, under 3 minutes on the 2-core machine when
+it is not overloaded; ``compile`` alone takes a few minutes, most of it compiling):
 
 * ``layout``: the training step (``remixup.engine.train_one_epoch`` over one batch of 128: gather, augment, Remix,
   forward, loss, backward, SGD) in fp32 NCHW, fp32 channels_last, bf16 autocast NCHW and bf16 channels_last.
@@ -11,7 +12,7 @@ Sections (``--only`` picks some; all by default, about 3 minutes on an idle 2-co
   Remix for ``--acc-epochs`` epochs on ``--acc-dataset`` (digits ρ=50 by default; ``cifar10`` is LT-100, far too
   slow under bf16 on a CPU without native bf16). Not in the default set.
 
-    .venv/bin/python benchmarks/bench_cpu_defaults.py [--npz PATH] [--only layout,threads,eval,compile,accuracy]
+    .venv/bin/python benchmarks/bench_cpu_defaults.py [--npz PATH] [--only layout,threads,eval,compile,accuracy] [--repeats 6]
 
 Every section prints medians (and inter-quartile ranges) and the ratio to its first variant, measured in this run.
 """
@@ -153,9 +154,9 @@ def section_accuracy(args, npz: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(p)
-    p.add_argument("--only", default="layout,threads,eval,compile", help="comma-separated sections")
-    p.add_argument("--repeats", type=int, default=10, help="interleaved rounds per section")
-    p.add_argument("--eval-images", type=int, default=2048)
+    p.add_argument("--only", default="layout,threads,eval", help="comma-separated sections (also: compile, accuracy)")
+    p.add_argument("--repeats", type=int, default=6, help="interleaved rounds per section")
+    p.add_argument("--eval-images", type=int, default=1024)
     p.add_argument("--max-threads", type=int, default=0, help="the many-threads variant (0: torch's default)")
     p.add_argument("--acc-epochs", type=int, default=30)
     p.add_argument("--acc-dataset", default="digits", choices=("digits", "cifar10"))
