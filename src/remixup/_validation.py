@@ -89,13 +89,18 @@ def check_class_counts(class_counts: Any, *, owner: str | None = None, num_class
 
 
 def check_labels(y: torch.Tensor, num_classes: int, *, name: str = "y", owner: str | None = None) -> None:
-    """Check labels are an integer tensor (B,) with values in [0, num_classes)."""
+    """Check labels are an integer tensor (B,) with values in [0, num_classes).
+
+    The value range is checked only for CPU tensors: on a GPU it would cost a host synchronisation every step, and
+    an out-of-range index fails there anyway (a device-side assert) when the targets are built. The training engine
+    checks the whole dataset's labels once, when it loads them.
+    """
     where = _where(owner)
     if not isinstance(y, torch.Tensor):
         raise TypeError(f"`{name}`{where} must be a torch.Tensor of class indices; got {type(y).__name__}")
     if y.ndim != 1 or y.dtype.is_floating_point or y.dtype == torch.bool:
         raise ValueError(f"`{name}`{where} must be an integer tensor of shape (B,); got {y.dtype} of shape {tuple(y.shape)}")
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+    if y.numel() and y.device.type == "cpu" and (int(y.min()) < 0 or int(y.max()) >= num_classes):
         raise ValueError(
             f"`{name}`{where} must hold class indices in [0, {num_classes - 1}]; got values in [{int(y.min())}, {int(y.max())}]"
         )
