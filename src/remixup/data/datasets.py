@@ -30,7 +30,29 @@ def _check_labels_in_range(y: torch.Tensor, num_classes: int, source: str) -> No
         )
 
 
-class ArrayDataset:
+class _Labelled:
+    """What every dataset shares: ``y`` (N,) int64 labels and the ``classes`` names."""
+
+    y: torch.Tensor
+    classes: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        """C, the number of classes (including any that are empty)."""
+        return len(self.classes)
+
+    @property
+    def class_counts(self) -> torch.Tensor:
+        """(C,) int64 number of samples of each class."""
+        return torch.bincount(self.y, minlength=self.num_classes)
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """(N,) int64 labels."""
+        return self.y
+
+
+class ArrayDataset(_Labelled):
     """A labelled dataset held in memory as two tensors.
 
     Args:
@@ -58,21 +80,6 @@ class ArrayDataset:
         self.source = source
         _check_labels_in_range(self.y, len(self.classes), source)
 
-    @property
-    def num_classes(self) -> int:
-        """C, the number of classes (including any that are empty)."""
-        return len(self.classes)
-
-    @property
-    def class_counts(self) -> torch.Tensor:
-        """(C,) int64 number of samples of each class."""
-        return torch.bincount(self.y, minlength=self.num_classes)
-
-    @property
-    def labels(self) -> torch.Tensor:
-        """(N,) int64 labels."""
-        return self.y
-
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
@@ -91,7 +98,7 @@ class ArrayDataset:
 Transform = Callable[[Image.Image, torch.Generator], torch.Tensor]
 
 
-class ImageFileDataset:
+class ImageFileDataset(_Labelled):
     """Labelled image files decoded with Pillow when accessed (the DataLoader path for large images).
 
     The random augmentation of sample i in epoch e draws from a generator seeded by (seed, e, i), so the result
@@ -128,19 +135,6 @@ class ImageFileDataset:
         self.source = source
         self.epoch = 0
         _check_labels_in_range(self.y, len(self.classes), source)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def class_counts(self) -> torch.Tensor:
-        """(C,) int64 number of files of each class."""
-        return torch.bincount(self.y, minlength=self.num_classes)
-
-    @property
-    def labels(self) -> torch.Tensor:
-        return self.y
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
