@@ -3,7 +3,7 @@
 A *table* (:class:`Experiment`) is a list of rows (methods, or the swept value of κ or τ) by a list of columns
 (dataset × imbalance profile × ratio). Each (row, column) is a *cell*; each cell is run once per training seed and
 per subset seed, and the table shows the mean ± std of the finished runs beside the paper's number
-(../shared/SPEC.md §5; ``None`` where the paper has none).
+(the specification's §5, i.e. Chou et al. 2020, Tables 1 and 5; ``None`` where the paper has none).
 
 Nothing here trains or touches the disk: :mod:`remixup.reproduce` turns a :class:`RunSpec` into a
 ``remixup train`` command and runs it.

@@ -12,7 +12,7 @@ CIFAR-100 (n_max = 500): 10,847 images.
 Which samples are kept (LDAM-DRW's procedure, so the same images come out of the same files): one
 ``numpy.random.RandomState(subset_seed)`` shuffles, class by class in label order, the list of that class's
 positions and the first n_c are kept. The choice depends only on each sample's position within its class, never on
-the global order of the file (see ../shared/data/README.md: the class-sorted npz and the official pickle batches
+the global order of the file (a class-sorted npz and the official pickle batches
 give the same subset), and never on the training seed.
 """
 
