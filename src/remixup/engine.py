@@ -621,7 +621,7 @@ def _tensorboard(out: Path, enabled: bool, start_epoch: int) -> Any:
 # ----------------------------------------------------------------------------------------------------------------
 # train()
 # ----------------------------------------------------------------------------------------------------------------
-def train(config: TrainConfig, *, resume: bool | str = False) -> dict[str, Any]:
+def train(config: TrainConfig, *, resume: bool | str = False, model: nn.Module | None = None) -> dict[str, Any]:
     """Train a model as ``config`` says and write the run folder ``config.run.out`` (docs/ARCHITECTURE.md).
 
     Args:
@@ -629,6 +629,11 @@ def train(config: TrainConfig, *, resume: bool | str = False) -> dict[str, Any]:
         resume: ``True``: continue from ``OUT/checkpoint.pt`` (it must exist); ``"auto"``: continue when there is
             one, else start; ``False``: start, refusing a folder that already holds a run. A finished run (its
             ``summary.json`` exists) is returned as it is when resuming.
+        model: your own classifier instead of ``model.name``: any ``nn.Module`` mapping a normalised batch
+            (B, C, H, W) (or (B, D) for vector data) to logits (B, num_classes). It is trained in place. Manifold
+            mixing uses its ``mixing_points`` attribute when it has one, else the input only. LDAM losses expect a
+            normalised (cosine) classifier, which is then yours to provide. To resume, pass an identically built
+            model again; ``remixup eval`` cannot rebuild it, so evaluate it with :func:`evaluate` in Python.
 
     Returns:
         The summary dict written to ``OUT/summary.json``.
@@ -642,14 +647,15 @@ def train(config: TrainConfig, *, resume: bool | str = False) -> dict[str, Any]:
     world, device, owned_group = _setup_processes(config.run.device)
     threads = torch.get_num_threads()
     try:
-        return _train(config, method, world, device, resume)
+        return _train(config, method, world, device, resume, model)
     finally:
         torch.set_num_threads(threads)  # the caller's setting, not this run's
         if owned_group and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _train(config: TrainConfig, method: Method, world: Dist, device: torch.device, resume: bool | str) -> dict[str, Any]:
+def _train(config: TrainConfig, method: Method, world: Dist, device: torch.device, resume: bool | str,
+           user_model: nn.Module | None = None) -> dict[str, Any]:  # fmt: skip
     from remixup.data import TensorLoader
     from remixup.losses import build_loss
 
@@ -673,7 +679,10 @@ def _train(config: TrainConfig, method: Method, world: Dist, device: torch.devic
     data = load_data(config, device)
     counts = data.class_counts
     amp, channels_last = _flags(config, device, data)
-    model, model_name = build_run_model(config, data, method)
+    if user_model is not None:
+        model, model_name = user_model, f"custom:{type(user_model).__name__}"
+    else:
+        model, model_name = build_run_model(config, data, method)
     model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
     criterion = build_loss(method.loss, class_counts=counts.tolist()).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov)
@@ -807,6 +816,9 @@ def evaluate_checkpoint(
     if path.is_dir():
         path = path / CHECKPOINT
     state = checkpoint.load(path)
+    if str(state["model_name"]).startswith("custom:"):
+        raise UserError(f"{path} holds a model of your own ({state['model_name'][7:]}) that remixup cannot rebuild; "
+                        "load its state dict into that model in Python and call remixup.engine.evaluate")  # fmt: skip
     config = TrainConfig.from_dict(state["config"], source=f"the config in {path}")
     method = get_method(config.method.name)
     name = dataset or config.data.dataset
