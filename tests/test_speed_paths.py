@@ -219,3 +219,15 @@ def test_torch_compile_trains_a_tiny_model():
     except Exception as exc:  # noqa: BLE001 - no C++ compiler / inductor unsupported here
         pytest.skip(f"torch.compile is unavailable on this machine: {type(exc).__name__}: {str(exc)[:120]}")
     assert stats["images"] == 32
+
+
+def test_malloc_tuning_switch(tmp_path):
+    from remixup.config import build_config
+    from remixup.engine import train, tune_malloc
+
+    assert tune_malloc() in (True, False)  # never raises; True on Linux with glibc
+    with pytest.raises(ValueError, match="run.malloc"):
+        build_config("paper", epochs=2, overrides=["run.malloc=sometimes"])
+    config = build_config("paper", epochs=2, overrides=["data.dataset=moons", "run.malloc=off", f"run.out={tmp_path / 'r'}",
+                                                        "run.progress=false", "run.threads=1"])  # fmt: skip
+    assert train(config)["epochs"] == 2

@@ -147,6 +147,9 @@ class RunConfig:
         workers: DataLoader worker processes for datasets read from image files (iNaturalist, image folders).
         compile: ``torch.compile`` the training forward/backward: ``auto`` (off: on the CPU it did not pay for its
             compile time, docs/performance.md; on CUDA not measured yet), ``on`` or ``off``.
+        malloc: keep freed host memory for reuse instead of handing it back to the OS after every step (glibc's
+            mmap and trim thresholds raised, process-wide): ``auto`` (on for CPU runs on Linux; a ResNet-32 step
+            was 1.20x faster on 2 threads, benchmarks/bench_malloc.py), ``on`` or ``off``.
     """
 
     epochs: int = 300
@@ -163,6 +166,7 @@ class RunConfig:
     eval_batch_size: int = 0
     workers: int = 4
     compile: str = "auto"
+    malloc: str = "auto"
 
 
 SECTIONS: dict[str, type] = {
@@ -266,6 +270,7 @@ class TrainConfig:
         check_choice(r.amp, "run.amp", AMP_CHOICES)
         check_choice(r.channels_last, "run.channels_last", SWITCHES)
         check_choice(r.compile, "run.compile", SWITCHES)
+        check_choice(r.malloc, "run.malloc", SWITCHES)
         if r.device not in ("auto", "cpu", "cuda") and not (r.device.startswith("cuda:") and r.device[5:].isdigit()):
             raise ValueError(f"`run.device` must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {r.device!r}")
         if not r.out:
