@@ -93,7 +93,17 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1, help="A B B A repetitions")
     p.add_argument("--baseline-threads", default="torch", help="torch threads of the conventional pipeline: 'torch' "
                    "(torch's default, what a script that does not set them gets), 'same' (remixup's choice) or a number")
+    p.add_argument("--processes", action="store_true", help="time every epoch in a fresh process (after a 2-step "
+                   "warm-up), so that process-wide settings apply to one pipeline only: remixup's run.malloc=auto "
+                   "(benchmarks/bench_malloc.py) is then on for remixup and off for the conventional pipeline")
+    p.add_argument("--only", choices=("remixup", "conventional"), help=argparse.SUPPRESS)  # a child of --processes
     args = p.parse_args()
+    if args.processes:
+        return run_in_processes(args)
+    if args.only == "remixup":
+        from remixup.engine import tune_malloc
+
+        tune_malloc()  # what `remixup train` does on the CPU (run.malloc=auto), before the data is loaded
     npz = find_npz(args.npz)
     n = set_threads(args.threads)
     cfg = config_for(npz, "remix", seed=args.seed)
@@ -131,6 +141,13 @@ def main() -> None:
         conventional_epoch(model, optimizer, loader, data.class_counts, steps)
         return time.perf_counter() - t0
 
+    if args.only:  # a child of --processes: warm up, time one epoch, report it
+        run, warm = (run_ours, lambda: ours.step(2)) if args.only == "remixup" else (
+            run_conventional, lambda: conventional_epoch(model, optimizer, loader, data.class_counts, 2))
+        warm()
+        print(f"SECONDS {run()}")
+        return None
+
     totals = {"remixup": 0.0, "conventional": 0.0}
     for r in range(args.rounds):
         for name in ("remixup", "conventional", "conventional", "remixup"):
@@ -151,6 +168,29 @@ def main() -> None:
     per_batch = (time.perf_counter() - t0) / 5
     print(f"conventional data path: {per_batch * 1e3:.1f} ms per batch of {o.batch_size} in one process "
           f"({per_batch * steps * o.batch_size / o.batch_size / b * 100:.1f}% of its epoch time, spread over {args.workers} workers)")
+    print(f"machine at the end: {machine()}")
+
+
+def run_in_processes(args: argparse.Namespace) -> None:
+    """A B B A over fresh processes (``--only``), times summed per pipeline as in the in-process mode."""
+    import subprocess
+    import sys
+
+    passthrough = [a for a in sys.argv[1:] if a != "--processes"]
+    print(f"machine: {machine()}; every timed epoch in its own process (remixup with run.malloc=auto)", flush=True)
+    totals = {"remixup": 0.0, "conventional": 0.0}
+    imgs = None
+    for r in range(args.rounds):
+        for name in ("remixup", "conventional", "conventional", "remixup"):
+            out = subprocess.run([sys.executable, __file__, *passthrough, "--only", name], capture_output=True, text=True, check=True)
+            secs = float(out.stdout.rsplit("SECONDS", 1)[1])
+            imgs = imgs or int(out.stdout.split(" steps of ")[0].split(", ")[-1]) * int(out.stdout.split(" steps of ")[1].split()[0])
+            totals[name] += secs
+            print(f"  round {r + 1} {name:<13s} {secs:7.1f} s  {imgs / secs:6.0f} img/s", flush=True)
+    reps = 2 * args.rounds
+    a, b = totals["remixup"] / reps, totals["conventional"] / reps
+    print(f"remixup {a:.1f} s ({imgs / a:.0f} img/s), conventional {b:.1f} s ({imgs / b:.0f} img/s) per epoch")
+    print(f"speed-up remixup vs conventional: {b / a:.2f}x (target >= 1.5x)")
     print(f"machine at the end: {machine()}")
 
 
