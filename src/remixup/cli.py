@@ -1,7 +1,8 @@
 """The ``remixup`` command line: a thin dispatcher over the Python API.
 
 Each sub-command lives in ``remixup.commands.<name>`` and exposes ``add_parser(subparsers)`` and
-``run(args) -> int``. Modules are imported only when their command runs, so ``remixup --help`` stays fast.
+``run(args) -> int``. Only the module of the command that runs is imported (plotting, data and training code
+are not loaded for ``remixup data`` or ``remixup --help``).
 User mistakes end as one line on stderr (``remixup: error: ...``) and exit status 2, never a traceback.
 """
 
@@ -35,31 +36,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"remixup: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _available() -> dict[str, object]:
-    found = {}
-    for name, (module, _) in COMMANDS.items():
-        try:
-            found[name] = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:  # a real missing dependency inside the command: surface it
-                raise
-    return found
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``remixup`` parser. With ``only``, just that command's module is imported (``""``: none); ``None``
+    imports every command (for documentation and tests)."""
     parser = _Parser(prog="remixup", description="Remix (Rebalanced Mixup) for class-imbalanced data.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name, module in _available().items():
-        p = sub.add_parser(name, help=COMMANDS[name][1], description=COMMANDS[name][1])
-        module.add_parser(p)  # type: ignore[attr-defined]
-        p.set_defaults(_run=module.run)  # type: ignore[attr-defined]
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if only is None or name == only:
+            module = importlib.import_module(module_name)
+            module.add_parser(p)  # type: ignore[attr-defined]
+            p.set_defaults(_run=module.run)  # type: ignore[attr-defined]
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in argv if not a.startswith("-")), "")
+    args = build_parser(only=chosen if chosen in COMMANDS else "").parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
