@@ -311,3 +311,30 @@ def test_real_engine_run_skip_and_resume(tmp_path):
     assert calls[0][3] == "train" and "--resume" in calls[0]
     _, _, text = rp.write_results(tiny, runs, tmp_path)
     assert f"| Remix | {summary['top1']:.2f} (n=1) · paper 90.00 |" in text
+
+
+def test_c10lt_and_sweep_tables():
+    from remixup.methods import METHODS
+
+    c10lt = get_experiment("c10lt")
+    assert c10lt.recipe == "ldam" and [c.label for c in c10lt.columns] == ["C10 LT-100"]
+    assert [r.method for r in c10lt.rows] == ["erm", "mixup", "remix", "drw", "remix-drw", "ldam-drw", "mixup-drw"]
+    assert c10lt.paper[("Remix-DRW", "C10 LT-100")] == 79.76 and ("Mixup-DRW", "C10 LT-100") not in c10lt.paper
+    # the full runs share no folder with Table 1 (other recipe) and each has its own
+    ids = [r.run_id for r in enumerate_runs(c10lt, seeds=[0])]
+    assert ids[4] == "cifar10-longtail100_remix-drw_ldam_s0-ss0" and len(set(ids)) == 7
+
+    sweep = get_experiment("sweep")
+    assert sorted(r.method for r in sweep.rows) == sorted(METHODS)  # every registry method, once
+    assert [r.method for r in sweep.rows[:3]] == ["erm", "mixup", "remix"]
+    assert sweep.paper[("DRW", "C10 LT-100")] == 58.1 and sweep.reference == "ref"
+
+
+def test_sweep_table_names_its_reference(tmp_path):
+    sweep = get_experiment("sweep")
+    runs = enumerate_runs(sweep, seeds=[0], epochs=25)
+    fake_finished(tmp_path / runs[0].run_id, 44.0)
+    _, _, text = rp.write_results(sweep, runs, tmp_path)
+    assert "| ERM | 44.00 (n=1) · ref 45.30 |" in text
+    assert "SPEC §5" in text and "1 of 27 runs finished" in text
+    assert "| Focal | — · ref — |" in text

@@ -271,7 +271,7 @@ def collect(experiment: Experiment, runs: Sequence[RunSpec], runs_dir: Path) -> 
     }
 
 
-def format_cell(stats: CellStats) -> str:
+def format_cell(stats: CellStats, reference: str = "paper") -> str:
     """``"75.12 ± 0.31 (n=5) · paper 75.36"``; an empty cell reads ``"— · paper 75.36"``; no paper number "—"."""
     paper = "—" if stats.paper is None else f"{stats.paper:.2f}"
     if stats.mean is None:
@@ -280,7 +280,7 @@ def format_cell(stats: CellStats) -> str:
         measured = f"{stats.mean:.2f} (n=1)"
     else:
         measured = f"{stats.mean:.2f} ± {stats.std:.2f} (n={stats.n})"
-    return f"{measured} · paper {paper}"
+    return f"{measured} · {reference} {paper}"
 
 
 def markdown_table(experiment: Experiment, cells: dict[tuple[str, str], CellStats], *, note: str = "") -> str:
@@ -291,12 +291,14 @@ def markdown_table(experiment: Experiment, cells: dict[tuple[str, str], CellStat
     rule = "|" + "---|" * (len(experiment.columns) + 1)
     lines = [f"## {experiment.title}", "",
              f"Each cell: measured {what}, last epoch, mean ± std (sample std) over the n finished runs, "
-             "then the paper's number (— where a cell has no finished run or the paper has no number).", ""]
+             f"then the {experiment.reference} number (— where a cell has no finished run or no such number).", ""]
+    if experiment.reference_note:
+        lines += [experiment.reference_note, ""]
     if note:
         lines += [note, ""]
     lines += [head, rule]
     for row in experiment.rows:
-        cells_text = [format_cell(cells[(row.label, col.label)]) for col in experiment.columns]
+        cells_text = [format_cell(cells[(row.label, col.label)], experiment.reference) for col in experiment.columns]
         lines.append("| " + " | ".join([row.label, *cells_text]) + " |")
     return "\n".join(lines) + "\n"
 
