@@ -338,3 +338,26 @@ def test_sweep_table_names_its_reference(tmp_path):
     assert "| ERM | 44.00 (n=1) · ref 45.30 |" in text
     assert "SPEC §5" in text and "1 of 27 runs finished" in text
     assert "| Focal | — · ref — |" in text
+
+
+def test_rows_pick_part_of_a_grid(tmp_path, capsys):
+    sweep = get_experiment("sweep")
+    assert rp.select_rows(sweep, "erm, Remix-DRW,remix_drw") == ["ERM", "Remix-DRW"]
+    assert rp.select_rows(get_experiment("kappa"), "κ = 3") == ["κ = 3"]
+    with pytest.raises(ValueError, match="no row 'remixx'.*its rows: ERM, Mixup"):
+        rp.select_rows(sweep, "erm,remixx")
+    with pytest.raises(ValueError, match="names no row"):
+        rp.select_rows(sweep, " , ")
+
+    assert main(["reproduce", "sweep", "--dry-run", "--seeds", "0", "--epochs", "25", "--rows", "remix,erm",
+                 "--runs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "27 runs, 2 of them in the rows asked for" in out
+    assert out.count("\n[") == 2 and "--method erm" in out and "--method remix " in out
+    # the table still covers the whole grid
+    fake_finished(tmp_path / enumerate_runs(sweep, seeds=[0], epochs=25)[0].run_id, 44.0)
+    assert main(["reproduce", "sweep", "--table-only", "--seeds", "0", "--epochs", "25", "--rows", "remix",
+                 "--runs-dir", str(tmp_path)]) == 0
+    assert "1 of 27 runs finished" in (tmp_path / "sweep.md").read_text()
+    assert main(["reproduce", "sweep", "--dry-run", "--rows", "nope", "--runs-dir", str(tmp_path)]) == 2
+    assert "`--rows`: table sweep has no row 'nope'" in capsys.readouterr().err

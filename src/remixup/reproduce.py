@@ -74,6 +74,34 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def select_rows(experiment: Experiment, text: str) -> list[str]:
+    """The labels of the rows named in ``text`` (comma-separated method names or row labels, any case).
+
+    ``"erm, remix-drw"`` and ``"ERM,Remix-DRW"`` both pick those two rows of a method table; a sweep's rows go by
+    their labels (``"κ = 3"``). An unknown name raises ``ValueError`` listing the table's rows.
+    """
+    from remixup.methods import canonical_name
+
+    by_name: dict[str, str] = {}
+    for row in experiment.rows:
+        by_name.setdefault(canonical_name(row.label), row.label)
+        if experiment.sweep is None:
+            by_name.setdefault(canonical_name(row.method), row.label)
+    picked: list[str] = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        label = by_name.get(canonical_name(part))
+        if label is None:
+            valid = ", ".join(row.label for row in experiment.rows)
+            raise ValueError(f"`--rows`: table {experiment.name} has no row {part.strip()!r}; its rows: {valid}")
+        if label not in picked:
+            picked.append(label)
+    if not picked:
+        raise ValueError(f"`--rows` names no row; got {text!r}")
+    return picked
+
+
 def run_status(run_dir: Path) -> str:
     """``"done"`` (summary.json exists), ``"resume"`` (a checkpoint exists) or ``"todo"``."""
     if (run_dir / SUMMARY).is_file():

@@ -7,6 +7,7 @@ Examples::
     remixup reproduce table1 --shard 0/4 ...                # this machine takes runs 0, 4, 8, ...
     remixup reproduce kappa --epochs 25 --seeds 0-2         # a short κ sweep, table + plot
     remixup reproduce table1 --table-only                   # just (re)write the table from finished runs
+    remixup reproduce sweep --epochs 25 --seeds 0 --rows erm,remix-drw   # only these rows of the grid
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="passed to `remixup train --device` (cpu, cuda)")
     parser.add_argument("--shard", type=rp.parse_shard, default=(0, 1), metavar="I/N",
                         help="take only runs k with k mod N == I (0-based), to spread a grid over machines")
+    parser.add_argument("--rows", default=None, metavar="NAMES",
+                        help="run only these rows, comma-separated method names or row labels (the table still "
+                        "shows every finished run)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override passed to every run (repeatable; part of the run id)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs with their status and commands")
@@ -64,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
                               recipe=args.recipe, epochs=args.epochs, overrides=args.overrides)
         mine = rp.take_shard(grid, shard_index, shard_count)
         shard_text = f", shard {shard_index}/{shard_count}: {len(mine)} runs" if shard_count > 1 else ""
+        if args.rows is not None:
+            keep = set(rp.select_rows(experiment, args.rows))
+            mine = [spec for spec in mine if spec.row.label in keep]
+            shard_text += f", {len(mine)} of them in the rows asked for"
         print(f"# {experiment.name}: {len(grid)} runs{shard_text} "
               f"({len(experiment.rows)} rows x {len(experiment.columns)} columns x "
               f"{len(args.seeds)} seeds x {len(args.subset_seeds)} subset seeds)")
