@@ -111,3 +111,27 @@ def test_bad_inputs(tmp_path, capsys):
     assert main(["report", str(bad), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("remixup: error:") and "summary.json is not valid JSON" in err and err.count("\n") == 1
+
+
+def test_legend_labels_are_short_and_unfinished_runs_know_their_method(tmp_path, capsys):
+    from remixup.report import short_labels
+
+    grid = tmp_path / "grid"
+    write_run(grid / "s0_remix", method="remix")
+    write_run(grid / "s1_remix", method="remix")
+    write_run(grid / "s0_erm", method="erm", mixing=False)
+    write_run(grid / "s0_mixup", method="mixup", finished=False, epochs=2)  # method from its config.yaml
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "metrics.csv").write_text("epoch,train_loss\n0,2.0\n")
+    runs = [load_run(p) for p in sorted(grid.iterdir())] + [load_run(tmp_path / "bare")]
+    assert [r.name for r in runs] == ["s0_erm", "s0_mixup", "s0_remix", "s1_remix", "bare"]
+    assert short_labels(runs) == ["erm", "mixup", "remix (s0_remix)", "remix (s1_remix)", "bare"]
+
+    assert main(["report", str(grid), "--out", str(tmp_path / "rep"), "--compare-only"]) == 0
+    assert "(3 plots)" in capsys.readouterr().out
+    out = tmp_path / "rep"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "compare_curves.png", "compare_lam_y_forced.png", "compare_per_class.png", "report.md"]
+    text = (out / "report.md").read_text()
+    assert "| s0_mixup | mixup | — | unfinished (last logged epoch 1) |" in text
+    assert "## " not in text.split("## All runs", 1)[1]  # no per-run sections

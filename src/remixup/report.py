@@ -44,6 +44,8 @@ class Run:
     path: Path
     summary: dict[str, Any] | None
     epochs: list[dict[str, Any]] = field(default_factory=list)
+    method: str | None = None
+    display: str | None = None  # the legend label chosen by make_report (see short_labels)
 
     @property
     def finished(self) -> bool:
@@ -55,10 +57,23 @@ class Run:
 
     @property
     def label(self) -> str:
-        """A short legend label: the method (and dataset) when known, else the folder name."""
-        s = self.summary or {}
-        method = s.get("method")
-        return f"{method} ({self.name})" if method else self.name
+        """A legend label: the one :func:`short_labels` chose, else the method and the folder, else the folder."""
+        if self.display:
+            return self.display
+        return f"{self.method} ({self.name})" if self.method else self.name
+
+
+def short_labels(runs: Sequence[Run]) -> list[str]:
+    """Legend labels as short as they can be and still tell the runs apart.
+
+    The method name alone when no other run has the same method; otherwise the method and the folder name; the
+    folder name when the method is unknown.
+    """
+    methods = [run.method for run in runs]
+    return [
+        run.name if m is None else (m if methods.count(m) == 1 else f"{m} ({run.name})")
+        for run, m in zip(runs, methods, strict=True)
+    ]
 
 
 def _is_run(path: Path) -> bool:
@@ -103,7 +118,23 @@ def load_run(path: Path | str) -> Run:
         with open(path / "metrics.csv", newline="", encoding="utf-8") as f:
             for row in csv.DictReader(f):
                 epochs.append({k: _number(v) for k, v in row.items()})
-    return Run(path, summary, epochs)
+    method = summary.get("method") if summary else _config_method(path / "config.yaml")
+    return Run(path, summary, epochs, method=str(method) if method else None)
+
+
+def _config_method(path: Path) -> str | None:
+    """The method named in a run's ``config.yaml`` (what an unfinished run was training), if readable."""
+    if not path.is_file():
+        return None
+    import yaml
+
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return None
+    method = config.get("method") if isinstance(config, dict) else None
+    name = method.get("name") if isinstance(method, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _number(text: str | None) -> Any:
@@ -265,7 +296,7 @@ def summary_table(runs: Sequence[Run]) -> str:
         s = run.summary
         if s is None:
             last = run.epochs[-1].get("epoch", len(run.epochs)) if run.epochs else 0
-            cells = [run.name, "—", "—", f"unfinished (last logged epoch {last})"] + [""] * (len(SUMMARY_COLUMNS) - 1)
+            cells = [run.name, run.method or "—", "—", f"unfinished (last logged epoch {last})"] + [""] * (len(SUMMARY_COLUMNS) - 1)
         else:
             data = " ".join(f"{s[k]:g}" if isinstance(s[k], float) else str(s[k])
                             for k in ("dataset", "imbalance", "ratio") if s.get(k) is not None) or "—"
@@ -279,8 +310,11 @@ def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "run"
 
 
-def make_report(run_dirs: Sequence[Path | str], out: Path | str) -> Path:
+def make_report(run_dirs: Sequence[Path | str], out: Path | str, *, per_run: bool = True) -> Path:
     """Write the PNGs and ``report.md`` for ``run_dirs`` (run folders, or folders of run folders) into ``out``.
+
+    ``per_run=False`` leaves out each run's own plots and keeps the table and the overlaid comparison plots (for
+    grids of many runs).
 
     Returns:
         The path of ``report.md``.
@@ -291,6 +325,8 @@ def make_report(run_dirs: Sequence[Path | str], out: Path | str) -> Path:
     out = Path(out)
     paths = find_runs(run_dirs)
     runs = [load_run(p) for p in paths]
+    for run, label in zip(runs, short_labels(runs), strict=True):
+        run.display = label
     out.mkdir(parents=True, exist_ok=True)
     slugs: dict[str, int] = {}
     md = ["# remixup report", "", f"{len(runs)} run(s); accuracies in %, last epoch "
@@ -306,7 +342,7 @@ def make_report(run_dirs: Sequence[Path | str], out: Path | str) -> Path:
         images = [p for p in compared if p is not None]
         if images:
             md += ["## All runs", ""] + [f"![{p.stem}]({rel(p)})" for p in images] + [""]
-    for run in runs:
+    for run in runs if per_run else ():
         slug = _slug(run.name)
         slugs[slug] = slugs.get(slug, 0) + 1
         if slugs[slug] > 1:  # two folders with the same name under different parents
