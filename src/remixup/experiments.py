@@ -250,7 +250,7 @@ C10LT = Experiment(
     "200-epoch single-seed reimplementation reports Remix-DRW 81.82 and Mixup-DRW 82.11 (SPEC §5).",
 )
 
-# SPEC §5: a conventional implementation (per-sample Pillow transforms, fp32) on ../shared/data/cifar10.npz,
+# SPEC §5: a conventional implementation (per-sample Pillow transforms, fp32) on the JPEG-decoded CIFAR-10 npz,
 # LT-100, ResNet-32, the LDAM recipe scaled to 25 epochs, last epoch, seed 0. "DRW" there is hard-label DRW with
 # PyTorch's weighted-mean cross-entropy; its Mixup-DRW divided the weighted loss by the batch size.
 _SWEEP_REFERENCE = {"ERM": 45.3, "Mixup": 37.8, "Remix": 35.4, "Remix-DRW": 38.9, "DRW": 58.1, "Mixup-DRW": 42.4}
