@@ -337,6 +337,9 @@ def test_sweep_table_names_its_reference(tmp_path):
     _, _, text = rp.write_results(sweep, runs, tmp_path)
     assert "| ERM | 44.00 (n=1) · ref 45.30 |" in text
     assert "SPEC §5" in text and "1 of 27 runs finished" in text
+    assert "Schedule scaled to 25 epochs (`--epochs 25`)" in text
+    _, _, full = rp.write_results(sweep, enumerate_runs(sweep, seeds=[0]), tmp_path)
+    assert "Schedule scaled" not in full
     assert "| Focal | — · ref — |" in text
 
 

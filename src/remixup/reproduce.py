@@ -382,6 +382,10 @@ def write_results(experiment: Experiment, runs: Sequence[RunSpec], runs_dir: Pat
     cells = collect(experiment, runs, runs_dir)
     finished = sum(c.n for c in cells.values())
     note = f"{finished} of {len(runs)} runs finished (runs folder: `{runs_dir}`)."
+    scaled = sorted({spec.epochs for spec in runs if spec.epochs is not None})
+    if scaled:  # the title names the full-length recipe; say that these runs are shorter
+        n = ", ".join(str(e) for e in scaled)
+        note += f" Schedule scaled to {n} epochs (`--epochs {n}`), not the recipe's full length."
     text = markdown_table(experiment, cells, note=note)
     runs_dir.mkdir(parents=True, exist_ok=True)
     md = runs_dir / f"{experiment.name}.md"
