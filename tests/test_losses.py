@@ -257,7 +257,7 @@ def test_la_and_bs_adjust_logits_by_the_prior() -> None:
         ("la", {"tau_la": -0.1}, "`tau_la` of `LogitAdjustedLoss` must be >= 0"),
         ("cb", {"beta": 1.0}, r"`beta` of `ClassBalancedLoss` must be in \[0, 1\)"),
         ("cb", {"base": "hinge"}, "`base` of `ClassBalancedLoss` must be one of 'ce', 'focal'"),
-        ("ce", {"reduction": "avg"}, "`reduction` of `SoftCrossEntropy` must be one of 'mean', 'sum', 'none'"),
+        ("ce", {"reduction": "avg"}, "`reduction` of `SoftCrossEntropy` must be one of 'mean', 'batchmean', 'sum', 'none'"),
         ("ce", {"weight": [1.0, -1.0]}, "`weight` of `SoftCrossEntropy` must hold finite non-negative"),
         ("ldam", {"weight": [1.0, 1.0]}, r"`weight` of `LDAMLoss` must have one entry per class \(5\)"),
         ("focal", {"alpha": 0.25}, "unknown parameter `alpha` for loss 'focal'; valid parameters: gamma"),
@@ -301,3 +301,17 @@ def test_weighted_loss_follows_module_device_and_dtype() -> None:
     assert loss.weight.dtype == torch.float32  # weights are kept as float32 and cast to the logits in forward
     z, y = _batch()
     assert loss(z, y).dtype == torch.float64
+
+
+def test_batchmean_divides_by_the_batch_size() -> None:
+    torch.manual_seed(0)
+    logits, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 0])
+    soft = torch.nn.functional.one_hot(y, 4).float() * 0.7 + torch.nn.functional.one_hot((y + 1) % 4, 4).float() * 0.3
+    w = torch.tensor([0.2, 0.5, 1.3, 2.0])
+    for target in (y, soft):
+        per_sample = build_loss("ce", weight=w, reduction="none")(logits, target)
+        assert torch.allclose(build_loss("ce", weight=w, reduction="batchmean")(logits, target), per_sample.sum() / 6)
+        # without class weights the two averages agree
+        assert torch.allclose(build_loss("ce", reduction="batchmean")(logits, target), build_loss("ce")(logits, target))
+    with pytest.raises(ValueError, match="reduction"):
+        build_loss("ce", reduction="avg")

@@ -42,6 +42,7 @@ from remixup.errors import UserError
 IMBALANCE_PROFILES = ("longtail", "step", "none")
 SWITCHES = ("auto", "on", "off")
 AMP_CHOICES = ("auto", "bf16", "off")
+METHOD_REDUCTIONS = ("mean", "batchmean")  # the averaging choices of remixup.losses that a run may use
 
 
 @dataclass
@@ -81,10 +82,15 @@ class MethodConfig:
     Attributes:
         name: a method name, e.g. ``remix-drw``.
         beta: β of the effective number used by RW/DRW class weights and RS/DRS sampling, in [0, 1).
+        reduction: how a batch's (class-weighted) loss is averaged: ``mean`` divides ``Σ_n Σ_c w_c ỹ_nc ℓ_nc`` by
+            ``Σ_n Σ_c w_c ỹ_nc`` (PyTorch's weighted mean for hard labels; SPEC §1), ``batchmean`` by the batch
+            size B (the plain mean of much public mixup code; with RW/DRW it shrinks the loss by the batch-average
+            class weight). Without class weights the two are equal. See :mod:`remixup.losses`.
     """
 
     name: str = "erm"
     beta: float = 0.9999
+    reduction: str = "mean"
 
 
 @dataclass
@@ -150,6 +156,8 @@ class RunConfig:
         malloc: keep freed host memory for reuse instead of handing it back to the OS after every step (glibc's
             mmap and trim thresholds raised, process-wide): ``auto`` (on for CPU runs on Linux; a ResNet-32 step
             was 1.20x faster on 2 threads, benchmarks/bench_malloc.py), ``on`` or ``off``.
+        keep_every: also keep the checkpoint of every k-th epoch as ``checkpoint_eNNN.pt`` (0: keep only the
+            latest, ``checkpoint.pt``), e.g. to branch a run later with ``remixup train --fork``.
     """
 
     epochs: int = 300
@@ -167,6 +175,7 @@ class RunConfig:
     workers: int = 4
     compile: str = "auto"
     malloc: str = "auto"
+    keep_every: int = 0
 
 
 SECTIONS: dict[str, type] = {
@@ -240,6 +249,7 @@ class TrainConfig:
         check_number(d.mu, "data.mu", low=0.0, high=1.0, low_open=True, high_open=True)
         _check_model(self.model.name)
         check_number(m.beta, "method.beta", low=0.0, high=1.0, high_open=True)
+        check_choice(m.reduction, "method.reduction", METHOD_REDUCTIONS)
         check_number(o.lr, "optim.lr", low=0.0, low_open=True)
         check_number(o.momentum, "optim.momentum", low=0.0, high=1.0, high_open=True)
         check_number(o.weight_decay, "optim.weight_decay", low=0.0)
@@ -267,6 +277,7 @@ class TrainConfig:
         check_number(r.threads, "run.threads", low=0, integer=True)
         check_number(r.eval_batch_size, "run.eval_batch_size", low=0, integer=True)
         check_number(r.workers, "run.workers", low=0, integer=True)
+        check_number(r.keep_every, "run.keep_every", low=0, integer=True)
         check_choice(r.amp, "run.amp", AMP_CHOICES)
         check_choice(r.channels_last, "run.channels_last", SWITCHES)
         check_choice(r.compile, "run.compile", SWITCHES)
@@ -470,6 +481,7 @@ def build_config(
     values: dict[str, Any] | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     validate: bool = True,
+    base: dict[str, Any] | None = None,
 ) -> TrainConfig:
     """Resolve a config: recipe, then ``config_file``, then ``epochs`` scaling, then ``values``, then ``overrides``.
 
@@ -480,13 +492,17 @@ def build_config(
         values: ``{"section.key": value}`` from CLI flags (``None`` values are skipped).
         overrides: ``"section.key=value"`` strings.
         validate: run :meth:`TrainConfig.validate` at the end.
+        base: a resolved config as a dict (e.g. a checkpoint's ``config``) to start from instead of ``recipe``.
 
     Raises:
         ValueError / TypeError / UserError: unknown recipe or key, wrong type, out-of-range value, unreadable file.
     """
     file_data = _read_yaml(Path(config_file), "config file") if config_file is not None else {}
     recipe = recipe or file_data.get("recipe")
-    config = TrainConfig.from_dict(load_recipe(recipe), source=f"recipe {recipe}") if recipe else TrainConfig()
+    if base is not None:
+        config, recipe = TrainConfig.from_dict(base, source="the base config"), None
+    else:
+        config = TrainConfig.from_dict(load_recipe(recipe), source=f"recipe {recipe}") if recipe else TrainConfig()
     merge_into(config, file_data, source=f"config file {config_file}")
     if recipe:
         config.recipe = recipe

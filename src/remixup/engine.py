@@ -62,7 +62,9 @@ LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "lam_y_forced", "images
                "top1", "top5", "balanced_acc", "many", "medium", "few")  # fmt: skip
 # Keys that may change when a run resumes (where and how it runs, not what it computes).
 RESUME_FREE = ("data.root", "run.device", "run.progress", "run.tensorboard", "run.threads", "run.eval_batch_size", "run.out",
-               "run.compile", "run.workers", "run.malloc")  # fmt: skip
+               "run.compile", "run.workers", "run.malloc", "run.keep_every")  # fmt: skip
+# Keys a fork may change besides RESUME_FREE, provided the epochs before the fork would have trained alike.
+FORK_FREE = ("method.name", "method.beta", "method.reduction", "schedule.deferral_epoch", "run.epochs")
 MIX_STREAM = 1000  # epoch_seed stream of the mixing generator (+ rank); the loader uses streams 0 and 1
 _DEFAULT_THREADS = torch.get_num_threads()  # torch's choice (physical cores) before any run changed it
 
@@ -566,6 +568,43 @@ def _config_for_resume(config: TrainConfig, saved: dict[str, Any], path: Path) -
     return old
 
 
+def _config_for_fork(config: TrainConfig, saved: dict[str, Any], path: Path, epoch: int) -> None:
+    """Check that ``config`` would have trained the checkpoint's first ``epoch`` epochs exactly as it did.
+
+    A fork may change the FORK_FREE keys (and the RESUME_FREE ones), so a run can branch at, say, the deferral
+    epoch: Remix and Remix-DRW train alike until re-weighting starts. Everything that acted before ``epoch`` must
+    agree: the mixing, label rule and loss of the two methods, and re-weighting/re-sampling (with their β and
+    averaging) epoch by epoch.
+
+    Raises:
+        UserError: the message names the first difference.
+    """
+    old = TrainConfig.from_dict(saved, source=f"the config in {path}")
+    new_flat, old_flat = config.flat(), old.flat()
+    differ = [k for k in new_flat if k not in RESUME_FREE + FORK_FREE and k != "recipe" and new_flat[k] != old_flat[k]]
+    if differ:
+        shown = ", ".join(f"{k}: {old_flat[k]!r} -> {new_flat[k]!r}" for k in differ[:4])
+        raise UserError(f"cannot fork from {path}: the configuration differs from the checkpoint's ({shown}); a fork may "
+                        f"change only {', '.join(FORK_FREE)}")  # fmt: skip
+    if config.run.epochs <= epoch:
+        raise UserError(f"cannot fork from {path}: it has trained {epoch} epochs and run.epochs={config.run.epochs} "
+                        "leaves none to train; set --epochs (run.epochs) higher")  # fmt: skip
+    before, after = get_method(old.method.name), get_method(config.method.name)
+    if (before.mixer, before.labels, before.loss) != (after.mixer, after.labels, after.loss):
+        raise UserError(f"cannot fork {after.name} from {path} ({before.name}): the two methods mix, label or compute "
+                        "the loss differently from the first epoch; fork only between methods that differ in "
+                        "(deferred) re-weighting or re-sampling")  # fmt: skip
+    for e in range(epoch):
+        was = balancing_at(before, e, old.schedule.deferral_epoch)
+        now = balancing_at(after, e, config.schedule.deferral_epoch)
+        changed = was != now or (any(was) and old.method.beta != config.method.beta)
+        changed = changed or (was[0] and old.method.reduction != config.method.reduction)
+        if changed:
+            raise UserError(f"cannot fork {after.name} from {path} at epoch {epoch}: epoch {e + 1} would have trained "
+                            f"differently (re-weighting, re-sampling, method.beta or method.reduction); fork from a "
+                            f"checkpoint of epoch {e} or earlier, or move schedule.deferral_epoch")  # fmt: skip
+
+
 @contextmanager
 def _progress(enabled: bool, total: int, epoch: int, epochs: int) -> Iterator[Any]:
     """A tqdm bar for one epoch on a terminal (None when disabled or when stderr is not a TTY)."""
@@ -641,7 +680,8 @@ def tune_malloc() -> bool:
     return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, 1 << 30))
 
 
-def train(config: TrainConfig, *, resume: bool | str = False, model: nn.Module | None = None) -> dict[str, Any]:
+def train(config: TrainConfig, *, resume: bool | str = False, model: nn.Module | None = None,
+          fork: str | Path | None = None) -> dict[str, Any]:
     """Train a model as ``config`` says and write the run folder ``config.run.out`` (docs/ARCHITECTURE.md).
 
     Args:
@@ -654,6 +694,13 @@ def train(config: TrainConfig, *, resume: bool | str = False, model: nn.Module |
             mixing uses its ``mixing_points`` attribute when it has one, else the input only. LDAM losses expect a
             normalised (cosine) classifier, which is then yours to provide. To resume, pass an identically built
             model again; ``remixup eval`` cannot rebuild it, so evaluate it with :func:`evaluate` in Python.
+        fork: a checkpoint (a ``checkpoint.pt``, a ``checkpoint_eNNN.pt`` kept by ``run.keep_every``, or a run
+            folder) to start from instead of epoch 0: its model, optimizer, random state and history are taken
+            over and training goes on from its epoch under ``config``, into a new run folder. ``config`` may
+            differ from the checkpoint's only in the method, ``method.beta``, ``method.reduction``,
+            ``schedule.deferral_epoch`` and ``run.epochs``, and only so far as the epochs already trained would
+            have run alike (:func:`_config_for_fork`); the result then equals a run of ``config`` from scratch.
+            When ``resume`` finds a checkpoint in the run folder, that is continued and ``fork`` is not read.
 
     Returns:
         The summary dict written to ``OUT/summary.json``.
@@ -669,7 +716,7 @@ def train(config: TrainConfig, *, resume: bool | str = False, model: nn.Module |
         tune_malloc()
     threads = torch.get_num_threads()
     try:
-        return _train(config, method, world, device, resume, model)
+        return _train(config, method, world, device, resume, model, fork)
     finally:
         torch.set_num_threads(threads)  # the caller's setting, not this run's
         if owned_group and dist.is_initialized():
@@ -677,7 +724,7 @@ def train(config: TrainConfig, *, resume: bool | str = False, model: nn.Module |
 
 
 def _train(config: TrainConfig, method: Method, world: Dist, device: torch.device, resume: bool | str,
-           user_model: nn.Module | None = None) -> dict[str, Any]:  # fmt: skip
+           user_model: nn.Module | None = None, fork: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
     from remixup.data import TensorLoader
     from remixup.losses import build_loss
 
@@ -688,6 +735,12 @@ def _train(config: TrainConfig, method: Method, world: Dist, device: torch.devic
     state = checkpoint.load(out / CHECKPOINT) if resuming else None
     if state is not None:
         config = _config_for_resume(config, state["config"], out / CHECKPOINT)
+    elif fork is not None:
+        fork_path = Path(fork) / CHECKPOINT if Path(fork).is_dir() else Path(fork)
+        state = checkpoint.load(fork_path)
+        _config_for_fork(config, state["config"], fork_path, state["epoch"])
+        state["forked_from"] = {"checkpoint": str(fork_path), "epoch": state["epoch"]}
+    forked_from = state.get("forked_from") if state is not None else None
     # run.threads=0 on the CPU: the free cores, shared by the ranks on this machine (torchrun sets LOCAL_WORLD_SIZE),
     # chosen again before every epoch. The count can change float summation order: set run.threads=N for
     # bit-identical reruns on a machine whose load varies.
@@ -706,7 +759,7 @@ def _train(config: TrainConfig, method: Method, world: Dist, device: torch.devic
     else:
         model, model_name = build_run_model(config, data, method)
     model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
-    criterion = build_loss(method.loss, class_counts=counts.tolist()).to(device)
+    criterion = build_loss(method.loss, class_counts=counts.tolist(), reduction=config.method.reduction).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov)
     history: list[dict[str, Any]] = []
     last_eval: dict[str, Any] | None = None
@@ -737,8 +790,9 @@ def _train(config: TrainConfig, method: Method, world: Dist, device: torch.devic
                                    rank=world.rank, world_size=world.world_size, seed=r.seed)  # fmt: skip
     rw_weights = class_weights(counts, "effective", config.method.beta).to(device)
     if world.main:
-        if state is None:
-            _write_text(out / CONFIG, config.to_yaml(f"resolved config of `remixup train`; rerun with: remixup train --config {out / CONFIG} --out NEW_OUT"))
+        if state is None or (forked_from is not None and not resuming):
+            how = f"--config {out / CONFIG}" + (f" --fork {forked_from['checkpoint']}" if forked_from else "")
+            _write_text(out / CONFIG, config.to_yaml(f"resolved config of `remixup train`; rerun with: remixup train {how} --out NEW_OUT"))
         _write_logs(out, history)
     board = _tensorboard(out, r.tensorboard and world.main, start_epoch)
 
@@ -765,11 +819,14 @@ def _train(config: TrainConfig, method: Method, world: Dist, device: torch.devic
         history.append(row)
         if world.main:  # log, then checkpoint: a resumed run rewrites the logs from the checkpoint's history
             _record_epoch(out, history, board, r.epochs)
-            checkpoint.save({"format": checkpoint.FORMAT, "epoch": epoch + 1, "model": model.state_dict(),
-                             "optimizer": optimizer.state_dict(), "rng": {"torch": torch.get_rng_state(), "mix": mix_gen.get_state()},
-                             "config": config.to_dict(), "history": history, "last_eval": last_eval,
-                             "class_counts": counts.tolist(), "classes": data.classes, "model_name": model_name},
-                            out / CHECKPOINT)  # fmt: skip
+            ckpt = {"format": checkpoint.FORMAT, "epoch": epoch + 1, "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "rng": {"torch": torch.get_rng_state(), "mix": mix_gen.get_state()},
+                    "config": config.to_dict(), "history": history, "last_eval": last_eval,
+                    "class_counts": counts.tolist(), "classes": data.classes, "model_name": model_name,
+                    "forked_from": forked_from}  # fmt: skip
+            checkpoint.save(ckpt, out / CHECKPOINT)
+            if r.keep_every and (epoch + 1) % r.keep_every == 0:
+                checkpoint.save(ckpt, out / f"checkpoint_e{epoch + 1:03d}.pt")
         if world.world_size > 1:
             dist.barrier()
     if board is not None:
@@ -777,6 +834,8 @@ def _train(config: TrainConfig, method: Method, world: Dist, device: torch.devic
 
     assert last_eval is not None  # the last epoch is always evaluated
     summary = _summary(config, method, model_name, counts, history, last_eval)
+    if forked_from is not None:
+        summary["forked_from"] = forked_from
     if world.main:
         _write_text(out / SUMMARY, json.dumps(summary, indent=1) + "\n")  # written last: the run is complete
     return summary

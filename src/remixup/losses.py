@@ -10,16 +10,19 @@ Each loss defines a *per-class term* ``ℓ_nc``: the loss sample ``n`` would get
 (for cross-entropy ``ℓ_nc = −log softmax(z_n)_c``). With per-class weights ``w`` (C,) (all ones when ``weight`` is
 None) the reductions are (SPEC §1)::
 
-    none:  r_n  = Σ_c w_c ỹ_nc ℓ_nc                               shape (B,)
-    sum:   Σ_n r_n
-    mean:  Σ_n r_n / Σ_n Σ_c w_c ỹ_nc
+    none:       r_n  = Σ_c w_c ỹ_nc ℓ_nc                          shape (B,)
+    sum:        Σ_n r_n
+    mean:       Σ_n r_n / Σ_n Σ_c w_c ỹ_nc                        (the default)
+    batchmean:  Σ_n r_n / B
 
 For one-hot targets this is exactly PyTorch's weighted cross-entropy (``F.cross_entropy(z, y, weight=w)``:
 ``mean`` divides by ``Σ_n w_{y_n}``), and for mixed targets it is linear in ``ỹ`` per sample, so the Remix factor
 λy, which differs from pair to pair, is applied to each sample's own loss before anything is averaged. Note that
 ``F.cross_entropy`` with probability targets *and* weights divides by ``B`` instead; we do not, because with
 deferred re-weighting (DRW) a plain mean shrinks the loss by the batch-average class weight (about 0.17 on
-CIFAR-10 LT-100) and with it the effective learning rate of the deferred phase.
+CIFAR-10 LT-100) and with it the effective learning rate of the deferred phase. That plain mean is available as
+``reduction="batchmean"`` (the name of :class:`torch.nn.KLDivLoss`'s sum-over-batch-size), to compare with code that
+uses it; without class weights ``batchmean`` equals ``mean``.
 
 Class weights can be replaced between epochs (deferred re-weighting) with :meth:`set_weight` or by assigning a
 tensor (or None) to ``loss.weight``.
@@ -57,7 +60,7 @@ __all__ = [
     "soft_cross_entropy",
 ]
 
-REDUCTIONS = ("mean", "sum", "none")
+REDUCTIONS = ("mean", "batchmean", "sum", "none")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -129,16 +132,18 @@ def _reduce(
             return loss.sum() if reduction == "sum" else loss.mean()
         w = weight.to(device=per_class.device, dtype=per_class.dtype)[target.long()]
         loss = w * loss
-        if reduction == "none":
-            return loss
-        return loss.sum() if reduction == "sum" else loss.sum() / w.sum()
-    t = target.to(per_class.dtype)
-    if weight is not None:
-        t = t * weight.to(device=per_class.device, dtype=per_class.dtype)
-    loss = (t * per_class).sum(dim=1)  # r_n = Σ_c w_c ỹ_nc ℓ_nc, before any batch average
+        denominator = w.sum()
+    else:
+        t = target.to(per_class.dtype)
+        if weight is not None:
+            t = t * weight.to(device=per_class.device, dtype=per_class.dtype)
+        loss = (t * per_class).sum(dim=1)  # r_n = Σ_c w_c ỹ_nc ℓ_nc, before any batch average
+        denominator = t.sum()
     if reduction == "none":
         return loss
-    return loss.sum() if reduction == "sum" else loss.sum() / t.sum()
+    if reduction == "sum":
+        return loss.sum()
+    return loss.mean() if reduction == "batchmean" else loss.sum() / denominator
 
 
 def _as_float(logits: torch.Tensor) -> torch.Tensor:
@@ -161,13 +166,13 @@ def soft_cross_entropy(
 
     ``ℓ_nc = −log softmax(z_n)_c``; ``none`` returns ``r_n = Σ_c w_c ỹ_nc ℓ_nc`` (B,), ``sum`` returns ``Σ_n r_n``
     and ``mean`` returns ``Σ_n r_n / Σ_n Σ_c w_c ỹ_nc``, so that for one-hot targets the result equals
-    ``F.cross_entropy(logits, y, weight=weight, reduction=reduction)``.
+    ``F.cross_entropy(logits, y, weight=weight, reduction=reduction)``; ``batchmean`` returns ``Σ_n r_n / B``.
 
     Args:
         logits: (B, C) unnormalised scores.
         target: (B,) int class indices or (B, C) soft targets (rows sum to 1).
         weight: optional (C,) non-negative class weights.
-        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        reduction: ``"mean"``, ``"batchmean"``, ``"sum"`` or ``"none"``.
 
     Returns:
         A scalar, or (B,) for ``reduction="none"``; float32 for low-precision logits.
@@ -269,7 +274,8 @@ class SoftCrossEntropy(WeightedLoss):
 
     Args:
         weight: optional (C,) class weights (replaceable, see :meth:`set_weight`).
-        reduction: ``"mean"`` (weighted mean, SPEC §1), ``"sum"`` or ``"none"`` (per-sample, (B,)).
+        reduction: ``"mean"`` (weighted mean, SPEC §1), ``"batchmean"`` (divided by the batch size), ``"sum"`` or
+            ``"none"`` (per-sample, (B,)).
     """
 
     def __init__(self, weight: Any = None, *, reduction: str = "mean") -> None:
@@ -303,7 +309,7 @@ class FocalLoss(WeightedLoss):
     Args:
         gamma: focusing parameter, ``γ ≥ 0``.
         weight: optional (C,) class weights (RW-Focal).
-        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        reduction: ``"mean"``, ``"batchmean"``, ``"sum"`` or ``"none"``.
     """
 
     def __init__(self, gamma: float = 1.0, *, weight: Any = None, reduction: str = "mean") -> None:
@@ -356,7 +362,7 @@ class LDAMLoss(_CountLoss):
         max_margin: the largest margin, ``> 0`` (0.5 in the paper).
         s: logit scale, ``> 0`` (30 in the paper).
         weight: optional (C,) class weights (LDAM-DRW switches them on at the deferral epoch).
-        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        reduction: ``"mean"``, ``"batchmean"``, ``"sum"`` or ``"none"``.
     """
 
     margins: torch.Tensor
@@ -409,7 +415,7 @@ class ClassBalancedLoss(_CountLoss):
         base: ``"ce"`` or ``"focal"``.
         gamma: focal parameter for ``base="focal"``, ``≥ 0``.
         weight: optional extra (C,) class weights.
-        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        reduction: ``"mean"``, ``"batchmean"``, ``"sum"`` or ``"none"``.
     """
 
     cb_weight: torch.Tensor
@@ -455,7 +461,7 @@ class LogitAdjustedLoss(_CountLoss):
         class_counts: (C,) training samples per class.
         tau_la: ``τ_LA ≥ 0`` (1 by default; 0 is cross-entropy).
         weight: optional (C,) class weights.
-        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        reduction: ``"mean"``, ``"batchmean"``, ``"sum"`` or ``"none"``.
     """
 
     log_prior: torch.Tensor
@@ -483,7 +489,7 @@ class BalancedSoftmaxLoss(_CountLoss):
     Args:
         class_counts: (C,) training samples per class.
         weight: optional (C,) class weights.
-        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        reduction: ``"mean"``, ``"batchmean"``, ``"sum"`` or ``"none"``.
     """
 
     log_counts: torch.Tensor
@@ -529,7 +535,7 @@ def build_loss(
         class_counts: (C,) training samples per class; required by ``ldam``, ``cb``, ``la`` and ``bs``, ignored
             by the others.
         weight: optional (C,) class weights.
-        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        reduction: ``"mean"``, ``"batchmean"``, ``"sum"`` or ``"none"``.
         **params: the loss's own parameters.
 
     Returns:

@@ -2,11 +2,15 @@
 
     remixup train --dataset cifar10 --imbalance longtail --ratio 100 --method remix-drw --recipe ldam \\
         --data-root DIR --out DIR [--epochs N] [--seed S] [--subset-seed T] [--device cpu|cuda] \\
-        [--config FILE] [--resume] [--no-progress] [key=value ...]
+        [--config FILE] [--resume] [--fork CHECKPOINT] [--no-progress] [key=value ...]
 
 ``key=value`` overrides any config field (``mixing.kappa=2``, ``optim.lr=0.05``, ``run.eval_every=5``); run
 ``remixup train --keys`` for the list. With ``--resume`` the run continues from ``OUT/checkpoint.pt`` with the
-settings saved in ``OUT/config.yaml`` (flags given again must agree with them).
+settings saved in ``OUT/config.yaml`` (flags given again must agree with them). With ``--fork CHECKPOINT`` a new
+run starts from another run's checkpoint (e.g. ``checkpoint_e072.pt`` kept with ``run.keep_every=72``) and goes on
+under the new settings, which may change only the method, ``method.beta``, ``method.reduction``,
+``schedule.deferral_epoch`` and ``--epochs``, and only where the epochs already trained would have run alike: Remix
+forked into Remix-DRW at the deferral epoch is Remix-DRW trained from scratch, for the cost of the deferred phase.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--config", metavar="FILE", help="YAML config file (sections data, model, method, optim, schedule, mixing, run)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--fork", metavar="CHECKPOINT",
+                        help="start from another run's checkpoint (file or run folder) and go on under these settings, "
+                             "e.g. into the DRW variant of the same method at its deferral epoch")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--keys", action="store_true", help="list the config keys that key=value accepts, and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. mixing.kappa=2 optim.lr=0.05")
@@ -57,7 +64,12 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _checkpoint_file(path: str) -> Path:
+    return Path(path) / "checkpoint.pt" if Path(path).is_dir() else Path(path)
+
+
 def run(args: argparse.Namespace) -> int:
+    from remixup import checkpoint
     from remixup.config import build_config, valid_keys
     from remixup.engine import CONFIG, train
 
@@ -70,10 +82,14 @@ def run(args: argparse.Namespace) -> int:
     recipe = args.recipe
     if args.resume and config_file is None and (Path(args.out) / CONFIG).is_file():
         config_file = Path(args.out) / CONFIG  # the resolved settings of the run being resumed
+    base = None
+    if args.fork and recipe is None and config_file is None:
+        base = checkpoint.load(_checkpoint_file(args.fork))["config"]  # the forked run's settings, changed below
     elif recipe is None and config_file is None:
         recipe = "paper"
-    config = build_config(recipe, config_file=config_file, epochs=args.epochs, values=_values(args), overrides=args.overrides)
-    summary = train(config, resume=args.resume)
+    config = build_config(recipe, config_file=config_file, epochs=args.epochs, values=_values(args), overrides=args.overrides,
+                          base=base)  # fmt: skip
+    summary = train(config, resume=args.resume, fork=args.fork)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 0
     groups = " ".join(f"{k} {summary[k]:.2f}" if summary[k] is not None else f"{k} -" for k in ("many", "medium", "few"))
