@@ -364,3 +364,84 @@ def test_rows_pick_part_of_a_grid(tmp_path, capsys):
     assert "1 of 27 runs finished" in (tmp_path / "sweep.md").read_text()
     assert main(["reproduce", "sweep", "--dry-run", "--rows", "nope", "--runs-dir", str(tmp_path)]) == 2
     assert "`--rows`: table sweep has no row 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("method", "twin"), [("remix-drw", "remix"), ("mixup-drw", "mixup"), ("drw", "erm"),
+                                              ("drs", "erm"), ("remix-drs", "remix"), ("remix", None), ("rw", None),
+                                              ("remix-rw", None), ("remix-ldam-drw", None), ("ldam-drw", "ldam")])
+def test_plain_twin(method, twin):
+    assert rp.plain_twin(method) == twin
+
+
+def test_fork_plan_of_c10lt():
+    grid = enumerate_runs(get_experiment("c10lt"), seeds=[0, 1], epochs=90)
+    plan = rp.plan_forks(grid)
+    ids = {(s.method, s.seed): s.run_id for s in grid}
+    assert plan.forks == {ids[(m, seed)]: (ids[(t, seed)], 72) for seed in (0, 1)
+                          for m, t in (("remix-drw", "remix"), ("mixup-drw", "mixup"), ("drw", "erm"))}
+    assert plan.keep == {ids[(t, seed)]: 72 for seed in (0, 1) for t in ("remix", "mixup", "erm")}
+    ordered = rp.order_for_forks(grid, plan)
+    assert sorted(s.run_id for s in ordered) == sorted(s.run_id for s in grid)
+    assert all(ordered.index(s) >= len(grid) - len(plan.forks) for s in ordered if s.run_id in plan.forks)
+    # without --epochs the recipe's own length (200) and deferral (160) are used
+    full = rp.plan_forks(enumerate_runs(get_experiment("c10lt"), seeds=[0]))
+    assert set(full.keep.values()) == {160}
+
+
+def test_forking_command_forks_only_once_the_checkpoint_is_kept(tmp_path):
+    grid = enumerate_runs(get_experiment("c10lt"), seeds=[0], epochs=90)
+    plan = rp.plan_forks(grid)
+    command = rp.forking_command(partial(rp.build_command, data_root="d"), plan, tmp_path)
+    spec = {s.method: s for s in grid}
+    twin = command(spec["remix"], tmp_path / spec["remix"].run_id, False)
+    assert twin[-1] == "run.keep_every=72" and "--fork" not in twin
+    deferred = spec["remix-drw"]
+    assert "--fork" not in command(deferred, tmp_path / deferred.run_id, False)  # the twin has not kept it yet
+    kept = rp.kept_checkpoint(tmp_path / spec["remix"].run_id, 72)
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"x")
+    argv = command(deferred, tmp_path / deferred.run_id, False)
+    assert argv[argv.index("--fork") + 1] == str(kept) and argv[argv.index("--fork") - 1] == "train"
+    assert "--fork" not in command(deferred, tmp_path / deferred.run_id, True)  # a resumed run has its own checkpoint
+    assert "--fork" not in command(spec["ldam-drw"], tmp_path / "x", False) and not any(
+        a.startswith("run.keep_every") for a in command(spec["ldam-drw"], tmp_path / "x", False))
+
+
+def test_fork_deferred_grid_with_the_real_engine(tmp_path):
+    """blobs: Remix for 4 epochs keeps epoch 2; Remix-DRW (deferral at 2) then starts from it and ends as a run
+    from scratch would, on one thread."""
+    pytest.importorskip("remixup.engine")
+    from remixup.experiments import Column, Experiment, Row
+
+    tiny = Experiment("tiny", "tiny", (Row("remix-drw", "Remix-DRW"), Row("remix", "Remix")),
+                      (Column("blobs", "longtail", 10, "blobs LT-10"),), {})
+    runs = enumerate_runs(tiny, seeds=[0], epochs=4, overrides=["run.eval_every=1", "schedule.deferral_epoch=2",
+                                                                "run.threads=1"])
+    plan = rp.plan_forks(runs)
+    calls: list[list[str]] = []
+
+    def in_process(argv: list[str], log_file: Path) -> int:
+        calls.append(argv)
+        return main(argv[3:] + ["--no-progress"])
+
+    command = rp.forking_command(partial(rp.build_command, device="cpu"), plan, tmp_path / "forked")
+    result = rp.run_grid(rp.order_for_forks(runs, plan), tmp_path / "forked", command=command, executor=in_process,
+                         progress=False, echo=lambda m: None)
+    assert len(result.finished) == 2 and "--fork" in calls[1]
+    deferred = next(s for s in runs if s.method == "remix-drw")
+    forked = json.loads((tmp_path / "forked" / deferred.run_id / "summary.json").read_text())
+    assert forked["forked_from"]["epoch"] == 2
+    rp.run_grid([deferred], tmp_path / "whole", command=partial(rp.build_command, device="cpu"), executor=in_process,
+                progress=False, echo=lambda m: None)
+    whole = json.loads((tmp_path / "whole" / deferred.run_id / "summary.json").read_text())
+    assert (forked["top1"], forked["per_class"], forked["train_loss"]) == (whole["top1"], whole["per_class"], whole["train_loss"])
+
+
+def test_dry_run_shows_the_planned_forks(tmp_path, capsys):
+    assert main(["reproduce", "c10lt", "--epochs", "90", "--seeds", "0", "--fork-deferred", "--dry-run",
+                 "--runs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "3 of them forked from a plain twin" in out
+    lines = out.splitlines()
+    assert lines[-2].split("--method ")[1].startswith(("drw", "remix-drw", "mixup-drw")) and "once that run has kept it" in lines[-2]
+    assert sum("run.keep_every=72" in line for line in lines) == 3

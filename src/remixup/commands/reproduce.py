@@ -8,6 +8,7 @@ Examples::
     remixup reproduce kappa --epochs 25 --seeds 0-2         # a short κ sweep, table + plot
     remixup reproduce table1 --table-only                   # just (re)write the table from finished runs
     remixup reproduce sweep --epochs 25 --seeds 0 --rows erm,remix-drw   # only these rows of the grid
+    remixup reproduce c10lt --fork-deferred ...             # DRW/DRS runs start from their plain twin's checkpoint
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="list the runs with their status and commands")
     parser.add_argument("--table-only", action="store_true",
                         help="run nothing; write the Markdown table (and sweep plot) from the finished runs")
+    parser.add_argument("--fork-deferred", action="store_true",
+                        help="start each DRW/DRS run from its plain twin's checkpoint of the deferral epoch (Remix "
+                        "for Remix-DRW, ERM for DRW) when the twin is in the grid, instead of training it whole")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -66,17 +70,27 @@ def run(args: argparse.Namespace) -> int:
     for experiment in experiments:
         grid = enumerate_runs(experiment, seeds=args.seeds, subset_seeds=args.subset_seeds,
                               recipe=args.recipe, epochs=args.epochs, overrides=args.overrides)
+        run_command = command
+        if args.fork_deferred:
+            plan = rp.plan_forks(grid)
+            run_command = rp.forking_command(command, plan, runs_dir)
         mine = rp.take_shard(grid, shard_index, shard_count)
         shard_text = f", shard {shard_index}/{shard_count}: {len(mine)} runs" if shard_count > 1 else ""
         if args.rows is not None:
             keep = set(rp.select_rows(experiment, args.rows))
             mine = [spec for spec in mine if spec.row.label in keep]
             shard_text += f", {len(mine)} of them in the rows asked for"
+        if args.fork_deferred:
+            mine = rp.order_for_forks(mine, plan)
+            shard_text += f", {sum(s.run_id in plan.forks for s in mine)} of them forked from a plain twin"
         print(f"# {experiment.name}: {len(grid)} runs{shard_text} "
               f"({len(experiment.rows)} rows x {len(experiment.columns)} columns x "
               f"{len(args.seeds)} seeds x {len(args.subset_seeds)} subset seeds)")
         if args.dry_run:
-            for line in rp.describe(mine, runs_dir, command):
+            for spec, line in zip(mine, rp.describe(mine, runs_dir, run_command)):
+                if args.fork_deferred and spec.run_id in plan.forks and "--fork" not in line and " todo " in line:
+                    twin, epoch = plan.forks[spec.run_id]
+                    line += f"  # --fork {rp.kept_checkpoint(runs_dir / twin, epoch)} once that run has kept it"
                 print(line)
             counts = {s: 0 for s in ("done", "resume", "todo")}
             for spec in mine:
@@ -85,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         rp.check_runs_dir(runs_dir)
         if not args.table_only:
-            result = rp.run_grid(mine, runs_dir, command=command, fail_fast=args.fail_fast,
+            result = rp.run_grid(mine, runs_dir, command=run_command, fail_fast=args.fail_fast,
                                  progress=not args.no_progress)
             failed += len(result.failed)
             print(f"# {experiment.name}: {len(result.finished)} finished, {len(result.skipped)} skipped "
