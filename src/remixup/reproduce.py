@@ -75,12 +75,12 @@ def plain_twin(method: str) -> str | None:
     return None
 
 
-def deferral_epoch(spec: RunSpec) -> int:
-    """The (0-based) epoch at which ``spec``'s deferred phase starts, from its recipe, epochs and overrides."""
+def deferral_and_length(spec: RunSpec) -> tuple[int, int]:
+    """``spec``'s (0-based) deferral epoch and its number of epochs, from its recipe, epochs and overrides."""
     from remixup.config import build_config
 
     config = build_config(spec.recipe, epochs=spec.epochs, overrides=list(spec.overrides), validate=False)
-    return config.schedule.deferral_epoch
+    return config.schedule.deferral_epoch, config.run.epochs
 
 
 def plan_forks(grid: Sequence[RunSpec]) -> ForkPlan:
@@ -96,18 +96,11 @@ def plan_forks(grid: Sequence[RunSpec]) -> ForkPlan:
         twin = by_key.get((twin_method, spec.column, spec.seed, spec.subset_seed, spec.recipe, spec.epochs, spec.overrides))
         if twin is None:
             continue
-        epoch = deferral_epoch(spec)
-        epochs = spec.epochs if spec.epochs is not None else _recipe_epochs(spec)
+        epoch, epochs = deferral_and_length(spec)
         if 0 < epoch < epochs:
             keep[twin.run_id] = epoch
             forks[spec.run_id] = (twin.run_id, epoch)
     return ForkPlan(keep, forks)
-
-
-def _recipe_epochs(spec: RunSpec) -> int:
-    from remixup.config import build_config
-
-    return build_config(spec.recipe, overrides=list(spec.overrides), validate=False).run.epochs
 
 
 def kept_checkpoint(run_dir: Path, epoch: int) -> Path:
