@@ -568,6 +568,11 @@ def _config_for_resume(config: TrainConfig, saved: dict[str, Any], path: Path) -
     return old
 
 
+def checkpoint_file(path: str | Path) -> Path:
+    """``path`` itself, or the ``checkpoint.pt`` in it when it is a run folder."""
+    return Path(path) / CHECKPOINT if Path(path).is_dir() else Path(path)
+
+
 def _config_for_fork(config: TrainConfig, saved: dict[str, Any], path: Path, epoch: int) -> None:
     """Check that ``config`` would have trained the checkpoint's first ``epoch`` epochs exactly as it did.
 
@@ -736,7 +741,7 @@ def _train(config: TrainConfig, method: Method, world: Dist, device: torch.devic
     if state is not None:
         config = _config_for_resume(config, state["config"], out / CHECKPOINT)
     elif fork is not None:
-        fork_path = Path(fork) / CHECKPOINT if Path(fork).is_dir() else Path(fork)
+        fork_path = checkpoint_file(fork)
         state = checkpoint.load(fork_path)
         _config_for_fork(config, state["config"], fork_path, state["epoch"])
         state["forked_from"] = {"checkpoint": str(fork_path), "epoch": state["epoch"]}

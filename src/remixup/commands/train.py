@@ -64,14 +64,10 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _checkpoint_file(path: str) -> Path:
-    return Path(path) / "checkpoint.pt" if Path(path).is_dir() else Path(path)
-
-
 def run(args: argparse.Namespace) -> int:
     from remixup import checkpoint
     from remixup.config import build_config, valid_keys
-    from remixup.engine import CONFIG, train
+    from remixup.engine import CONFIG, checkpoint_file, train
 
     if args.keys:
         print("\n".join(valid_keys()))
@@ -84,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         config_file = Path(args.out) / CONFIG  # the resolved settings of the run being resumed
     base = None
     if args.fork and recipe is None and config_file is None:
-        base = checkpoint.load(_checkpoint_file(args.fork))["config"]  # the forked run's settings, changed below
+        base = checkpoint.load(checkpoint_file(args.fork))["config"]  # the forked run's settings, changed below
     elif recipe is None and config_file is None:
         recipe = "paper"
     config = build_config(recipe, config_file=config_file, epochs=args.epochs, values=_values(args), overrides=args.overrides,
