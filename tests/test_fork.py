@@ -45,8 +45,14 @@ def test_keep_every_keeps_the_checkpoints_of_those_epochs(remix_run: Path) -> No
 def test_a_fork_at_the_deferral_epoch_equals_the_run_from_scratch(remix_run: Path, tmp_path: Path) -> None:
     whole = train(tiny(tmp_path / "whole", "remix-drw"))
     forked = train(tiny(tmp_path / "forked", "remix-drw"), fork=remix_run / "checkpoint_e002.pt")
-    assert forked["forked_from"] == {"checkpoint": str(remix_run / "checkpoint_e002.pt"), "epoch": 2}
     a, b = checkpoint.load(tmp_path / "whole" / "checkpoint.pt"), checkpoint.load(tmp_path / "forked" / "checkpoint.pt")
+    # the fork's cost is its own two epochs; the two it took over are credited to its origin
+    rows_time = [row["time_s"] for row in b["history"]]
+    assert forked["forked_from"] == {"checkpoint": str(remix_run / "checkpoint_e002.pt"), "epoch": 2,
+                                     "wall_time_s": pytest.approx(sum(rows_time[:2]))}  # fmt: skip
+    assert forked["wall_time_s"] == pytest.approx(sum(rows_time[2:]))
+    assert forked["images_per_s"] == pytest.approx(sum(row["images_per_s"] for row in b["history"][2:]) / 2)
+    assert "forked_from" not in whole and whole["wall_time_s"] == pytest.approx(sum(r["time_s"] for r in a["history"]))
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert _without_timing(a["history"]) == _without_timing(b["history"])
     assert (forked["top1"], forked["per_class"]) == (whole["top1"], whole["per_class"])

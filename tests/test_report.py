@@ -135,3 +135,13 @@ def test_legend_labels_are_short_and_unfinished_runs_know_their_method(tmp_path,
     text = (out / "report.md").read_text()
     assert "| s0_mixup | mixup | — | unfinished (last logged epoch 1) |" in text
     assert "## " not in text.split("## All runs", 1)[1]  # no per-run sections
+
+
+def test_a_forked_run_says_where_its_own_epochs_start(tmp_path):
+    run = write_run(tmp_path / "drw")
+    summary = json.loads((run / "summary.json").read_text())
+    summary["forked_from"] = {"checkpoint": "twin/checkpoint_e002.pt", "epoch": 2, "wall_time_s": 2.0}
+    (run / "summary.json").write_text(json.dumps(summary))
+    table = summary_table([load_run(run), load_run(write_run(tmp_path / "plain"))])
+    assert "| 0.230 | 4 (forked at 2) | 912 | 12 |" in table
+    assert "| 0.230 | 4 | 912 | 12 |" in table

@@ -838,25 +838,29 @@ def _train(config: TrainConfig, method: Method, world: Dist, device: torch.devic
         board.close()
 
     assert last_eval is not None  # the last epoch is always evaluated
-    summary = _summary(config, method, model_name, counts, history, last_eval)
-    if forked_from is not None:
-        summary["forked_from"] = forked_from
+    summary = _summary(config, method, model_name, counts, history, last_eval, forked_from)
     if world.main:
         _write_text(out / SUMMARY, json.dumps(summary, indent=1) + "\n")  # written last: the run is complete
     return summary
 
 
-def _summary(config: TrainConfig, method: Method, model_name: str, counts: torch.Tensor,
-             history: list[dict[str, Any]], last_eval: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-    """The run's result: the LAST epoch's evaluation, plus training statistics over all epochs."""
-    train_time = sum(row["time_s"] for row in history)
+def _summary(config: TrainConfig, method: Method, model_name: str, counts: torch.Tensor, history: list[dict[str, Any]],
+             last_eval: dict[str, Any], forked_from: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The run's result: the LAST epoch's evaluation, plus training statistics over all epochs.
+
+    ``images_per_s`` and ``wall_time_s`` cover the epochs this run trained itself: a forked run's taken-over
+    epochs are not its cost, so their time goes to ``forked_from["wall_time_s"]`` instead.
+    """
+    own_from = forked_from["epoch"] if forked_from is not None else 0
+    own = history[own_from:]
+    train_time = sum(row["time_s"] for row in own)
     forced = [row["lam_y_forced"] for row in history if row.get("lam_y_forced") is not None]
     last = history[-1]
     return {
         **{k: last_eval[k] for k in ("top1", "top5", "balanced_acc", "many", "medium", "few", "per_class", "confusion")},
         "class_counts": counts.tolist(),
         "lam_y_forced": sum(forced) / len(forced) if method.mixes and forced else None,
-        "images_per_s": sum(row["images_per_s"] for row in history) / len(history),  # mean training throughput
+        "images_per_s": sum(row["images_per_s"] for row in own) / len(own),  # mean training throughput
         "train_loss": last["train_loss"],
         "train_acc": last["train_acc"],
         "epochs": config.run.epochs,
@@ -869,6 +873,8 @@ def _summary(config: TrainConfig, method: Method, model_name: str, counts: torch
         "seed": config.run.seed,
         "subset_seed": config.run.subset_seed,
         "wall_time_s": train_time,
+        **({"forked_from": {**forked_from, "wall_time_s": sum(row["time_s"] for row in history[:own_from])}}
+           if forked_from is not None else {}),
     }
 
 

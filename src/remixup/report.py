@@ -289,7 +289,10 @@ def _cell(summary: dict[str, Any], key: str, fmt: str) -> str:
 
 
 def summary_table(runs: Sequence[Run]) -> str:
-    """A Markdown table of the ``summary.json`` metrics, one row per run (unfinished runs marked)."""
+    """A Markdown table of the ``summary.json`` metrics, one row per run (unfinished runs marked).
+
+    A forked run's epochs read e.g. ``90 (forked at 72)``: its images/s and wall time cover its own 18 epochs.
+    """
     head = ["run", "method", "data", *(h for _, h, _ in SUMMARY_COLUMNS)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for run in runs:
@@ -302,6 +305,10 @@ def summary_table(runs: Sequence[Run]) -> str:
                             for k in ("dataset", "imbalance", "ratio") if s.get(k) is not None) or "—"
             cells = [run.name, str(s.get("method", "—")), data,
                      *(_cell(s, key, fmt) for key, _, fmt in SUMMARY_COLUMNS)]
+            fork = s.get("forked_from")
+            if isinstance(fork, dict) and "epoch" in fork:  # images/s and wall cover only the epochs after the fork
+                i = 3 + [key for key, _, _ in SUMMARY_COLUMNS].index("epochs")
+                cells[i] = f"{cells[i]} (forked at {fork['epoch']})"
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
