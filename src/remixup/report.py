@@ -303,12 +303,10 @@ def summary_table(runs: Sequence[Run]) -> str:
         else:
             data = " ".join(f"{s[k]:g}" if isinstance(s[k], float) else str(s[k])
                             for k in ("dataset", "imbalance", "ratio") if s.get(k) is not None) or "—"
-            cells = [run.name, str(s.get("method", "—")), data,
-                     *(_cell(s, key, fmt) for key, _, fmt in SUMMARY_COLUMNS)]
             fork = s.get("forked_from")
-            if isinstance(fork, dict) and "epoch" in fork:  # images/s and wall cover only the epochs after the fork
-                i = 3 + [key for key, _, _ in SUMMARY_COLUMNS].index("epochs")
-                cells[i] = f"{cells[i]} (forked at {fork['epoch']})"
+            forked = f" (forked at {fork['epoch']})" if isinstance(fork, dict) and "epoch" in fork else ""
+            cells = [run.name, str(s.get("method", "—")), data,
+                     *(_cell(s, key, fmt) + (forked if key == "epochs" else "") for key, _, fmt in SUMMARY_COLUMNS)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
