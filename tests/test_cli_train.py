@@ -33,6 +33,11 @@ def test_train_then_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert main(["eval", str(out / "checkpoint.pt"), "--device", "cpu", "--json", str(tmp_path / "m.json")]) == 0
     assert f"top1 {summary['top1']:.2f}" in capsys.readouterr().out
     assert json.loads((tmp_path / "m.json").read_text())["confusion"] == summary["confusion"]
+    assert main(["eval", str(out), "--device", "cpu", "--logit-adjust", "1", "--json", str(tmp_path / "la.json")]) == 0
+    assert "logit-adjusted by tau 1" in capsys.readouterr().out
+    adjusted = json.loads((tmp_path / "la.json").read_text())
+    assert adjusted["logit_adjust"] == 1.0 and sum(map(sum, adjusted["confusion"])) == sum(map(sum, summary["confusion"]))
+    assert "`--logit-adjust` must be >= 0" in _error(capsys, ["eval", str(out), "--logit-adjust", "-1"])
 
 
 def test_keys_lists_the_override_keys(capsys: pytest.CaptureFixture[str]) -> None:

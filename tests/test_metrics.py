@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from remixup.metrics import MetricCounts, lam_y_forced, per_class_accuracy, shot_groups, summarize
+from remixup.engine import evaluate
+from remixup.metrics import MetricCounts, lam_y_forced, logit_adjustment, per_class_accuracy, shot_groups, summarize
 
 
 def _counts(logits: torch.Tensor, y: torch.Tensor) -> MetricCounts:
@@ -57,3 +62,51 @@ def test_lam_y_forced_counts_changed_factors() -> None:
     lam_x = torch.tensor([0.3, 0.3, 0.8, 0.5])
     lam_y = torch.tensor([0.0, 0.3, 1.0, 0.5])
     assert int(lam_y_forced(lam_x, lam_y)) == 2
+
+
+def test_logit_adjustment_is_tau_times_the_log_prior() -> None:
+    shift = logit_adjustment([900, 90, 10], 1.0)
+    assert shift.dtype == torch.float32 and shift.tolist() == pytest.approx([math.log(0.9), math.log(0.09), math.log(0.01)])
+    assert logit_adjustment([900, 90, 10], 0.5).tolist() == pytest.approx((0.5 * shift).tolist())
+    assert logit_adjustment([900, 90, 10], 0).tolist() == [0.0, 0.0, 0.0]
+
+
+@settings(max_examples=50, deadline=None)
+@given(counts=st.lists(st.integers(1, 5000), min_size=2, max_size=12), k=st.integers(1, 50),
+       tau=st.floats(0.0, 3.0, allow_nan=False))  # fmt: skip
+def test_logit_adjustment_depends_on_the_prior_only(counts: list[int], k: int, tau: float) -> None:
+    """Scaling every count by k leaves the prior, and so the shift, unchanged; rarer classes get a larger boost."""
+    shift = logit_adjustment(counts, tau)
+    assert torch.allclose(logit_adjustment([k * n for n in counts], tau), shift, atol=1e-5)
+    order = sorted(range(len(counts)), key=counts.__getitem__)
+    assert all(shift[a] <= shift[b] + 1e-6 for a, b in zip(order, order[1:]))  # −shift is the boost: larger for rarer classes
+
+
+@pytest.mark.parametrize(
+    ("counts", "tau", "match"),
+    [([10, 5], -0.5, "`logit_adjust` must be >= 0"), ([10, 5], float("nan"), "`logit_adjust` must be finite"),
+     ([10, 0], 1.0, "positive training count for every class")],
+)  # fmt: skip
+def test_logit_adjustment_rejects_bad_input(counts: list[int], tau: float, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        logit_adjustment(counts, tau)
+
+
+def test_evaluate_ranks_by_adjusted_logits() -> None:
+    """evaluate(logit_adjust=τ) counts argmax(z − τ·log π), and flips a head-biased prediction to the tail class."""
+    g = torch.Generator().manual_seed(0)
+    model = torch.nn.Linear(5, 3)
+    x, y = torch.randn(64, 5, generator=g), torch.randint(0, 3, (64,), generator=g)
+    counts = torch.tensor([1000, 100, 10])
+    with torch.no_grad():
+        z = model(x)
+    for tau in (0.0, 1.0, 2.0):
+        expected = _counts(z - tau * torch.log(counts / counts.sum()), y).confusion.tolist()
+        assert evaluate(model, x, y, class_counts=counts, logit_adjust=tau, batch_size=10)["confusion"] == expected
+    head_biased = torch.nn.Linear(1, 3)
+    with torch.no_grad():
+        head_biased.weight.zero_()
+        head_biased.bias.copy_(torch.tensor([2.0, 0.0, 0.0]))  # z = (2, 0, 0): the head class wins by 2 < log(1000/10)
+    one = (torch.zeros(1, 1), torch.tensor([2]))
+    assert evaluate(head_biased, *one, class_counts=counts)["top1"] == 0.0
+    assert evaluate(head_biased, *one, class_counts=counts, logit_adjust=1.0)["top1"] == 100.0

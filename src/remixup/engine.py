@@ -49,11 +49,12 @@ from torch import nn
 from tqdm import tqdm
 
 from remixup import checkpoint
+from remixup._validation import check_number
 from remixup.balancing import ClassBalancedSampler, class_weights, epoch_seed
 from remixup.config import TrainConfig
 from remixup.errors import UserError
 from remixup.methods import Method, get_method
-from remixup.metrics import MetricCounts, summarize
+from remixup.metrics import MetricCounts, logit_adjustment, summarize
 
 CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
@@ -434,6 +435,7 @@ def evaluate(
     channels_last: bool = False,
     rank: int = 0,
     world_size: int = 1,
+    logit_adjust: float = 0.0,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on (x, y): top-1/5, per-class, balanced and many/medium/few accuracy, confusion matrix.
 
@@ -446,6 +448,8 @@ def evaluate(
         batch_size: evaluation batch size.
         amp: bf16 autocast. channels_last: channels-last inputs.
         rank, world_size: evaluate the shard ``rank::world_size`` and all-reduce the counts (DDP).
+        logit_adjust: ``τ ≥ 0``: rank classes by ``z − τ·log π`` with the training prior ``π`` from
+            ``class_counts`` (:func:`remixup.metrics.logit_adjustment`); 0 (default) ranks by the raw logits ``z``.
 
     Returns:
         :func:`remixup.metrics.summarize`'s dict (accuracies in %).
@@ -458,29 +462,35 @@ def evaluate(
             xb = x[idx]
             yield (transform(xb) if transform is not None else xb.float()), y[idx]
 
-    return evaluate_batches(model, batches(), class_counts=class_counts, amp=amp, channels_last=channels_last, world_size=world_size)
+    return evaluate_batches(model, batches(), class_counts=class_counts, amp=amp, channels_last=channels_last, world_size=world_size,
+                            logit_adjust=logit_adjust)
 
 
 def evaluate_files(
     model: nn.Module, dataset: Any, *, class_counts: Any, batch_size: int = 256, num_workers: int = 4, amp: bool = False,
-    channels_last: bool = False, rank: int = 0, world_size: int = 1,
+    channels_last: bool = False, rank: int = 0, world_size: int = 1, logit_adjust: float = 0.0,
 ) -> dict[str, Any]:  # fmt: skip
     """:func:`evaluate` for an image-file dataset (its ``transform`` set to the evaluation transform)."""
     from torch.utils.data import DataLoader
 
     shard = list(range(rank, len(dataset), world_size))
     loader = DataLoader(dataset, batch_size=batch_size, sampler=shard, num_workers=num_workers)
-    return evaluate_batches(model, loader, class_counts=class_counts, amp=amp, channels_last=channels_last, world_size=world_size)
+    return evaluate_batches(model, loader, class_counts=class_counts, amp=amp, channels_last=channels_last, world_size=world_size,
+                            logit_adjust=logit_adjust)
 
 
 @torch.no_grad()
 def evaluate_batches(
-    model: nn.Module, batches: Any, *, class_counts: Any, amp: bool = False, channels_last: bool = False, world_size: int = 1
-) -> dict[str, Any]:
-    """Metrics of ``model`` over an iterable of ``(x float (B, ...), y (B,))`` batches; counts all-reduced under DDP."""
+    model: nn.Module, batches: Any, *, class_counts: Any, amp: bool = False, channels_last: bool = False, world_size: int = 1,
+    logit_adjust: float = 0.0,
+) -> dict[str, Any]:  # fmt: skip
+    """Metrics of ``model`` over an iterable of ``(x float (B, ...), y (B,))`` batches; counts all-reduced under DDP.
+
+    ``logit_adjust`` (τ): rank classes by ``z − τ·log π`` (see :func:`evaluate`)."""
+    device = next(model.parameters()).device
+    shift = logit_adjustment(class_counts, logit_adjust).to(device) if logit_adjust else None
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
     counts = MetricCounts.zeros(len(class_counts), device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
     for xb, yb in batches:
@@ -489,7 +499,8 @@ def evaluate_batches(
             xb = xb.contiguous(memory_format=torch.channels_last)
         with autocast:
             logits = model(xb)
-        counts.update(logits.float(), yb.to(device))
+        logits = logits.float()
+        counts.update(logits if shift is None else logits - shift, yb.to(device))
     if world_size > 1:
         counts.all_reduce()
     model.train(was_training)
@@ -885,6 +896,7 @@ def evaluate_checkpoint(
     root: str | None = None,
     device: str = "auto",
     batch_size: int = 1024,
+    logit_adjust: float = 0.0,
 ) -> dict[str, Any]:
     """Evaluate a run's checkpoint on a dataset's evaluation split (by default the one it was trained on).
 
@@ -894,9 +906,11 @@ def evaluate_checkpoint(
         root: data root; default the checkpoint's ``data.root``.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         batch_size: evaluation batch size.
+        logit_adjust: ``τ ≥ 0``: post-hoc logit adjustment by the checkpoint's training prior (:func:`evaluate`).
 
     Returns:
-        :func:`evaluate`'s metrics plus ``checkpoint``, ``epoch``, ``method``, ``dataset`` and ``class_counts``.
+        :func:`evaluate`'s metrics plus ``checkpoint``, ``epoch``, ``method``, ``dataset``, ``class_counts`` and
+        ``logit_adjust``.
 
     Raises:
         UserError: a missing or corrupt checkpoint, or a dataset whose classes do not match.
@@ -904,6 +918,7 @@ def evaluate_checkpoint(
     from remixup.data import get_spec, load_dataset
     from remixup.models import build_model
 
+    check_number(logit_adjust, "logit_adjust", low=0.0)
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT
@@ -933,8 +948,10 @@ def evaluate_checkpoint(
     amp = dev.type == "cuda" and config.run.amp != "off"
     if files:
         test.transform = spec.eval_transform()
-        metrics = evaluate_files(model, test, class_counts=counts, batch_size=batch_size, num_workers=config.run.workers, amp=amp)
+        metrics = evaluate_files(model, test, class_counts=counts, batch_size=batch_size, num_workers=config.run.workers, amp=amp,
+                                 logit_adjust=logit_adjust)
     else:
-        metrics = evaluate(model, x, test.y.to(dev), class_counts=counts, transform=spec.eval_transform(), batch_size=batch_size, amp=amp)
+        metrics = evaluate(model, x, test.y.to(dev), class_counts=counts, transform=spec.eval_transform(), batch_size=batch_size, amp=amp,
+                           logit_adjust=logit_adjust)
     return {**metrics, "checkpoint": str(path), "epoch": state["epoch"], "method": method.name, "dataset": name,
-            "class_counts": counts.tolist()}  # fmt: skip
+            "class_counts": counts.tolist(), "logit_adjust": float(logit_adjust)}  # fmt: skip

@@ -97,6 +97,30 @@ def summarize(counts: MetricCounts, class_counts: Any) -> dict[str, Any]:
     }
 
 
+def logit_adjustment(class_counts: Any, tau: float) -> torch.Tensor:
+    """The post-hoc logit adjustment ``τ·log π`` (C,) float32, with the training prior ``π_c = n_c / Σ_k n_k``.
+
+    Predicting ``argmax_c (z_c − τ·log π_c)`` instead of ``argmax_c z_c`` (Menon et al. 2021, "Long-tail learning
+    via logit adjustment", §4) removes the label prior a model learned from imbalanced data; ``τ = 1`` is the
+    Bayes-optimal choice for the balanced error when the softmax estimates ``P(y | x)``. It needs no training, so
+    comparing a checkpoint's accuracy with and without it separates a head-biased classifier from weak features.
+
+    Args:
+        class_counts: (C,) training samples per class, all positive.
+        tau: ``τ ≥ 0``; 0 gives zeros (no adjustment).
+
+    Raises:
+        ValueError: ``tau`` negative or not finite, or a class count that is not positive.
+    """
+    from remixup._validation import check_number
+
+    tau = float(check_number(tau, "logit_adjust", low=0.0))
+    counts = torch.as_tensor(class_counts, dtype=torch.float64).flatten()
+    if counts.numel() == 0 or bool((counts <= 0).any()):
+        raise ValueError(f"logit adjustment needs a positive training count for every class; got {counts.tolist()}")
+    return (tau * (counts / counts.sum()).log()).to(torch.float32)
+
+
 def lam_y_forced(lam_x: torch.Tensor, lam_y: torch.Tensor) -> torch.Tensor:
     """Number of pairs whose label factor the policy changed (λy ≠ λx: Remix forced it to 0 or 1), as a 0-d tensor.
 
