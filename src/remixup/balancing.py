@@ -36,6 +36,12 @@ def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
     return (int(state[0]) << 31) ^ int(state[1])
 
 
+def class_log_prior(class_counts: Any) -> torch.Tensor:
+    """The log training prior ``log π_c = log(n_c / Σ_k n_k)`` (C,) float32, from positive class counts (C,)."""
+    counts = check_class_counts(class_counts, owner="class_log_prior")
+    return (counts / counts.sum()).log().to(torch.float32)
+
+
 def effective_number(n: Any, beta: float = 0.9999) -> torch.Tensor:
     """Effective number of samples E(n) = (1 - β^n) / (1 - β), elementwise.
 

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from remixup._validation import check_choice, check_class_counts, check_number
-from remixup.balancing import class_weights
+from remixup.balancing import class_log_prior, class_weights
 
 __all__ = [
     "LOSSES",
@@ -469,8 +469,7 @@ class LogitAdjustedLoss(_CountLoss):
     def __init__(self, class_counts: Any, *, tau_la: float = 1.0, weight: Any = None, reduction: str = "mean") -> None:
         super().__init__(class_counts, weight=weight, reduction=reduction)
         self.tau_la = check_number(tau_la, "tau_la", owner="LogitAdjustedLoss", low=0.0)
-        prior = self.class_counts.double() / self.class_counts.double().sum()
-        self.register_buffer("log_prior", prior.log().to(torch.float32), persistent=False)
+        self.register_buffer("log_prior", class_log_prior(self.class_counts), persistent=False)
 
     def per_class_loss(self, logits: torch.Tensor) -> torch.Tensor:
         self._check_classes(logits)

@@ -16,6 +16,9 @@ from typing import Any
 
 import torch
 
+from remixup._validation import check_number
+from remixup.balancing import class_log_prior
+
 MANY_ABOVE = 100  # many-shot: n > 100
 FEW_BELOW = 20  # few-shot: n < 20
 
@@ -112,13 +115,7 @@ def logit_adjustment(class_counts: Any, tau: float) -> torch.Tensor:
     Raises:
         ValueError: ``tau`` negative or not finite, or a class count that is not positive.
     """
-    from remixup._validation import check_number
-
-    tau = float(check_number(tau, "logit_adjust", low=0.0))
-    counts = torch.as_tensor(class_counts, dtype=torch.float64).flatten()
-    if counts.numel() == 0 or bool((counts <= 0).any()):
-        raise ValueError(f"logit adjustment needs a positive training count for every class; got {counts.tolist()}")
-    return (tau * (counts / counts.sum()).log()).to(torch.float32)
+    return float(check_number(tau, "logit_adjust", low=0.0)) * class_log_prior(class_counts)
 
 
 def lam_y_forced(lam_x: torch.Tensor, lam_y: torch.Tensor) -> torch.Tensor:
