@@ -20,7 +20,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="also write all metrics (per-class, confusion) to FILE")
     parser.add_argument("--logit-adjust", type=float, default=0.0, metavar="TAU",
                         help="post-hoc logit adjustment: rank classes by logit - TAU*log(training prior) "
-                             "(Menon et al. 2021; 1 is the usual choice, default 0: raw logits)")  # fmt: skip
+                             "(Menon et al. 2021; 1 is the usual choice, default 0: raw logits). Meant for a model "
+                             "trained on the imbalanced prior: a re-weighted (DRW, DRS) or logit-adjusted model is "
+                             "already corrected")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
