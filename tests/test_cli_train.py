@@ -104,3 +104,32 @@ def test_existing_run_without_resume(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_out_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     assert "train needs --out DIR" in _error(capsys, ["train", "--dataset", "digits"])
+
+
+def test_eval_logit_adjust_acts_on_ldam_scaled_logits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """LDAM trains its softmax on s·z (s = 30): `--logit-adjust τ` must rank by s·z − τ·log π, i.e. z − (τ/s)·log π."""
+    import torch
+
+    from remixup.checkpoint import load
+    from remixup.data import get_spec, load_dataset
+    from remixup.engine import evaluate
+    from remixup.losses import LDAMLoss
+    from remixup.models import build_model
+
+    out = tmp_path / "run"
+    assert main(["train", "--method", "ldam", "--out", str(out), *TINY]) == 0
+    assert main(["eval", str(out), "--device", "cpu", "--logit-adjust", "1", "--json", str(tmp_path / "la.json")]) == 0
+    assert "logit-adjusted by tau 1 of 30 x logits" in capsys.readouterr().out
+    got = json.loads((tmp_path / "la.json").read_text())
+    assert (got["logit_adjust"], got["logit_scale"]) == (1.0, 30.0)
+
+    state = load(out / "checkpoint.pt")
+    counts = state["class_counts"]
+    model = build_model(state["model_name"], len(counts), classifier="norm", in_channels=1)
+    model.load_state_dict(state["model"])
+    test = load_dataset("digits", None, train=False)
+    kw = {"class_counts": counts, "transform": get_spec("digits").eval_transform()}
+    assert LDAMLoss(counts).logit_scale == 30.0
+    assert got["confusion"] == evaluate(model, test.x, test.y, logit_adjust=1 / 30, **kw)["confusion"]
+    # The unscaled shift is a different (30× stronger) correction; on this run it changes the predictions.
+    assert evaluate(model, test.x, test.y, logit_adjust=1.0, **kw)["confusion"] != got["confusion"]

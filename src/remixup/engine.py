@@ -450,6 +450,9 @@ def evaluate(
         rank, world_size: evaluate the shard ``rank::world_size`` and all-reduce the counts (DDP).
         logit_adjust: ``τ ≥ 0``: rank classes by ``z − τ·log π`` with the training prior ``π`` from
             ``class_counts`` (:func:`remixup.metrics.logit_adjustment`); 0 (default) ranks by the raw logits ``z``.
+            ``z`` is the model's output: for a model whose loss scales its logits by ``s`` before the softmax
+            (LDAM's cosine classifier, ``s = 30``) pass ``τ / s`` (the loss's ``logit_scale``), as
+            :func:`evaluate_checkpoint` does.
 
     Returns:
         :func:`remixup.metrics.summarize`'s dict (accuracies in %).
@@ -906,16 +909,19 @@ def evaluate_checkpoint(
         root: data root; default the checkpoint's ``data.root``.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         batch_size: evaluation batch size.
-        logit_adjust: ``τ ≥ 0``: post-hoc logit adjustment by the checkpoint's training prior (:func:`evaluate`).
+        logit_adjust: ``τ ≥ 0``: post-hoc logit adjustment by the checkpoint's training prior (:func:`evaluate`),
+            applied to the logits the training softmax saw: ``s·z − τ·log π`` for a loss that scales the model's
+            outputs ``z`` by ``s`` (LDAM), ``z − τ·log π`` otherwise.
 
     Returns:
-        :func:`evaluate`'s metrics plus ``checkpoint``, ``epoch``, ``method``, ``dataset``, ``class_counts`` and
-        ``logit_adjust``.
+        :func:`evaluate`'s metrics plus ``checkpoint``, ``epoch``, ``method``, ``dataset``, ``class_counts``,
+        ``logit_adjust`` (τ) and ``logit_scale`` (``s``; 1 for every loss but LDAM).
 
     Raises:
         UserError: a missing or corrupt checkpoint, or a dataset whose classes do not match.
     """
     from remixup.data import get_spec, load_dataset
+    from remixup.losses import build_loss
     from remixup.models import build_model
 
     check_number(logit_adjust, "logit_adjust", low=0.0)
@@ -946,6 +952,9 @@ def evaluate_checkpoint(
     model.load_state_dict(state["model"])
     model.to(dev)
     amp = dev.type == "cuda" and config.run.amp != "off"
+    # LDAM trains on s·z: adjusting z itself by τ·log π would be an s-times (30×) stronger correction.
+    scale = build_loss(method.loss, class_counts=counts.tolist()).logit_scale
+    logit_adjust, tau = logit_adjust / scale, logit_adjust
     if files:
         test.transform = spec.eval_transform()
         metrics = evaluate_files(model, test, class_counts=counts, batch_size=batch_size, num_workers=config.run.workers, amp=amp,
@@ -954,4 +963,4 @@ def evaluate_checkpoint(
         metrics = evaluate(model, x, test.y.to(dev), class_counts=counts, transform=spec.eval_transform(), batch_size=batch_size, amp=amp,
                            logit_adjust=logit_adjust)
     return {**metrics, "checkpoint": str(path), "epoch": state["epoch"], "method": method.name, "dataset": name,
-            "class_counts": counts.tolist(), "logit_adjust": float(logit_adjust)}  # fmt: skip
+            "class_counts": counts.tolist(), "logit_adjust": float(tau), "logit_scale": scale}  # fmt: skip

@@ -232,6 +232,15 @@ class WeightedLoss(nn.Module):
         self.weight = w
 
     @property
+    def logit_scale(self) -> float:
+        """The factor the loss multiplies the model's logits by before its softmax (1; LDAM's ``s``).
+
+        A post-hoc logit adjustment ``s·z − τ·log π`` must act on the logits the softmax saw during training:
+        on the model's own outputs ``z`` that is a shift of ``(τ / s)·log π``.
+        """
+        return 1.0
+
+    @property
     def effective_weight(self) -> torch.Tensor | None:
         """The class weights ``w`` (C,) the reduction uses (``weight``; subclasses may combine it), or None."""
         return self.weight
@@ -397,6 +406,11 @@ class LDAMLoss(_CountLoss):
         lowered = a - sm - top
         lse = torch.logaddexp(torch.log(rest.clamp_min(torch.finfo(a.dtype).tiny)), lowered)
         return lse - lowered
+
+    @property
+    def logit_scale(self) -> float:
+        """``s``: the cosine logits in [−1, 1] are scaled by it before the softmax."""
+        return float(self.s)
 
     def extra_repr(self) -> str:
         return f"max_margin={self.max_margin}, s={self.s}, " + super().extra_repr()

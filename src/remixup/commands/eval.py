@@ -20,7 +20,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="also write all metrics (per-class, confusion) to FILE")
     parser.add_argument("--logit-adjust", type=float, default=0.0, metavar="TAU",
                         help="post-hoc logit adjustment: rank classes by logit - TAU*log(training prior) "
-                             "(Menon et al. 2021; 1 is the usual choice, default 0: raw logits). Meant for a model "
+                             "(Menon et al. 2021; 1 is the usual choice, default 0: raw logits), on the logits the "
+                             "training softmax saw (LDAM's s*logit). Meant for a model "
                              "trained on the imbalanced prior: a re-weighted (DRW, DRS) or logit-adjusted model is "
                              "already corrected")  # fmt: skip
 
@@ -35,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
                                   logit_adjust=args.logit_adjust)
     shown = "  ".join(f"{k} {metrics[k]:.2f}" if metrics[k] is not None else f"{k} -"
                       for k in ("top1", "top5", "balanced_acc", "many", "medium", "few"))  # fmt: skip
-    adjusted = f", logit-adjusted by tau {args.logit_adjust:g}" if args.logit_adjust else ""
+    scaled = f" of {metrics['logit_scale']:g} x logits" if metrics["logit_scale"] != 1 else ""
+    adjusted = f", logit-adjusted by tau {args.logit_adjust:g}{scaled}" if args.logit_adjust else ""
     print(f"{metrics['method']} epoch {metrics['epoch']} on {metrics['dataset']} ({metrics['num_samples']} samples{adjusted}): {shown}")
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
