@@ -108,8 +108,6 @@ def test_out_is_required(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_eval_logit_adjust_acts_on_ldam_scaled_logits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """LDAM trains its softmax on s·z (s = 30): `--logit-adjust τ` must rank by s·z − τ·log π, i.e. z − (τ/s)·log π."""
-    import torch
-
     from remixup.checkpoint import load
     from remixup.data import get_spec, load_dataset
     from remixup.engine import evaluate

@@ -954,13 +954,13 @@ def evaluate_checkpoint(
     amp = dev.type == "cuda" and config.run.amp != "off"
     # LDAM trains on s·z: adjusting z itself by τ·log π would be an s-times (30×) stronger correction.
     scale = build_loss(method.loss, class_counts=counts.tolist()).logit_scale
-    logit_adjust, tau = logit_adjust / scale, logit_adjust
+    tau_on_outputs = logit_adjust / scale
     if files:
         test.transform = spec.eval_transform()
         metrics = evaluate_files(model, test, class_counts=counts, batch_size=batch_size, num_workers=config.run.workers, amp=amp,
-                                 logit_adjust=logit_adjust)
+                                 logit_adjust=tau_on_outputs)
     else:
         metrics = evaluate(model, x, test.y.to(dev), class_counts=counts, transform=spec.eval_transform(), batch_size=batch_size, amp=amp,
-                           logit_adjust=logit_adjust)
+                           logit_adjust=tau_on_outputs)
     return {**metrics, "checkpoint": str(path), "epoch": state["epoch"], "method": method.name, "dataset": name,
-            "class_counts": counts.tolist(), "logit_adjust": float(tau), "logit_scale": scale}  # fmt: skip
+            "class_counts": counts.tolist(), "logit_adjust": float(logit_adjust), "logit_scale": scale}  # fmt: skip
