@@ -340,6 +340,8 @@ def test_sweep_table_names_its_reference(tmp_path):
     assert "Schedule scaled to 25 epochs (`--epochs 25`)" in text
     _, _, full = rp.write_results(sweep, enumerate_runs(sweep, seeds=[0]), tmp_path)
     assert "Schedule scaled" not in full
+    _, _, same = rp.write_results(sweep, enumerate_runs(sweep, seeds=[0], epochs=200), tmp_path)  # the recipe's own length
+    assert "Schedule scaled" not in same
     assert "| Focal | — · ref — |" in text
 
 

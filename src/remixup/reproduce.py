@@ -75,6 +75,13 @@ def plain_twin(method: str) -> str | None:
     return None
 
 
+def _recipe_epochs(recipe: str) -> int:
+    """The number of epochs ``recipe`` itself trains for."""
+    from remixup.config import build_config
+
+    return build_config(recipe, validate=False).run.epochs
+
+
 def deferral_and_length(spec: RunSpec) -> tuple[int, int]:
     """``spec``'s (0-based) deferral epoch and its number of epochs, from its recipe, epochs and overrides."""
     from remixup.config import build_config
@@ -477,8 +484,8 @@ def write_results(experiment: Experiment, runs: Sequence[RunSpec], runs_dir: Pat
     cells = collect(experiment, runs, runs_dir)
     finished = sum(c.n for c in cells.values())
     note = f"{finished} of {len(runs)} runs finished (runs folder: `{runs_dir}`)."
-    scaled = sorted({spec.epochs for spec in runs if spec.epochs is not None})
-    if scaled:  # the title names the full-length recipe; say that these runs are shorter
+    scaled = sorted({spec.epochs for spec in runs if spec.epochs is not None and spec.epochs != _recipe_epochs(spec.recipe)})
+    if scaled:  # the title names the full-length recipe; say that these runs are shorter (or longer)
         n = ", ".join(str(e) for e in scaled)
         note += f" Schedule scaled to {n} epochs (`--epochs {n}`), not the recipe's full length."
     text = markdown_table(experiment, cells, note=note)
