@@ -6,7 +6,8 @@
 # GPU's speed for several small ResNet-32 processes was not known beforehand: when it is the bottleneck, fewer
 # chains at a time finish the first ones sooner.
 #
-#   bash docs/results/gpu/c10lt200.sh          # from the repository root, on the GPU machine
+#   bash docs/results/gpu/c10lt200.sh                  # every chain below, in order (from the repository root)
+#   bash docs/results/gpu/c10lt200.sh remix1 mixup1    # only the chains named (session 8 finished remix0, mixup0)
 #
 # Needs .gpu/cifar10.npz.xz (made by docs/results/gpu/make_data.py). Training stops TRAIN_S seconds after the
 # start; each run keeps its checkpoint every epoch, so the same `remixup reproduce` line resumes it on any machine.
@@ -33,6 +34,14 @@ CHAINS=(
   "remix2 --seeds 2 --rows remix,remix-drw"
   "mixup2 --seeds 2 --rows mixup,mixup-drw"
 )
+if [ $# -gt 0 ]; then  # keep only the chains named on the command line, in that order
+  picked=()
+  for want in "$@"; do
+    found=""; for c in "${CHAINS[@]}"; do [ "${c%% *}" = "$want" ] && { picked+=("$c"); found=1; }; done
+    [ -n "$found" ] || { echo "no chain named $want; the chains are: $(for c in "${CHAINS[@]}"; do printf '%s ' "${c%% *}"; done)"; exit 2; }
+  done
+  CHAINS=("${picked[@]}")
+fi
 deadline=$(( t0 + TRAIN_S ))
 echo 0 > "$RUNS/.next"
 run_chain() {  # NAME ARGS...: one `reproduce` process, stopped (SIGTERM to its process group) at the deadline
@@ -54,6 +63,7 @@ for _ in $(seq "$WORKERS"); do worker & done
 started=$WORKERS
 for at in 60 120; do
   pause=$(( t0 + at - $(date +%s) )); [ "$pause" -gt 0 ] && sleep "$pause"
+  [ "$(date +%s)" -lt "$deadline" ] && [ -n "$(jobs -r)" ] || break
   util=$(nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits 2>/dev/null | head -1 | tr -dc 0-9)
   echo "gpu after $(( $(date +%s) - t0 )) s: ${util:-?}% busy with $started chains"
   if [ -n "$util" ] && [ "$util" -lt 85 ] && [ "$started" -lt "$MAX_WORKERS" ]; then worker & started=$((started + 1)); echo "one more chain at a time: $started"; fi
@@ -62,7 +72,8 @@ done
     sleep 30; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null | sed "s/^/gpu after $(( $(date +%s) - t0 )) s: /"
   done ) &
 sampler=$!
-wait $(jobs -p | grep -v "^$sampler$")
+# a bare `wait` would also wait for the `tee` of the log (a process substitution) and never return
+workers=$(jobs -p | grep -v "^$sampler$"); [ -z "$workers" ] || wait $workers
 kill $sampler 2>/dev/null
 
 $PY - "$RUNS" "$OUT" <<'PY'
