@@ -123,3 +123,26 @@ def test_cli_fork_errors_are_one_line(remix_run: Path, tmp_path: Path) -> None:
 def test_method_reduction_is_validated() -> None:
     with pytest.raises(ValueError, match="method.reduction"):
         build_config("ldam", overrides=["method.reduction=sum"])
+
+
+def test_a_bias_free_classifier_is_rebuilt_by_eval_resume_and_fork(tmp_path: Path) -> None:
+    from remixup.engine import evaluate_checkpoint
+
+    out = tmp_path / "nobias"
+    summary = train(tiny(out, "remix", "model.classifier_bias=false", "run.keep_every=2"))
+    state = checkpoint.load(out / "checkpoint.pt")
+    assert state["config"]["model"]["classifier_bias"] is False
+    assert "fc.weight" in state["model"] and "fc.bias" not in state["model"]
+    # eval rebuilds the same head from the checkpoint's config (a head with a bias would not load)
+    metrics = evaluate_checkpoint(out, device="cpu")
+    assert metrics["confusion"] == summary["confusion"]
+    # a fork must keep the head: the same setting forks, a different one is refused by name
+    forked = train(tiny(tmp_path / "drw", "remix-drw", "model.classifier_bias=false"), fork=out / "checkpoint_e002.pt")
+    assert forked["forked_from"]["epoch"] == 2
+    assert "fc.bias" not in checkpoint.load(tmp_path / "drw" / "checkpoint.pt")["model"]
+    with pytest.raises(UserError, match="model.classifier_bias: False -> True"):
+        train(tiny(tmp_path / "x", "remix-drw"), fork=out / "checkpoint_e002.pt")
+    # resuming with the other head is refused too (a finished run is returned as it is, so unfinish it)
+    (out / "summary.json").unlink()
+    with pytest.raises(UserError, match="cannot resume .*model.classifier_bias: False -> True"):
+        train(tiny(out, "remix", "run.keep_every=2"), resume=True)

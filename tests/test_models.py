@@ -203,3 +203,24 @@ def test_in_channels_and_zero_init_residual() -> None:
     assert model(torch.randn(2, 1, 16, 16)).shape == (2, 4)
     assert all(not b.bn2.weight.detach().any() for b in model.layer1)
     assert build_model("resnet32", 4, in_channels=1, blocks=3)(torch.randn(2, 1, 32, 32)).shape == (2, 4)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_classifier_without_bias(name: str) -> None:
+    shape, _ = CASES[name]
+    torch.manual_seed(0)
+    model = build_model(name, 6, classifier_bias=False).eval()
+    assert isinstance(model.fc, nn.Linear) and model.fc.bias is None
+    assert "fc.bias" not in model.state_dict() and "fc.bias" in build_model(name, 6).state_dict()
+    assert _n_params(build_model(name, 6)) - _n_params(model) == 6
+    with torch.no_grad():
+        assert model(torch.randn(3, *shape)).shape == (3, 6)
+        # no bias: a zero feature vector gives zero logits, whatever the weights learned
+        assert not model.fc(torch.zeros(2, model.fc.in_features)).any()
+    # the cosine classifier has no bias either way
+    assert isinstance(build_model(name, 6, classifier="norm", classifier_bias=False).fc, CosineLinear)
+
+
+def test_classifier_bias_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="`classifier_bias` of `ResNet32` must be True or False; got 'no'"):
+        build_model("resnet32", 10, classifier_bias="no")

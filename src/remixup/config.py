@@ -70,9 +70,18 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The network. ``name="auto"`` takes the dataset's default model (ResNet-32 for CIFAR)."""
+    """The network. ``name="auto"`` takes the dataset's default model (ResNet-32 for CIFAR).
+
+    Attributes:
+        name: a model of :data:`remixup.models.MODELS`, or ``auto``.
+        classifier_bias: whether the final linear layer has a bias. ``False`` gives ``z = W f``, as in the public
+            Remix reimplementation (``ntucllab/imbalanced-DL``); a bias is one place a long-tailed classifier stores
+            the training label prior. LDAM's cosine classifier has no bias either way. Checkpoints record it, so
+            ``eval``, ``--resume`` and ``--fork`` rebuild the same head.
+    """
 
     name: str = "auto"
+    classifier_bias: bool = True
 
 
 @dataclass

@@ -297,7 +297,7 @@ def build_run_model(config: TrainConfig, data: RunData, method: Method) -> tuple
 
     name = data.spec.model if config.model.name == "auto" else config.model.name
     accepted = inspect.signature(MODELS[name].__init__).parameters
-    kw: dict[str, Any] = {"classifier": method.classifier}
+    kw: dict[str, Any] = {"classifier": method.classifier, "classifier_bias": config.model.classifier_bias}
     if data.is_image and "in_channels" in accepted:
         kw["in_channels"] = int(data.x_train.shape[-1])
     if not data.is_image and "in_features" in accepted:
@@ -943,7 +943,7 @@ def evaluate_checkpoint(
         raise UserError(f"{path} was trained on {counts.numel()} classes but {name!r} has {test.num_classes}")
     files = spec.kind == "large_image"
     x = torch.empty(0, 1, 1, 3, dtype=torch.uint8) if files else test.x.to(dev)
-    kw: dict[str, Any] = {"classifier": method.classifier}
+    kw: dict[str, Any] = {"classifier": method.classifier, "classifier_bias": config.model.classifier_bias}
     if x.ndim == 4 and state["model_name"] != "mlp":
         kw["in_channels"] = int(x.shape[-1])
     elif x.ndim == 2 and state["model_name"] == "mlp":

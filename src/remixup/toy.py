@@ -74,7 +74,7 @@ def train_toy(dataset: str, method: str, runs_dir: Path, *, ratio: float = 10.0,
         summary = train(config, resume="auto")  # a finished run folder is returned as it is
     state = checkpoint.load(out / "checkpoint.pt")
     model = build_model(state["model_name"], len(state["class_counts"]), in_features=2,
-                        classifier=get_method(method).classifier)
+                        classifier=get_method(method).classifier, classifier_bias=config.model.classifier_bias)
     model.load_state_dict(state["model"])
     model.eval()
     counts = np.asarray(summary["class_counts"])

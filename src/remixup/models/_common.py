@@ -44,12 +44,21 @@ class CosineLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}"
 
 
-def make_classifier(in_features: int, num_classes: int, classifier: str, *, owner: str) -> nn.Module:
-    """The final layer: ``nn.Linear`` (``"linear"``) or :class:`CosineLinear` (``"norm"``, for LDAM)."""
+def make_classifier(
+    in_features: int, num_classes: int, classifier: str, *, owner: str, classifier_bias: bool = True
+) -> nn.Module:
+    """The final layer: ``nn.Linear`` (``"linear"``) or :class:`CosineLinear` (``"norm"``, for LDAM).
+
+    ``classifier_bias=False`` drops the linear layer's bias, so logits are ``z = W f`` and the classifier has no
+    per-class offset in which to store the training label prior (as in some public long-tail code). The cosine
+    classifier never has a bias, so the flag does not change it.
+    """
     check_choice(classifier, "classifier", CLASSIFIERS, owner=owner)
+    if not isinstance(classifier_bias, bool):
+        raise TypeError(f"`classifier_bias` of `{owner}` must be True or False; got {classifier_bias!r}")
     if classifier == "norm":
         return CosineLinear(in_features, num_classes)
-    return nn.Linear(in_features, num_classes)
+    return nn.Linear(in_features, num_classes, bias=classifier_bias)
 
 
 def check_num_classes(num_classes: int, owner: str) -> int:

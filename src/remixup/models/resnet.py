@@ -77,6 +77,7 @@ class _ResNet(nn.Module):
         num_classes: int,
         classifier: str,
         zero_init_residual: bool,
+        classifier_bias: bool = True,
     ) -> None:
         super().__init__()
         owner = type(self).__name__
@@ -92,7 +93,7 @@ class _ResNet(nn.Module):
             stages.append(nn.Sequential(*layers))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = make_classifier(in_channels, num_classes, classifier, owner=owner)
+        self.fc = make_classifier(in_channels, num_classes, classifier, owner=owner, classifier_bias=classifier_bias)
         kaiming_init(self)
         if zero_init_residual:
             # Each residual branch starts as zero, so every block starts as the identity (Goyal et al. 2017).
@@ -120,6 +121,7 @@ class ResNet18(_ResNet):
         in_channels: input channels (3).
         classifier: ``"linear"`` or ``"norm"`` (cosine classifier for LDAM).
         zero_init_residual: start every residual branch at zero.
+        classifier_bias: give the linear classifier a bias (True) or not (False).
 
     Shapes:
         input (B, in_channels, H, W) (32×32 for CIFAR/CINIC) -> logits (B, C).
@@ -128,12 +130,13 @@ class ResNet18(_ResNet):
     """
 
     def __init__(
-        self, num_classes: int, *, in_channels: int = 3, classifier: str = "linear", zero_init_residual: bool = False
+        self, num_classes: int, *, in_channels: int = 3, classifier: str = "linear", zero_init_residual: bool = False,
+        classifier_bias: bool = True,
     ) -> None:
         stem = nn.Sequential(
             nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)
         )
-        super().__init__(BasicBlock, (2, 2, 2, 2), stem, num_classes, classifier, zero_init_residual)
+        super().__init__(BasicBlock, (2, 2, 2, 2), stem, num_classes, classifier, zero_init_residual, classifier_bias)
 
 
 class ResNet50(_ResNet):
@@ -144,6 +147,7 @@ class ResNet50(_ResNet):
         in_channels: input channels (3).
         classifier: ``"linear"`` or ``"norm"`` (cosine classifier for LDAM).
         zero_init_residual: start every residual branch at zero.
+        classifier_bias: give the linear classifier a bias (True) or not (False).
 
     Shapes:
         input (B, in_channels, H, W) (224×224 for iNaturalist) -> logits (B, C).
@@ -152,7 +156,8 @@ class ResNet50(_ResNet):
     """
 
     def __init__(
-        self, num_classes: int, *, in_channels: int = 3, classifier: str = "linear", zero_init_residual: bool = False
+        self, num_classes: int, *, in_channels: int = 3, classifier: str = "linear", zero_init_residual: bool = False,
+        classifier_bias: bool = True,
     ) -> None:
         stem = nn.Sequential(
             nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False),
@@ -160,4 +165,4 @@ class ResNet50(_ResNet):
             nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
         )
-        super().__init__(Bottleneck, (3, 4, 6, 3), stem, num_classes, classifier, zero_init_residual)
+        super().__init__(Bottleneck, (3, 4, 6, 3), stem, num_classes, classifier, zero_init_residual, classifier_bias)

@@ -64,6 +64,7 @@ class ResNet32(nn.Module):
         in_channels: input channels (3).
         classifier: ``"linear"`` or ``"norm"`` (cosine classifier for LDAM).
         blocks: basic blocks per stage (5 gives ResNet-32; 3 gives ResNet-20, 9 ResNet-56).
+        classifier_bias: give the linear classifier a bias (True) or not (False).
 
     Shapes:
         input (B, in_channels, H, W) (32×32 for CIFAR) -> logits (B, C).
@@ -72,7 +73,8 @@ class ResNet32(nn.Module):
     or 2).
     """
 
-    def __init__(self, num_classes: int, *, in_channels: int = 3, classifier: str = "linear", blocks: int = 5) -> None:
+    def __init__(self, num_classes: int, *, in_channels: int = 3, classifier: str = "linear", blocks: int = 5,
+                 classifier_bias: bool = True) -> None:
         super().__init__()
         check_num_classes(num_classes, "ResNet32")
         self.stem = nn.Sequential(
@@ -82,7 +84,7 @@ class ResNet32(nn.Module):
         self.layer2 = self._stage(16, 32, blocks, stride=2)
         self.layer3 = self._stage(32, 64, blocks, stride=2)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = make_classifier(64, num_classes, classifier, owner="ResNet32")
+        self.fc = make_classifier(64, num_classes, classifier, owner="ResNet32", classifier_bias=classifier_bias)
         kaiming_init(self)
 
     @staticmethod

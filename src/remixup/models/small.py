@@ -27,6 +27,7 @@ class DigitsCNN(nn.Module):
         num_classes: number of classes C (10 for digits).
         in_channels: input channels (1).
         classifier: ``"linear"`` or ``"norm"``.
+        classifier_bias: give the linear classifier a bias (True) or not (False).
 
     Shapes:
         input (B, in_channels, 8, 8) -> logits (B, C).
@@ -34,14 +35,16 @@ class DigitsCNN(nn.Module):
     ``mixing_points``: ``["input", "block1", "block2"]``.
     """
 
-    def __init__(self, num_classes: int, *, in_channels: int = 1, classifier: str = "linear") -> None:
+    def __init__(
+        self, num_classes: int, *, in_channels: int = 1, classifier: str = "linear", classifier_bias: bool = True
+    ) -> None:
         super().__init__()
         check_num_classes(num_classes, "DigitsCNN")
         self.block1 = nn.Sequential(*_conv_bn_relu(in_channels, 32))
         self.block2 = nn.Sequential(*_conv_bn_relu(32, 64), nn.MaxPool2d(2))
         self.block3 = nn.Sequential(*_conv_bn_relu(64, 128))
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = make_classifier(128, num_classes, classifier, owner="DigitsCNN")
+        self.fc = make_classifier(128, num_classes, classifier, owner="DigitsCNN", classifier_bias=classifier_bias)
         kaiming_init(self)
 
     @property
@@ -65,6 +68,7 @@ class MLP(nn.Module):
         hidden: width of each hidden layer: an int (used ``depth`` times) or a sequence of widths.
         depth: number of hidden layers when ``hidden`` is an int (≥ 1).
         classifier: ``"linear"`` or ``"norm"``.
+        classifier_bias: give the linear classifier a bias (True) or not (False).
 
     Shapes:
         input (B, D) -> logits (B, C).
@@ -80,6 +84,7 @@ class MLP(nn.Module):
         hidden: int | Sequence[int] = 64,
         depth: int = 2,
         classifier: str = "linear",
+        classifier_bias: bool = True,
     ) -> None:
         super().__init__()
         check_num_classes(num_classes, "MLP")
@@ -97,7 +102,7 @@ class MLP(nn.Module):
         for k, width in enumerate(widths, start=1):
             self.add_module(f"layer{k}", nn.Sequential(nn.Linear(d, width), nn.ReLU()))
             d = width
-        self.fc = make_classifier(d, num_classes, classifier, owner="MLP")
+        self.fc = make_classifier(d, num_classes, classifier, owner="MLP", classifier_bias=classifier_bias)
         kaiming_init(self)
 
     @property
