@@ -7,7 +7,8 @@
 # chains at a time finish the first ones sooner.
 #
 #   bash docs/results/gpu/c10lt200.sh                  # every chain below, in order (from the repository root)
-#   bash docs/results/gpu/c10lt200.sh remix1 mixup1    # only the chains named (session 8 finished remix0, mixup0)
+#   bash docs/results/gpu/c10lt200.sh remixnb0 ermnb0 erm0 ldam0   # only the chains named, in that order
+#   (session 8 finished remix0 and mixup0 and ERM of erm0; its DRW and LDAM-DRW did not finish anywhere)
 #
 # Needs .gpu/cifar10.npz.xz (made by docs/results/gpu/make_data.py). Training stops TRAIN_S seconds after the
 # start; each run keeps its checkpoint every epoch, so the same `remixup reproduce` line resumes it on any machine.
@@ -24,11 +25,15 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null
 $PY -c 'import torch, remixup; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "remixup", remixup.__version__)' || exit 1
 echo "data ready after $(( $(date +%s) - t0 )) s"
 
+# *nb: the same runs with a classifier without a bias (model.classifier_bias=false; docs/results.md §5d-5e).
 CHAINS=(
   "remix0 --seeds 0 --rows remix,remix-drw"
   "mixup0 --seeds 0 --rows mixup,mixup-drw"
   "erm0 --seeds 0 --rows erm,drw"
   "ldam0 --seeds 0 --rows ldam-drw"
+  "remixnb0 --seeds 0 --rows remix,remix-drw --set model.classifier_bias=false"
+  "ermnb0 --seeds 0 --rows erm,drw --set model.classifier_bias=false"
+  "mixupnb0 --seeds 0 --rows mixup,mixup-drw --set model.classifier_bias=false"
   "remix1 --seeds 1 --rows remix,remix-drw"
   "mixup1 --seeds 1 --rows mixup,mixup-drw"
   "remix2 --seeds 2 --rows remix,remix-drw"
