@@ -11,8 +11,8 @@ digits_cnn :class:`DigitsCNN`          (B, 1, 8, 8)                 input, block
 mlp        :class:`MLP`                (B, 2)                       input, layer1, …, layerK
 ========== =========================== ============================ =================================
 
-Every model ends in a layer named ``fc``: ``nn.Linear`` (``classifier="linear"``) or the cosine classifier
-:class:`CosineLinear` (``classifier="norm"``, for LDAM). ``mixing_points`` lists module names as in
+Every model ends in a layer named ``fc``: ``nn.Linear`` (``classifier="linear"``; without a bias when
+``classifier_bias=False``) or the cosine classifier :class:`CosineLinear` (``classifier="norm"``, for LDAM). ``mixing_points`` lists module names as in
 ``model.named_modules()`` whose outputs are plain tensors (so a forward hook can replace them); ``"input"`` stands
 for the model's input. Nothing here is required of a user's own model: any ``nn.Module`` classifier works with
 Mixup/CutMix/Remix, and with manifold mixing once its points are named (:func:`get_mixing_points`).
@@ -60,7 +60,8 @@ def build_model(name: str, num_classes: int, **kw: Any) -> nn.Module:
     Args:
         name: one of ``MODELS``: ``"resnet32"``, ``"resnet18"``, ``"resnet50"``, ``"digits_cnn"``, ``"mlp"``.
         num_classes: number of classes C (≥ 1).
-        **kw: the model's keyword arguments: ``classifier`` (``"linear"`` or ``"norm"``) for all;
+        **kw: the model's keyword arguments: ``classifier`` (``"linear"`` or ``"norm"``) and ``classifier_bias``
+            (``False`` drops the linear classifier's bias) for all;
             ``in_channels`` for the CNNs; ``blocks`` for resnet32; ``zero_init_residual`` for resnet18/50;
             ``in_features``, ``hidden`` and ``depth`` for mlp.
 
