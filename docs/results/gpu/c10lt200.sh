@@ -8,7 +8,8 @@
 #
 #   bash docs/results/gpu/c10lt200.sh                  # every chain below, in order (from the repository root)
 #   bash docs/results/gpu/c10lt200.sh remixnb0 ermnb0 erm0 ldam0   # only the chains named, in that order
-#   (session 8 finished remix0 and mixup0 and ERM of erm0; its DRW and LDAM-DRW did not finish anywhere)
+#   (done: remix0 mixup0 in session 8; erm0 ldam0 in session 11, and remix1 mixup1 there, finished on the CPU;
+#    next: remix2 mixup2 remix3 mixup3 remix4 mixup4, then the *nb0 chains, whose lead section 5e closed at 90 epochs)
 #
 # Needs .gpu/cifar10.npz.xz (made by docs/results/gpu/make_data.py). Training stops TRAIN_S seconds after the
 # start; each run keeps its checkpoint every epoch, so the same `remixup reproduce` line resumes it on any machine.
@@ -38,6 +39,10 @@ CHAINS=(
   "mixup1 --seeds 1 --rows mixup,mixup-drw"
   "remix2 --seeds 2 --rows remix,remix-drw"
   "mixup2 --seeds 2 --rows mixup,mixup-drw"
+  "remix3 --seeds 3 --rows remix,remix-drw"
+  "mixup3 --seeds 3 --rows mixup,mixup-drw"
+  "remix4 --seeds 4 --rows remix,remix-drw"
+  "mixup4 --seeds 4 --rows mixup,mixup-drw"
 )
 if [ $# -gt 0 ]; then  # keep only the chains named on the command line, in that order
   picked=()
