@@ -59,6 +59,21 @@ def test_single_run_report(tmp_path):
     assert not list((tmp_path / "out").glob("compare_*"))  # one run: no comparison plots
 
 
+def test_many_runs_get_distinct_colours_and_a_legend_beside_the_plot(tmp_path):
+    from remixup.report import _color, plot_curves
+
+    grid = tmp_path / "grid"
+    runs = [load_run(write_run(grid / f"r{k:02d}", method=f"m{k}")) for k in range(12)]
+    colours = [_color(k, 12) for k in range(12)]
+    assert len(set(colours)) == 12  # more than the 10 default colours: none repeats
+    assert [_color(k, 3) for k in range(3)] == ["C0", "C1", "C2"]
+    assert_png(plot_curves(runs, tmp_path / "curves_many.png"))
+    assert_png(plot_curves(runs[:2], tmp_path / "curves_two.png"))
+    make_report([r.path for r in runs], tmp_path / "rep", per_run=False)
+    for name in ("compare_per_class.png", "compare_curves.png", "compare_lam_y_forced.png"):
+        assert_png(tmp_path / "rep" / name)
+
+
 def test_several_runs_from_a_grid_folder(tmp_path, capsys):
     grid = tmp_path / "grid"
     write_run(grid / "a_remix", method="remix")

@@ -168,6 +168,24 @@ def _pyplot():
     return plt
 
 
+def _color(k: int, n: int) -> str | tuple[float, ...]:
+    """Run k's colour among n: the 10 default colours, or 20 distinct ones (tab20) when there are more runs."""
+    if n <= 10:
+        return f"C{k % 10}"
+    import matplotlib
+
+    return matplotlib.colormaps["tab20"](k % 20)
+
+
+def _legend(fig: Any, ax: Any, n: int, fontsize: int = 8) -> None:
+    """A legend inside the axes for a few runs; beside the plot, outside it, for more (it would hide the data)."""
+    if n <= 4:
+        ax.legend(fontsize=fontsize)
+    else:
+        handles, labels = ax.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside right upper", fontsize=fontsize - 1)
+
+
 def _save(fig: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -182,14 +200,14 @@ def plot_per_class(runs: Sequence[Run], path: Path) -> Path | None:
     if not usable:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
-    for run in usable:
+    fig, ax = plt.subplots(figsize=(6.5 if len(usable) <= 4 else 9.5, 4), layout="constrained")
+    for k, run in enumerate(usable):
         counts = [float(c) for c in run.summary["class_counts"]]
         acc = [float(a) for a in run.summary["per_class"]]
         if len(counts) != len(acc):
             raise UserError(f"{run.path / 'summary.json'}: `per_class` has {len(acc)} entries but `class_counts` "
                             f"has {len(counts)}")
-        ax.scatter(counts, acc, s=22, alpha=0.75, label=run.label)
+        ax.scatter(counts, acc, s=22, alpha=0.75, color=_color(k, len(usable)), label=run.label)
     ax.set_xscale("log")
     ax.set_xlabel("training samples in the class (log scale)")
     ax.set_ylabel("test accuracy of the class (%)")
@@ -199,7 +217,7 @@ def plot_per_class(runs: Sequence[Run], path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.set_title("Per-class accuracy vs class size")
     if len(usable) > 1 or usable[0].summary.get("method"):
-        ax.legend(fontsize=8)
+        _legend(fig, ax, len(usable))
     return _save(fig, path)
 
 
@@ -209,13 +227,16 @@ def plot_curves(runs: Sequence[Run], path: Path) -> Path | None:
     if not usable:
         return None
     plt = _pyplot()
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    many = len(usable) > 4
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(13 if many else 10, 3.8), layout="constrained")
     for k, run in enumerate(usable):
-        color = f"C{k % 10}"
+        color = _color(k, len(usable))
         ax_loss.plot(*_series(run, "train_loss"), color=color, label=run.label)
-        ax_acc.plot(*_series(run, "train_acc"), color=color, ls="--", label=f"{run.label}: train")
+        # with many runs one legend (colour = run) serves both panels; the line style tells train from test
+        ax_acc.plot(*_series(run, "train_acc"), color=color, ls="--", label=None if many else f"{run.label}: train")
         ex, ey = _series(run, "top1")
-        ax_acc.plot(ex, ey, color=color, marker="o" if len(ex) < 30 else None, ms=3, label=f"{run.label}: test top-1")
+        ax_acc.plot(ex, ey, color=color, marker="o" if len(ex) < 30 else None, ms=3,
+                    label=None if many else f"{run.label}: test top-1")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("training loss")
     ax_loss.set_title("Training loss")
@@ -224,7 +245,11 @@ def plot_curves(runs: Sequence[Run], path: Path) -> Path | None:
     ax_acc.set_title("Train accuracy (dashed) and test top-1")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    if many:
+        _legend(fig, ax_loss, len(usable))
+    else:
+        ax_loss.legend(fontsize=7)
+        ax_acc.legend(fontsize=7)
     return _save(fig, path)
 
 
@@ -235,15 +260,15 @@ def plot_lam_y_forced(runs: Sequence[Run], path: Path) -> Path | None:
     if not series:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
-    for run, (xs, ys) in series:
-        ax.plot(xs, ys, label=run.label)
+    fig, ax = plt.subplots(figsize=(6 if len(series) <= 4 else 9, 3.5), layout="constrained")
+    for k, (run, (xs, ys)) in enumerate(series):
+        ax.plot(xs, ys, color=_color(k, len(series)), label=run.label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("share of pairs with λy ∈ {0, 1}")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.set_title("Remix: pairs relabelled to the minority class")
-    ax.legend(fontsize=8)
+    _legend(fig, ax, len(series))
     return _save(fig, path)
 
 
