@@ -177,9 +177,13 @@ def _color(k: int, n: int) -> str | tuple[float, ...]:
     return matplotlib.colormaps["tab20"](k % 20)
 
 
+# Up to this many runs the legend sits inside the axes; with more it would hide the data and goes beside the plot.
+_INLINE_LEGEND_MAX = 4
+
+
 def _legend(fig: Any, ax: Any, n: int, fontsize: int = 8) -> None:
     """A legend inside the axes for a few runs; beside the plot, outside it, for more (it would hide the data)."""
-    if n <= 4:
+    if n <= _INLINE_LEGEND_MAX:
         ax.legend(fontsize=fontsize)
     else:
         handles, labels = ax.get_legend_handles_labels()
@@ -200,7 +204,7 @@ def plot_per_class(runs: Sequence[Run], path: Path) -> Path | None:
     if not usable:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5 if len(usable) <= 4 else 9.5, 4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(6.5 if len(usable) <= _INLINE_LEGEND_MAX else 9.5, 4), layout="constrained")
     for k, run in enumerate(usable):
         counts = [float(c) for c in run.summary["class_counts"]]
         acc = [float(a) for a in run.summary["per_class"]]
@@ -227,7 +231,7 @@ def plot_curves(runs: Sequence[Run], path: Path) -> Path | None:
     if not usable:
         return None
     plt = _pyplot()
-    many = len(usable) > 4
+    many = len(usable) > _INLINE_LEGEND_MAX
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(13 if many else 10, 3.8), layout="constrained")
     for k, run in enumerate(usable):
         color = _color(k, len(usable))
@@ -260,7 +264,7 @@ def plot_lam_y_forced(runs: Sequence[Run], path: Path) -> Path | None:
     if not series:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6 if len(series) <= 4 else 9, 3.5), layout="constrained")
+    fig, ax = plt.subplots(figsize=(6 if len(series) <= _INLINE_LEGEND_MAX else 9, 3.5), layout="constrained")
     for k, (run, (xs, ys)) in enumerate(series):
         ax.plot(xs, ys, color=_color(k, len(series)), label=run.label)
     ax.set_xlabel("epoch")
