@@ -7,7 +7,7 @@
 # chains at a time finish the first ones sooner.
 #
 #   bash docs/results/gpu/c10lt200.sh                  # every chain below, in order (from the repository root)
-#   bash docs/results/gpu/c10lt200.sh remixnb0 ermnb0 erm0 ldam0   # only the chains named, in that order
+#   bash docs/results/gpu/c10lt200.sh remix2 mixup2 remix3 mixup3   # only the chains named, in that order
 #   (done: remix0 mixup0 in session 8; erm0 ldam0 in session 11, and remix1 mixup1 there, finished on the CPU;
 #    next: remix2 mixup2 remix3 mixup3 remix4 mixup4, then the *nb0 chains, whose lead section 5e closed at 90 epochs)
 #

@@ -1,5 +1,5 @@
 """Re-encode every CIFAR-10 image of the q75 copy at a lower JPEG quality (4:2:0, Pillow/libjpeg-turbo);
-print the PSNR of the step. Usage: python3 jpeg_requant.py SRC.npz DST.npz QUALITY"""
+print the size of the step (RMSE, PSNR). Usage: python docs/results/jpeg/requant.py SRC.npz DST.npz QUALITY"""
 import io, sys
 import numpy as np
 from PIL import Image

@@ -1,4 +1,4 @@
-"""Plot the 25-epoch sweep: every method's top-1, and each Remix variant beside the method it adds Remix to.
+"""Plot the 25-epoch sweep as pairs: each Remix variant's top-1 beside that of the method it adds Remix to.
 
 usage: python docs/results/sweep/plot_sweep.py   (from the repository root; writes docs/results/sweep/sweep_pairs.png)
 
@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt
 root = Path("docs/results/runs/sweep")
 top1 = {"erm": 48.10, "mixup": 37.07, "remix": 36.87, "drw": 61.80, "remix-drw": 44.98, "ldam-drw": 48.19}
 for summary in root.glob("*/summary.json"):
-    method = summary.parent.name.split("_")[1]  # cifar10-longtail100_<method>_ldam_e25_s0-ss0
-    top1[method] = json.loads(summary.read_text())["top1"]
+    result = json.loads(summary.read_text())
+    top1[result["method"]] = result["top1"]
 
 # (the method Remix is added to, its Remix variant)
 pairs = [("erm", "remix"), ("mixup", "remix"), ("manifold-mixup", "remix-mm"), ("cutmix", "remix-cm"),
