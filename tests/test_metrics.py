@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from remixup.engine import evaluate
-from remixup.metrics import MetricCounts, lam_y_forced, logit_adjustment, per_class_accuracy, shot_groups, summarize
+from remixup.metrics import MetricCounts, logit_adjustment, per_class_accuracy, shot_groups, summarize
 
 
 def _counts(logits: torch.Tensor, y: torch.Tensor) -> MetricCounts:
@@ -56,12 +56,6 @@ def test_counts_add_up_like_an_all_reduce() -> None:
     whole = _counts(logits, y)
     a, b = _counts(logits[::2], y[::2]), _counts(logits[1::2], y[1::2])
     assert torch.equal(a.confusion + b.confusion, whole.confusion) and int(a.top5 + b.top5) == int(whole.top5)
-
-
-def test_lam_y_forced_counts_changed_factors() -> None:
-    lam_x = torch.tensor([0.3, 0.3, 0.8, 0.5])
-    lam_y = torch.tensor([0.0, 0.3, 1.0, 0.5])
-    assert int(lam_y_forced(lam_x, lam_y)) == 2
 
 
 def test_logit_adjustment_is_tau_times_the_log_prior() -> None:

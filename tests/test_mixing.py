@@ -304,3 +304,28 @@ def test_large_kappa_bound_accepts_infinity_free_values():
     # κ may be huge (Remix off) but must be finite
     with pytest.raises(ValueError, match=r"`kappa` of `RemixLabels` must be finite"):
         RemixLabels([3, 1], kappa=math.inf)
+
+
+def test_forced_count_counts_changed_factors() -> None:
+    from remixup.mixing import forced_count, forced_share
+
+    lam_x = torch.tensor([0.3, 0.3, 0.8, 0.5])
+    lam_y = torch.tensor([0.0, 0.3, 1.0, 0.5])
+    assert int(forced_count(lam_x, lam_y)) == 2 and forced_share(lam_x, lam_y) == 0.5
+
+
+def test_mix_forward_matches_the_transform_call() -> None:
+    """The protocol call and the drop-in call draw and mix the same, and only the drop-in call sets ``last``."""
+    from torch import nn
+
+    from remixup.mixing import MixTransform, MixupMixer, RemixLabels
+
+    x, y = torch.randn(16, 5), torch.arange(16) % 3
+    model = nn.Linear(5, 3)
+    make = lambda: MixTransform(MixupMixer(1.0, per_sample=True, generator=torch.Generator().manual_seed(3)),  # noqa: E731
+                                RemixLabels([50, 10, 2]), num_classes=3)
+    a, b = make(), make()
+    x_mixed, target = a(x, y)
+    out = b.mix_forward(model, x, y)
+    assert torch.equal(out.logits, model(x_mixed)) and torch.equal(out.target, target)
+    assert out.record is not None and torch.equal(out.record.lam_y, a.last.lam_y) and b.last is None

@@ -55,6 +55,7 @@ from remixup.config import TrainConfig
 from remixup.errors import UserError
 from remixup.methods import Method, get_method
 from remixup.metrics import MetricCounts, logit_adjustment, summarize
+from remixup.mixing import Mixing, forced_count
 
 CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
@@ -307,14 +308,14 @@ def build_run_model(config: TrainConfig, data: RunData, method: Method) -> tuple
         return build_model(name, data.num_classes, **kw), name
 
 
-def build_mixing(method: Method, config: TrainConfig, model: nn.Module, counts: torch.Tensor, generator: torch.Generator) -> Any:
-    """The batch transform of a mixing method (``None`` for clean training): Mixup/CutMix or manifold mixing."""
+def build_mixing(method: Method, config: TrainConfig, model: nn.Module, counts: torch.Tensor, generator: torch.Generator) -> Mixing:
+    """The :class:`~remixup.mixing.Mixing` of a method: none, Mixup/CutMix on the input, or manifold mixing."""
     from remixup.manifold import ManifoldMixup
-    from remixup.mixing import CutMixMixer, MixTransform, MixupLabels, MixupMixer, RemixLabels
+    from remixup.mixing import CutMixMixer, MixTransform, MixupLabels, MixupMixer, NoMixing, RemixLabels
     from remixup.models import get_mixing_points
 
     if method.mixer is None:
-        return None
+        return NoMixing()
     m = config.mixing
     labels = RemixLabels(counts.tolist(), kappa=m.kappa, tau=m.tau) if method.labels == "remix" else MixupLabels()
     if method.mixer == "manifold":
@@ -347,24 +348,10 @@ def _flags(config: TrainConfig, device: torch.device, data: RunData) -> tuple[bo
 # ----------------------------------------------------------------------------------------------------------------
 # The loop
 # ----------------------------------------------------------------------------------------------------------------
-def mixed_forward(model: nn.Module, mixing: Any, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
-    """Mix (for mixing methods) and forward: ``(logits (B, C), target (B,) or (B, C), MixRecord | None)``."""
-    from remixup.manifold import ManifoldMixup
-
-    if mixing is None:
-        return model(x), y, None
-    if isinstance(mixing, ManifoldMixup):  # mixes inside the forward pass
-        logits, target = mixing(x, y)
-    else:
-        x_mixed, target = mixing(x, y)
-        logits = model(x_mixed)
-    return logits, target, mixing.last
-
-
 def train_one_epoch(
     model: nn.Module,
     loader: Any,
-    mixing: Any,
+    mixing: Mixing,
     criterion: nn.Module,
     optimizer: torch.optim.Optimizer,
     *,
@@ -389,15 +376,15 @@ def train_one_epoch(
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast:
-            logits, target, mixed = mixed_forward(model, mixing, x, y)  # mix → forward
-        loss = criterion(logits.float(), target)  # loss (reduced per sample, then weighted mean)
+            out = mixing.mix_forward(model, x, y)  # mix → forward
+        loss = criterion(out.logits.float(), out.target)  # loss (reduced per sample, then weighted mean)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # backward
         optimizer.step()  # step
         with torch.no_grad():
-            hard = y if mixed is None else torch.where(mixed.lam_y >= 0.5, mixed.y, mixed.y_partner)
-            correct = (logits.argmax(1) == hard).sum()
-            forced = (mixed.lam_y != mixed.lam_x).sum() if mixed is not None else torch.zeros_like(correct)
+            mixed = out.record
+            correct = (out.logits.argmax(1) == (y if mixed is None else mixed.hard_labels)).sum()
+            forced = forced_count(mixed.lam_x, mixed.lam_y) if mixed is not None else torch.zeros_like(correct)
             totals += torch.stack([loss.detach().double(), correct.double(), forced.double()])
         steps += 1
         seen += y.shape[0]

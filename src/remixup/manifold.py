@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from remixup._validation import check_batch, check_labels, check_number
-from remixup.mixing import MixRecord, MixupLabels, MixupMixer, RemixLabels, soft_targets
+from remixup.mixing import MixedBatch, MixRecord, MixupLabels, MixupMixer, RemixLabels, soft_targets
 
 __all__ = ["ManifoldMixup", "INPUT"]
 
@@ -76,6 +76,15 @@ class ManifoldMixup:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward x (B, ...) with mixing at one drawn point; return ``(logits, y_soft (B, C))``."""
+        out = self.mix_forward(self.model, x, y)
+        self.last = out.record
+        return out.logits, out.target
+
+    def mix_forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MixedBatch:
+        """The :class:`~remixup.mixing.Mixing` protocol: call ``model(x)`` mixing at one drawn point.
+
+        ``model`` is the model given at construction (or one that calls the same modules, e.g. its DDP wrapper):
+        the mixing points are those modules. ``last`` is left alone; ``last_point`` names the point used."""
         check_batch(x, y, owner=type(self).__name__)
         check_labels(y, self.num_classes, owner=type(self).__name__)
         k = int(torch.randint(0, len(self.points), (1,), generator=self.generator))
@@ -83,17 +92,17 @@ class ManifoldMixup:
         perm, lam = self.mixer.sample(x.shape[0], x.device)
         module = self._modules[point]
         if module is None:
-            logits = self.model(self.mixer.mix(x, perm, lam))
+            logits = model(self.mixer.mix(x, perm, lam))
         else:
-            logits = self._forward_mixing_at(module, point, x, perm, lam)
+            logits = self._forward_mixing_at(model, module, point, x, perm, lam)
         y_partner = y[perm]
         lam_y = self.labels(y, y_partner, lam)
-        self.last = MixRecord(lam_x=lam, lam_y=lam_y, perm=perm, y=y, y_partner=y_partner)
+        record = MixRecord(lam_x=lam, lam_y=lam_y, perm=perm, y=y, y_partner=y_partner)
         self.last_point = point
-        return logits, soft_targets(y, y_partner, lam_y, self.num_classes)
+        return MixedBatch(logits, soft_targets(y, y_partner, lam_y, self.num_classes), record)
 
     def _forward_mixing_at(
-        self, module: nn.Module, point: str, x: torch.Tensor, perm: torch.Tensor, lam: torch.Tensor
+        self, model: nn.Module, module: nn.Module, point: str, x: torch.Tensor, perm: torch.Tensor, lam: torch.Tensor
     ) -> torch.Tensor:
         calls = 0
 
@@ -108,7 +117,7 @@ class ManifoldMixup:
 
         handle = module.register_forward_hook(hook)
         try:
-            logits = self.model(x)
+            logits = model(x)
         finally:
             handle.remove()
         if calls == 0:

@@ -116,11 +116,3 @@ def logit_adjustment(class_counts: Any, tau: float) -> torch.Tensor:
         ValueError: ``tau`` negative or not finite, or a class count that is not positive.
     """
     return float(check_number(tau, "logit_adjust", low=0.0)) * class_log_prior(class_counts)
-
-
-def lam_y_forced(lam_x: torch.Tensor, lam_y: torch.Tensor) -> torch.Tensor:
-    """Number of pairs whose label factor the policy changed (λy ≠ λx: Remix forced it to 0 or 1), as a 0-d tensor.
-
-    Kept as a count on the device (no host sync per step); the share is ``forced / pairs`` over an epoch.
-    """
-    return (lam_y != lam_x).sum()

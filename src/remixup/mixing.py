@@ -22,9 +22,11 @@ its preset :class:`Remix`) chains them into a drop-in ``(x, y) -> (x_mixed, y_so
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
+from torch import nn
 
 from remixup._validation import check_batch, check_choice, check_class_counts, check_labels, check_number
 
@@ -36,10 +38,14 @@ __all__ = [
     "MixupLabels",
     "RemixLabels",
     "MixTransform",
+    "MixedBatch",
+    "Mixing",
+    "NoMixing",
     "Remix",
     "remix_label_factor",
     "soft_targets",
     "sample_beta",
+    "forced_count",
     "forced_share",
 ]
 
@@ -118,9 +124,18 @@ def soft_targets(y: torch.Tensor, y_partner: torch.Tensor, lam_y: torch.Tensor, 
     return target
 
 
+def forced_count(lam_x: torch.Tensor, lam_y: torch.Tensor) -> torch.Tensor:
+    """Number of pairs whose label factor the policy changed (λy ≠ λx: Remix forced it to 0 or 1), a 0-d int64 tensor.
+
+    This is the one definition of "forced"; it stays on the device (no host sync), so a training loop can sum it per
+    step and divide by the number of pairs once per epoch.
+    """
+    return (lam_y != lam_x).sum()
+
+
 def forced_share(lam_x: torch.Tensor, lam_y: torch.Tensor) -> float:
-    """Share of pairs whose label factor was changed by the policy (λy ≠ λx, i.e. Remix set it to 0 or 1)."""
-    return float((lam_y != lam_x).float().mean()) if lam_x.numel() else 0.0
+    """Share of pairs whose label factor was changed by the policy: ``forced_count / B`` (0 for an empty batch)."""
+    return float(forced_count(lam_x, lam_y)) / lam_x.numel() if lam_x.numel() else 0.0
 
 
 @dataclass(frozen=True)
@@ -157,8 +172,56 @@ class MixRecord:
         """Share of pairs whose λy was forced to 0 or 1 (λy ≠ λx)."""
         return forced_share(self.lam_x, self.lam_y)
 
+    @property
+    def hard_labels(self) -> torch.Tensor:
+        """(B,) the class holding the larger label share of each pair: ``y`` where λy ≥ ½, else ``y_partner``."""
+        return torch.where(self.lam_y >= 0.5, self.y, self.y_partner)
 
-class MixupMixer:
+
+@dataclass(frozen=True)
+class MixedBatch:
+    """One mixed forward pass: what :meth:`Mixing.mix_forward` returns.
+
+    Attributes:
+        logits: (B, C) model outputs on the mixed batch.
+        target: (B, C) soft targets, or the (B,) int64 labels when nothing was mixed.
+        record: what the mixing drew (λx, λy, pairing), ``None`` when nothing was mixed.
+    """
+
+    logits: torch.Tensor
+    target: torch.Tensor
+    record: MixRecord | None
+
+
+class Mixing(Protocol):
+    """The one call a training loop makes per batch, whatever mixes: the input (Mixup, CutMix), a hidden layer
+    (manifold mixing) or nothing (:class:`NoMixing`). ``x`` (B, ...) is the batch, ``y`` (B,) its labels."""
+
+    def mix_forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MixedBatch: ...
+
+
+class NoMixing:
+    """Clean training behind the :class:`Mixing` protocol: ``model(x)`` with the labels as the target."""
+
+    def mix_forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MixedBatch:
+        """Return ``MixedBatch(model(x), y, None)``."""
+        return MixedBatch(model(x), y, None)
+
+
+class _BetaMixer:
+    """What the two input mixers share: α, one λ per batch or per sample, and the generator (see subclasses)."""
+
+    def __init__(self, alpha: float = 1.0, *, per_sample: bool = False, generator: torch.Generator | None = None):
+        check_number(alpha, "alpha", owner=type(self).__name__, low=0.0, low_open=True)
+        self.alpha = alpha
+        self.per_sample = per_sample
+        self.generator = generator
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> MixOutput:
+        raise NotImplementedError
+
+
+class MixupMixer(_BetaMixer):
     """Mixup's feature mixing: x̃ = λx·x + (1 − λx)·x[π], λx ~ Beta(α, α).
 
     Args:
@@ -170,12 +233,6 @@ class MixupMixer:
     modified; gradients flow through the mixed output. Call ``mixer(x, y)`` for a :class:`MixOutput`, or
     ``sample`` then ``mix`` to draw first and mix later (manifold mixing does this).
     """
-
-    def __init__(self, alpha: float = 1.0, *, per_sample: bool = False, generator: torch.Generator | None = None):
-        check_number(alpha, "alpha", owner=type(self).__name__, low=0.0, low_open=True)
-        self.alpha = alpha
-        self.per_sample = per_sample
-        self.generator = generator
 
     def _draw_lam(self, batch_size: int) -> torch.Tensor:
         lam = sample_beta(self.alpha, batch_size if self.per_sample else 1, generator=self.generator)
@@ -204,7 +261,7 @@ class MixupMixer:
         return MixOutput(x=self.mix(x, perm, lam), y=y, y_partner=y[perm], lam_x=lam, perm=perm)
 
 
-class CutMixMixer(MixupMixer):
+class CutMixMixer(_BetaMixer):
     """CutMix: paste a box of x[π] into x; λx is the share of pixels of x that were kept.
 
     A target λ ~ Beta(α, α) sets the box to side ratio √(1 − λ) of (H, W), centred uniformly at random; the box is
@@ -290,7 +347,7 @@ class MixTransform:
     """A drop-in batch transform ``(x, y) -> (x_mixed, y_soft)``: a mixer followed by a label policy.
 
     Args:
-        mixer: a :class:`MixupMixer` or :class:`CutMixMixer` (or anything returning a :class:`MixOutput`).
+        mixer: a :class:`MixupMixer` or :class:`CutMixMixer` (or any ``mixer(x, y) -> MixOutput``).
         labels: a label policy, e.g. :class:`MixupLabels` or :class:`RemixLabels`.
         num_classes: C, the width of the soft targets.
 
@@ -298,21 +355,34 @@ class MixTransform:
     loop can log ``transform.last.forced_share``. Inputs are not modified.
     """
 
-    def __init__(self, mixer: MixupMixer, labels: MixupLabels | RemixLabels, *, num_classes: int):
+    def __init__(self, mixer: _BetaMixer, labels: MixupLabels | RemixLabels, *, num_classes: int):
         check_number(num_classes, "num_classes", owner=type(self).__name__, low=2, integer=True)
         self.mixer = mixer
         self.labels = labels
         self.num_classes = num_classes
         self.last: MixRecord | None = None
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mix x (B, ...) with int labels y (B,); return ``(x_mixed (B, ...), y_soft (B, C) float32)``."""
+    def mix(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, MixRecord]:
+        """Mix x (B, ...) with int labels y (B,): ``(x_mixed (B, ...), y_soft (B, C) float32, record)``.
+
+        Unlike calling the transform, this leaves ``last`` alone: nothing in the transform changes but the state of
+        its generator."""
         check_batch(x, y, owner=type(self).__name__)
         check_labels(y, self.num_classes, owner=type(self).__name__)
         out = self.mixer(x, y)
         lam_y = self.labels(out.y, out.y_partner, out.lam_x)
-        self.last = MixRecord(lam_x=out.lam_x, lam_y=lam_y, perm=out.perm, y=out.y, y_partner=out.y_partner)
-        return out.x, soft_targets(out.y, out.y_partner, lam_y, self.num_classes)
+        record = MixRecord(lam_x=out.lam_x, lam_y=lam_y, perm=out.perm, y=out.y, y_partner=out.y_partner)
+        return out.x, soft_targets(out.y, out.y_partner, lam_y, self.num_classes), record
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mix x (B, ...) with int labels y (B,); return ``(x_mixed (B, ...), y_soft (B, C) float32)``."""
+        x_mixed, target, self.last = self.mix(x, y)
+        return x_mixed, target
+
+    def mix_forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MixedBatch:
+        """The :class:`Mixing` protocol: mix the input, then ``model(x_mixed)``."""
+        x_mixed, target, record = self.mix(x, y)
+        return MixedBatch(model(x_mixed), target, record)
 
 
 class Remix(MixTransform):
