@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from remixup.mixing import NoMixing
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_NPZ = REPO.parent / "shared" / "data" / "cifar10.npz"
 
@@ -165,5 +167,5 @@ class Trainer:
         from remixup import engine
 
         self.batches.k = k
-        return engine.train_one_epoch(self.model, self.batches, self.mixing if mix else None, self.criterion, self.optimizer,
+        return engine.train_one_epoch(self.model, self.batches, self.mixing if mix else NoMixing(), self.criterion, self.optimizer,
                                       amp=self.amp, channels_last=self.channels_last, bar=None, world=self.world)  # fmt: skip

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from remixup.mixing import NoMixing
 import torch.nn.functional as F
 
 import remixup.engine as engine
@@ -94,7 +96,7 @@ def test_drw_loss_is_the_weighted_mean_not_the_plain_mean() -> None:
     w = torch.tensor([0.1, 0.3, 1.0, 2.6])
     criterion = build_loss("ce")
     criterion.set_weight(w)
-    hard = _one_batch_epoch(None, criterion, x, y, model)["train_loss"]
+    hard = _one_batch_epoch(NoMixing(), criterion, x, y, model)["train_loss"]
     with torch.no_grad():
         logits = model(x)
     assert hard == pytest.approx(float(F.cross_entropy(logits, y, weight=w)), rel=1e-6)
@@ -102,9 +104,11 @@ def test_drw_loss_is_the_weighted_mean_not_the_plain_mean() -> None:
     assert abs(hard - plain) > 0.05 * plain  # the plain mean would shrink the deferred phase's loss
 
     # Mixed (soft) targets: Σ_n Σ_c w_c ỹ_nc ℓ_nc / Σ_n Σ_c w_c ỹ_nc, per-sample λ applied before the mean.
-    mix = MixTransform(MixupMixer(1.0, per_sample=True, generator=torch.Generator().manual_seed(1)), MixupLabels(), num_classes=4)
-    soft = _one_batch_epoch(mix, criterion, x, y, model)["train_loss"]
-    rec = mix.last
+    def mix() -> MixTransform:
+        return MixTransform(MixupMixer(1.0, per_sample=True, generator=torch.Generator().manual_seed(1)), MixupLabels(), num_classes=4)
+
+    soft = _one_batch_epoch(mix(), criterion, x, y, model)["train_loss"]
+    _, _, rec = mix().mix(x, y)  # the same draws as the epoch's one step
     target = soft_targets(rec.y, rec.y_partner, rec.lam_y, 4)
     with torch.no_grad():
         nll = -F.log_softmax(model(MixupMixer.mix(x, rec.perm, rec.lam_x)), dim=1)

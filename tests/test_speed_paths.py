@@ -11,6 +11,8 @@ import json
 
 import pytest
 import torch
+
+from remixup.mixing import NoMixing
 from torch import nn
 
 from remixup import engine
@@ -152,7 +154,7 @@ def test_train_one_epoch_without_mixing_counts_no_pairs():
     x, y = _images()
     loader = TensorLoader(x, y, batch_size=16, augment=BatchAugment([0.5] * 3, [0.25] * 3))
     model = TinyNet()
-    stats = engine.train_one_epoch(model, loader, None, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1),
+    stats = engine.train_one_epoch(model, loader, NoMixing(), nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1),
                                    amp=False, channels_last=False, bar=None, world=engine.Dist())  # fmt: skip
     assert stats["images"] == 48 and stats["lam_y_forced"] is None
 
@@ -214,7 +216,7 @@ def test_torch_compile_trains_a_tiny_model():
     try:
         compiled = torch.compile(model)
         loader = TensorLoader(x, y, batch_size=16, augment=BatchAugment([0.5] * 3, [0.25] * 3))
-        stats = engine.train_one_epoch(compiled, loader, None, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1),
+        stats = engine.train_one_epoch(compiled, loader, NoMixing(), nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1),
                                        amp=False, channels_last=False, bar=None, world=engine.Dist())  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - no C++ compiler / inductor unsupported here
         pytest.skip(f"torch.compile is unavailable on this machine: {type(exc).__name__}: {str(exc)[:120]}")
