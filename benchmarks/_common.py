@@ -122,44 +122,64 @@ def spread(xs: list[float]) -> str:
 def set_threads(n: int) -> int:
     """Apply ``n`` torch threads (0: the engine's ``run.threads=auto`` choice for ResNet-32); return the count."""
     if n <= 0:
-        from remixup.engine import auto_threads
+        from remixup.runtime import auto_threads
 
         n = auto_threads()
     torch.set_num_threads(n)
     return n
 
 
+def load_data(config: Any, device: torch.device) -> Any:
+    """The run's data exactly as ``remixup.engine.train`` loads it (:func:`remixup.data.run.load_run_data`)."""
+    from remixup.data.run import load_run_data
+
+    d, r = config.data, config.run
+    return load_run_data(d.dataset, d.root, device=device, imbalance=d.imbalance, ratio=d.ratio, mu=d.mu,
+                         subset_seed=r.subset_seed, download=d.download, augment=d.augment, seed=r.seed)  # fmt: skip
+
+
+def build_run_model(config: Any, data: Any, method: Any) -> tuple[torch.nn.Module, str]:
+    """The run's model as the engine builds it: ``model.name`` (or the dataset's default), seeded by ``run.seed``."""
+    from remixup.models import build_model_for
+
+    name = data.spec.model if config.model.name == "auto" else config.model.name
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.run.seed)
+        model = build_model_for(name, data.num_classes, data.input_shape, classifier=method.classifier,
+                                classifier_bias=config.model.classifier_bias)  # fmt: skip
+    return model, name
+
+
 class Trainer:
-    """The engine's pieces for one method and one setting, built as ``remixup.engine._train`` builds them.
+    """The engine's pieces for one method and one setting, built as ``remixup.engine.Training`` builds them.
 
     ``step(k)`` runs ``remixup.engine.train_one_epoch`` over the next ``k`` batches of the run's TensorLoader: the
     real loop (index gather, batched augmentation, mixing, forward, loss, backward, SGD step, on-device statistics).
     """
 
     def __init__(self, config: Any, data: Any = None, *, amp: bool | None = None, channels_last: bool | None = None) -> None:
-        from remixup import engine
-        from remixup.data import TensorLoader
         from remixup.losses import build_loss
-        from remixup.methods import get_method
+        from remixup.methods import build_mixing, get_method
+        from remixup.runtime import Dist, Precision
 
         self.config = config
         self.method = get_method(config.method.name)
         device = torch.device("cpu")
-        self.data = data if data is not None else engine.load_data(config, device)
-        flags = engine._flags(config, device, self.data)
-        self.amp = flags[0] if amp is None else amp
-        self.channels_last = flags[1] if channels_last is None else channels_last
-        model, _ = engine.build_run_model(config, self.data, self.method)
+        self.data = data if data is not None else load_data(config, device)
+        flags = Precision.of(config.run.amp, config.run.channels_last, device, images=self.data.is_image)
+        self.amp = flags.amp if amp is None else amp
+        self.channels_last = flags.channels_last if channels_last is None else channels_last
+        model, _ = build_run_model(config, self.data, self.method)
         self.model = model.to(memory_format=torch.channels_last) if self.channels_last else model
         counts = self.data.class_counts
         self.criterion = build_loss(self.method.loss, class_counts=counts.tolist())
         o = config.optim
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=o.momentum, weight_decay=o.weight_decay)
         self.mix_gen = torch.Generator().manual_seed(config.run.seed)
-        self.mixing = engine.build_mixing(self.method, config, self.model, counts, self.mix_gen)
-        self.loader = TensorLoader(self.data.x_train, self.data.y_train, batch_size=o.batch_size, shuffle=True, drop_last=True,
-                                   augment=self.data.spec.train_augment(channels_last=self.channels_last), seed=config.run.seed)  # fmt: skip
-        self.world = engine.Dist()
+        self.mixing = build_mixing(self.method, config.mixing, self.model, counts, self.mix_gen)
+        self.loader = self.data.train_loader(batch_size=o.batch_size, seed=config.run.seed, rank=0, world_size=1, augment=True,
+                                             channels_last=self.channels_last, workers=0)  # fmt: skip
+        self.world = Dist()
         self.batches = Take(self.loader, 1)
 
     def step(self, k: int = 1, *, mix: bool = True) -> dict[str, float]:

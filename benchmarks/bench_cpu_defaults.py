@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Trainer, add_common_args, config_for, find_npz, interleave, machine, median, set_threads, spread  # noqa: E402
+from _common import Trainer, add_common_args, config_for, find_npz, interleave, load_data, machine, median, set_threads, spread  # noqa: E402
 
 
 def report(title: str, times: dict[str, list[float]], unit_images: int) -> None:
@@ -64,7 +64,7 @@ def section_layout(args, cfg, data) -> None:  # noqa: ANN001
 def section_threads(args, cfg, data) -> None:  # noqa: ANN001
     t = Trainer(cfg, data)
     n_default = torch.get_num_threads() if args.max_threads <= 0 else args.max_threads
-    from remixup.engine import _DEFAULT_THREADS
+    from remixup.runtime import _DEFAULT_THREADS
 
     n_default = max(n_default, _DEFAULT_THREADS)
 
@@ -170,7 +170,7 @@ def main() -> None:
 
     only = set(args.only.split(","))
     cfg = config_for(npz, "remix", seed=args.seed)
-    data = engine.load_data(cfg, torch.device("cpu")) if only - {"accuracy"} else None
+    data = load_data(cfg, torch.device("cpu")) if only - {"accuracy"} else None
     for name, fn in (("layout", section_layout), ("threads", section_threads), ("eval", section_eval), ("compile", section_compile)):
         if name in only:
             fn(args, cfg, data)

@@ -2,7 +2,7 @@
 
 * remixup: ``remixup.engine.train_one_epoch`` over a ``TensorLoader`` (the whole uint8 training set as one tensor,
   batched crop/flip/normalise in one gather, Remix mixing), with the CPU defaults of ``run.amp``,
-  ``run.channels_last`` and ``run.threads`` (auto: ``remixup.engine.ThreadChooser`` before each timed epoch, as the
+  ``run.channels_last`` and ``run.threads`` (auto: ``remixup.runtime.ThreadChooser`` before each timed epoch, as the
   engine does before each epoch; ``--threads N`` fixes it).
 * conventional (written here): a map-style ``Dataset`` that makes a Pillow image per sample, pads it by 4,
   crops 32x32 at a random offset, flips it with probability 1/2, converts to a tensor and normalises; a
@@ -35,7 +35,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Trainer, add_common_args, config_for, find_npz, machine, set_threads  # noqa: E402
+from _common import Trainer, add_common_args, build_run_model, config_for, find_npz, machine, set_threads  # noqa: E402
 
 
 class PilCifar(Dataset):
@@ -101,7 +101,7 @@ def main() -> None:
     if args.processes:
         return run_in_processes(args)
     if args.only == "remixup":
-        from remixup.engine import tune_malloc
+        from remixup.runtime import tune_malloc
 
         tune_malloc()  # what `remixup train` does on the CPU (run.malloc=auto), before the data is loaded
     npz = find_npz(args.npz)
@@ -110,9 +110,9 @@ def main() -> None:
     ours = Trainer(cfg)
     data = ours.data
     # The baseline: same architecture and initialisation (a second copy), the same SGD settings, fp32 NCHW.
-    from remixup import engine
+    from remixup import runtime
 
-    model, _ = engine.build_run_model(cfg, data, ours.method)
+    model, _ = build_run_model(cfg, data, ours.method)
     o = cfg.optim
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=o.momentum, weight_decay=o.weight_decay)
     ds = PilCifar(data.x_train.numpy(), data.y_train.numpy(), data.spec.mean, data.spec.std)
@@ -120,14 +120,14 @@ def main() -> None:
     loader = DataLoader(ds, batch_size=o.batch_size, shuffle=True, drop_last=True, num_workers=args.workers,
                         worker_init_fn=_seed_worker, generator=g)  # fmt: skip
     steps = args.max_steps or len(loader)
-    nb = {"torch": engine._DEFAULT_THREADS, "same": n}.get(args.baseline_threads) or int(args.baseline_threads)
+    nb = {"torch": runtime._DEFAULT_THREADS, "same": n}.get(args.baseline_threads) or int(args.baseline_threads)
     print(f"machine: {machine()}; torch threads: remixup {n} (run.threads=auto unless --threads), conventional {nb}; "
           f"DataLoader workers {args.workers}")  # fmt: skip
     print(f"{len(ds)} LT-100 images, {steps} steps of {o.batch_size} per timed epoch; remixup amp={ours.amp} channels_last={ours.channels_last}")
 
     def run_ours() -> float:
         if args.threads <= 0:  # as the engine does before an epoch: run.threads=auto on a fresh sample of the machine
-            print(f"  remixup threads for this epoch: {engine.ThreadChooser()()}", flush=True)
+            print(f"  remixup threads for this epoch: {runtime.ThreadChooser()()}", flush=True)
         ours.loader.set_epoch(ours.batches.epoch)
         ours.batches.epoch += 1
         ours.batches._it = None  # a fresh epoch, as the engine starts one

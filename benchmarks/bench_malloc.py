@@ -1,4 +1,4 @@
-"""ResNet-32 CPU training step with and without ``remixup.engine.tune_malloc`` (glibc mmap/trim thresholds).
+"""ResNet-32 CPU training step with and without ``remixup.runtime.tune_malloc`` (glibc mmap/trim thresholds).
 
 malloc settings are process-wide and cannot be undone cleanly, so each measurement is a fresh process; the two
 variants alternate (plain, tuned, plain, tuned, ...) and the script prints each pair and the ratio of the medians.
@@ -16,7 +16,7 @@ import time
 
 CHILD = """
 import sys, time, torch
-from remixup.engine import tune_malloc
+from remixup.runtime import tune_malloc
 from remixup.models import build_model
 if sys.argv[1] == "tuned":
     assert tune_malloc()

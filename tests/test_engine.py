@@ -191,7 +191,7 @@ def test_image_folder_through_dataloader_workers(tmp_path: Path) -> None:
 
 
 def test_balancing_at_is_declarative() -> None:
-    from remixup.engine import balancing_at
+    from remixup.compat import balancing_at
     from remixup.methods import get_method
 
     assert [balancing_at(get_method("remix-drw"), e, 2) for e in (0, 1, 2, 3)] == [(False, False)] * 2 + [(True, False)] * 2

@@ -10,6 +10,7 @@ import pytest
 
 from remixup import reproduce as rp
 from remixup.cli import main
+from remixup.rundir import RunFolder
 from remixup.experiments import (
     EXPERIMENTS,
     KAPPA_KEY,
@@ -399,7 +400,7 @@ def test_forking_command_forks_only_once_the_checkpoint_is_kept(tmp_path):
     assert twin[-1] == "run.keep_every=72" and "--fork" not in twin
     deferred = spec["remix-drw"]
     assert "--fork" not in command(deferred, tmp_path / deferred.run_id, False)  # the twin has not kept it yet
-    kept = rp.kept_checkpoint(tmp_path / spec["remix"].run_id, 72)
+    kept = RunFolder(tmp_path / spec["remix"].run_id).kept_checkpoint(72)
     kept.parent.mkdir(parents=True)
     kept.write_bytes(b"x")
     argv = command(deferred, tmp_path / deferred.run_id, False)

@@ -15,7 +15,7 @@ import torch
 from remixup.mixing import NoMixing
 from torch import nn
 
-from remixup import engine
+from remixup import engine, runtime
 from remixup.config import TrainConfig, build_config
 from remixup.data import BatchAugment, TensorLoader
 from remixup.errors import UserError
@@ -51,43 +51,43 @@ def _images(n: int = 48, classes: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize(("cores", "load", "expected"), [(2, 0.0, 2), (2, 0.4, 2), (2, 0.6, 1), (2, 5.0, 1), (8, 3.0, 5), (1, 0.0, 1)])
 def test_auto_threads_leaves_busy_cores_alone(cores, load, expected):
-    assert engine.auto_threads(cores, load) == expected
+    assert runtime.auto_threads(cores, load) == expected
 
 
 def test_auto_threads_measures_the_machine():
-    assert 1 <= engine.auto_threads() <= engine._DEFAULT_THREADS
-    busy = engine.busy_cores(0.05)
+    assert 1 <= runtime.auto_threads() <= runtime._DEFAULT_THREADS
+    busy = runtime.busy_cores(0.05)
     assert busy is None or 0.0 <= busy <= (__import__("os").cpu_count() or 1) + 1e-9
 
 
 def test_auto_threads_falls_back_to_the_load_average(monkeypatch):
-    monkeypatch.setattr(engine, "busy_cores", lambda window=0.25: None)
-    monkeypatch.setattr(engine.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
-    assert engine.auto_threads(4) == 1
+    monkeypatch.setattr(runtime, "busy_cores", lambda window=0.25: None)
+    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    assert runtime.auto_threads(4) == 1
 
 
 def test_thread_chooser_counts_only_other_processes(monkeypatch):
     """Between epochs the busy CPU time of other processes decides: this run's own time does not count."""
     # Each call reads the counters twice: at its start (against the previous epoch) and at its end.
     samples = iter([(900, 0, 0), (1000, 0, 0), (1200, 100, 100), (1200, 100, 100), (1400, 100, 120), (0, 0, 0), (0, 0, 0), (0, 0, 0)])
-    monkeypatch.setattr(engine, "_cpu_counters", lambda: next(samples))
-    monkeypatch.setattr(engine.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(engine, "_DEFAULT_THREADS", 2)
-    monkeypatch.setattr(engine, "busy_cores", lambda window=0.25: 0.0)
+    monkeypatch.setattr(runtime, "_cpu_counters", lambda: next(samples))
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(runtime, "_DEFAULT_THREADS", 2)
+    monkeypatch.setattr(runtime, "busy_cores", lambda window=0.25: 0.0)
     before = torch.get_num_threads()
     try:
-        choose = engine.ThreadChooser()
+        choose = runtime.ThreadChooser()
         assert choose() == 2  # first epoch: the sample says idle
         assert choose() == 2  # 200 ticks, 100 idle, 100 ours: nobody else
         assert choose() == 1  # 200 ticks, 0 idle, 20 ours: others kept 1.8 CPUs busy
         assert torch.get_num_threads() == 1
-        assert engine.ThreadChooser(ranks=2)() == 1
+        assert runtime.ThreadChooser(ranks=2)() == 1
     finally:
         torch.set_num_threads(before)
 
 
 def test_cpu_counters_read_proc():
-    counters = engine._cpu_counters()
+    counters = runtime._cpu_counters()
     assert counters is None or (len(counters) == 3 and counters[0] >= counters[1] >= 0 and counters[2] >= 0)
 
 
@@ -115,20 +115,23 @@ def test_train_with_bf16_and_channels_last_on_cpu(tmp_path):
 
 def test_eval_batch_size_auto():
     assert TrainConfig().run.eval_batch_size == 0
-    assert engine.eval_batch_size(torch.device("cpu")) == 256
-    assert engine.eval_batch_size(torch.device("cuda")) == 1024
+    assert runtime.eval_batch_size(torch.device("cpu")) == 256
+    assert runtime.eval_batch_size(torch.device("cuda")) == 1024
 
 
 def test_cpu_defaults_are_fp32_channels_last():
     config = TrainConfig()
-    data = engine.RunData(None, torch.zeros(2, 8, 8, 3, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64),
-                          torch.zeros(2, 8, 8, 3, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64), torch.ones(2), ["a", "b"])  # fmt: skip
-    assert engine._flags(config, torch.device("cpu"), data) == (False, True)
-    assert engine._flags(config, torch.device("cuda"), data) == (True, True)
+
+    def flags(device: str, *, images: bool = True) -> tuple[bool, bool]:
+        p = runtime.Precision.of(config.run.amp, config.run.channels_last, torch.device(device), images=images)
+        return p.amp, p.channels_last
+
+    assert flags("cpu") == (False, True) and flags("cuda") == (True, True)
+    assert flags("cpu", images=False) == (False, False)  # vectors have no memory format to choose
     config.run.amp, config.run.channels_last = "off", "off"
-    assert engine._flags(config, torch.device("cuda"), data) == (False, False)
+    assert flags("cuda") == (False, False)
     config.run.amp = "bf16"
-    assert engine._flags(config, torch.device("cpu"), data) == (True, False)
+    assert flags("cpu") == (True, False)
 
 
 def test_train_one_epoch_device_path_amp_channels_last():
@@ -143,7 +146,7 @@ def test_train_one_epoch_device_path_amp_channels_last():
     before = model.fc.weight.detach().clone()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     stats = engine.train_one_epoch(model, loader, mixing, build_loss("ce", class_counts=counts.tolist()), opt,
-                                   amp=True, channels_last=True, bar=None, world=engine.Dist())  # fmt: skip
+                                   amp=True, channels_last=True, bar=None, world=runtime.Dist())  # fmt: skip
     assert stats["images"] == 48
     assert stats["lam_y_forced"] is not None and 0.0 <= stats["lam_y_forced"] <= 1.0
     assert 0.0 <= stats["train_acc"] <= 100.0 and stats["train_loss"] > 0
@@ -155,7 +158,7 @@ def test_train_one_epoch_without_mixing_counts_no_pairs():
     loader = TensorLoader(x, y, batch_size=16, augment=BatchAugment([0.5] * 3, [0.25] * 3))
     model = TinyNet()
     stats = engine.train_one_epoch(model, loader, NoMixing(), nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1),
-                                   amp=False, channels_last=False, bar=None, world=engine.Dist())  # fmt: skip
+                                   amp=False, channels_last=False, bar=None, world=runtime.Dist())  # fmt: skip
     assert stats["images"] == 48 and stats["lam_y_forced"] is None
 
 
@@ -217,7 +220,7 @@ def test_torch_compile_trains_a_tiny_model():
         compiled = torch.compile(model)
         loader = TensorLoader(x, y, batch_size=16, augment=BatchAugment([0.5] * 3, [0.25] * 3))
         stats = engine.train_one_epoch(compiled, loader, NoMixing(), nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1),
-                                       amp=False, channels_last=False, bar=None, world=engine.Dist())  # fmt: skip
+                                       amp=False, channels_last=False, bar=None, world=runtime.Dist())  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - no C++ compiler / inductor unsupported here
         pytest.skip(f"torch.compile is unavailable on this machine: {type(exc).__name__}: {str(exc)[:120]}")
     assert stats["images"] == 32

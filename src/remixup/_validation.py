@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from remixup.errors import InvalidParameterError, InvalidTypeError
 
 
 def _where(owner: str | None) -> str:
@@ -37,11 +38,11 @@ def check_number(
     where = _where(owner)
     kind = "an integer" if integer else "a real number"
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"`{name}`{where} must be {kind}; got {value!r} of type {type(value).__name__}")
+        raise InvalidTypeError(f"`{name}`{where} must be {kind}; got {value!r} of type {type(value).__name__}")
     if integer and not float(value).is_integer():
-        raise TypeError(f"`{name}`{where} must be {kind}; got {value!r}")
+        raise InvalidTypeError(f"`{name}`{where} must be {kind}; got {value!r}")
     if not math.isfinite(float(value)):
-        raise ValueError(f"`{name}`{where} must be finite; got {value!r}")
+        raise InvalidParameterError(f"`{name}`{where} must be finite; got {value!r}")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:
@@ -52,7 +53,7 @@ def check_number(
             allowed = f"{'>' if low_open else '>='} {low:g}"
         else:
             allowed = f"{'<' if high_open else '<='} {high:g}"
-        raise ValueError(f"`{name}`{where} must be {allowed}; got {value!r}")
+        raise InvalidParameterError(f"`{name}`{where} must be {allowed}; got {value!r}")
     return int(value) if integer else float(value)
 
 
@@ -60,7 +61,7 @@ def check_choice(value: Any, name: str, choices: Sequence[Any], *, owner: str | 
     """Check that ``value`` is one of ``choices``; the error lists the valid ones."""
     if value not in choices:
         valid = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"`{name}`{_where(owner)} must be one of {valid}; got {value!r}")
+        raise InvalidParameterError(f"`{name}`{_where(owner)} must be one of {valid}; got {value!r}")
     return value
 
 
@@ -73,15 +74,15 @@ def check_class_counts(class_counts: Any, *, owner: str | None = None, num_class
     try:
         counts = torch.as_tensor(np.asarray(class_counts, dtype=np.float64))
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"`class_counts`{where} must be a sequence of positive numbers; got {class_counts!r}") from exc
+        raise InvalidTypeError(f"`class_counts`{where} must be a sequence of positive numbers; got {class_counts!r}") from exc
     if counts.ndim != 1 or counts.numel() == 0:
-        raise ValueError(f"`class_counts`{where} must be one-dimensional with one entry per class; got shape {tuple(counts.shape)}")
+        raise InvalidParameterError(f"`class_counts`{where} must be one-dimensional with one entry per class; got shape {tuple(counts.shape)}")
     if num_classes is not None and counts.numel() != num_classes:
-        raise ValueError(f"`class_counts`{where} must have one entry per class ({num_classes}); got {counts.numel()}")
+        raise InvalidParameterError(f"`class_counts`{where} must have one entry per class ({num_classes}); got {counts.numel()}")
     bad = ~torch.isfinite(counts) | (counts <= 0)
     if bool(bad.any()):
         c = int(torch.nonzero(bad)[0])
-        raise ValueError(
+        raise InvalidParameterError(
             f"`class_counts`{where} must be positive for every class; class {c} has {counts[c].item():g} "
             "(drop the empty class or give it samples)"
         )
@@ -97,11 +98,11 @@ def check_labels(y: torch.Tensor, num_classes: int, *, name: str = "y", owner: s
     """
     where = _where(owner)
     if not isinstance(y, torch.Tensor):
-        raise TypeError(f"`{name}`{where} must be a torch.Tensor of class indices; got {type(y).__name__}")
+        raise InvalidTypeError(f"`{name}`{where} must be a torch.Tensor of class indices; got {type(y).__name__}")
     if y.ndim != 1 or y.dtype.is_floating_point or y.dtype == torch.bool:
-        raise ValueError(f"`{name}`{where} must be an integer tensor of shape (B,); got {y.dtype} of shape {tuple(y.shape)}")
+        raise InvalidParameterError(f"`{name}`{where} must be an integer tensor of shape (B,); got {y.dtype} of shape {tuple(y.shape)}")
     if y.numel() and y.device.type == "cpu" and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ValueError(
+        raise InvalidParameterError(
             f"`{name}`{where} must hold class indices in [0, {num_classes - 1}]; got values in [{int(y.min())}, {int(y.max())}]"
         )
 
@@ -110,8 +111,8 @@ def check_batch(x: torch.Tensor, y: torch.Tensor | None = None, *, owner: str | 
     """Check a batch for mixing: x a tensor (B, ...) with B >= 2, y (B,) when given."""
     where = _where(owner)
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"`x`{where} must be a torch.Tensor of shape (B, ...); got {type(x).__name__}")
+        raise InvalidTypeError(f"`x`{where} must be a torch.Tensor of shape (B, ...); got {type(x).__name__}")
     if x.ndim < 1 or x.shape[0] < 2:
-        raise ValueError(f"the batch size{where} must be >= 2 to form pairs; got x of shape {tuple(x.shape)}")
+        raise InvalidParameterError(f"the batch size{where} must be >= 2 to form pairs; got x of shape {tuple(x.shape)}")
     if y is not None and (y.ndim != 1 or y.shape[0] != x.shape[0]):
-        raise ValueError(f"`y`{where} must have shape ({x.shape[0]},) to match x; got {tuple(y.shape)}")
+        raise InvalidParameterError(f"`y`{where} must have shape ({x.shape[0]},) to match x; got {tuple(y.shape)}")

@@ -22,18 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from remixup import seeding
 from remixup._validation import check_choice, check_class_counts, check_labels, check_number
+from remixup.seeding import epoch_seed
 
 WEIGHT_KINDS = ("effective", "inverse", "sqrt")
-
-
-def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
-    """A 63-bit seed mixed from (seed, epoch, stream), so every epoch (and every stream in it) is independent.
-
-    Derived rather than carried: a resumed run reproduces epoch e's draw without replaying epochs 0..e-1.
-    """
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch), int(stream)]).generate_state(2, dtype=np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
 
 
 def class_log_prior(class_counts: Any) -> torch.Tensor:
@@ -158,7 +151,7 @@ class ClassBalancedSampler:
         """This rank's shard of the epoch's global draw, (len(self),) int64 on the CPU."""
         epoch = self.epoch if epoch is None else epoch
         total = len(self) * self.world_size
-        g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch, stream=7))
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch, stream=seeding.SAMPLER))
         draw = torch.multinomial(self.sample_weights, total, replacement=True, generator=g)
         return draw[self.rank :: self.world_size]
 

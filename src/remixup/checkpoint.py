@@ -9,45 +9,24 @@ the new one, never a torn file, even if the process is killed mid-write.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from remixup._files import atomic_write
 from remixup.errors import UserError
 
 FORMAT = 1
 
 
 def save(obj: dict[str, Any], path: str | Path) -> Path:
-    """Write ``obj`` to ``path`` atomically (temp file in the same folder, fsync, ``os.replace``, fsync the folder).
+    """Write ``obj`` to ``path`` atomically and durably (temp file in the same folder, fsync, ``os.replace``).
 
     Raises:
         OSError: the folder cannot be written or the disk is full; the previous checkpoint is left untouched.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable; not every platform lets a folder be opened
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return path
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    return path
+    return atomic_write(path, lambda fh: torch.save(obj, fh), durable=True)
 
 
 def load(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -28,7 +28,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("remixup.commands.report", "plots and a Markdown summary of finished runs"),
 }
 
-USER_ERRORS = (UserError, ValueError, TypeError, OSError)
+
+def _user_message(exc: BaseException) -> str | None:
+    """The one line to print for a user's mistake; ``None`` for anything else (a bug: keep its traceback).
+
+    A :class:`UserError` is the user's by construction. An ``OSError`` is when it names a file (a missing or
+    unreadable input, a full disk); one without a file name is an unexpected system failure."""
+    if isinstance(exc, UserError):
+        return " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        return message if str(exc.filename) in message else f"{message}: {exc.filename}"
+    return None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,10 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `remixup ... | head`: the reader left; not an error worth a message
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except USER_ERRORS as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in message:
-            message = f"{message}: {exc.filename}"
+    except (UserError, OSError) as exc:
+        message = _user_message(exc)
+        if message is None:
+            raise
         print(f"remixup: error: {message}", file=sys.stderr)
         return 2
 

@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from remixup._validation import check_choice, check_number
-from remixup.errors import UserError
+from remixup.errors import ConfigError, InvalidTypeError, UserError
 
 IMBALANCE_PROFILES = ("longtail", "step", "none")
 SWITCHES = ("auto", "on", "off")
@@ -266,14 +266,14 @@ class TrainConfig:
         check_number(s.warmup_epochs, "schedule.warmup_epochs", low=0, integer=True)
         check_number(s.deferral_epoch, "schedule.deferral_epoch", low=0, integer=True)
         if len(s.milestones) != len(s.lr_factors):
-            raise ValueError(
+            raise ConfigError(
                 f"`schedule.milestones` and `schedule.lr_factors` must have the same length; "
                 f"got {s.milestones} and {s.lr_factors}"
             )
         for i, mi in enumerate(s.milestones):
             check_number(mi, f"schedule.milestones[{i}]", low=0, integer=True)
         if list(s.milestones) != sorted(s.milestones):
-            raise ValueError(f"`schedule.milestones` must be in increasing order; got {s.milestones}")
+            raise ConfigError(f"`schedule.milestones` must be in increasing order; got {s.milestones}")
         for i, fi in enumerate(s.lr_factors):
             check_number(fi, f"schedule.lr_factors[{i}]", low=0.0, low_open=True)
         check_number(x.alpha, "mixing.alpha", low=0.0, low_open=True)
@@ -292,30 +292,26 @@ class TrainConfig:
         check_choice(r.compile, "run.compile", SWITCHES)
         check_choice(r.malloc, "run.malloc", SWITCHES)
         if r.device not in ("auto", "cpu", "cuda") and not (r.device.startswith("cuda:") and r.device[5:].isdigit()):
-            raise ValueError(f"`run.device` must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {r.device!r}")
+            raise ConfigError(f"`run.device` must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {r.device!r}")
         if not r.out:
-            raise ValueError("`run.out` must name an output folder; got ''")
+            raise ConfigError("`run.out` must name an output folder; got ''")
         return self
 
 
 def _check_dataset(name: str) -> None:
-    try:
-        from remixup.data import DATASETS
-    except ImportError:  # the data package is optional for configuration alone
-        return
+    from remixup.data import DATASETS
+
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
+        raise ConfigError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
 
 
 def _check_model(name: str) -> None:
     if name == "auto":
         return
-    try:
-        from remixup.models import MODELS
-    except ImportError:
-        return
+    from remixup.models import MODELS
+
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid models: auto, {', '.join(MODELS)}")
+        raise ConfigError(f"unknown model {name!r}; valid models: auto, {', '.join(MODELS)}")
 
 
 # -- typed assignment -------------------------------------------------------------------------------------------
@@ -331,15 +327,15 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is list:
         (inner,) = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
-            raise TypeError(f"`{key}` must be a list of {inner.__name__}; got {value!r}")
+            raise InvalidTypeError(f"`{key}` must be a list of {inner.__name__}; got {value!r}")
         return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is bool:
         if not isinstance(value, bool):
-            raise TypeError(f"`{key}` must be true or false; got {value!r}")
+            raise InvalidTypeError(f"`{key}` must be true or false; got {value!r}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"`{key}` must be an integer; got {value!r}")
+            raise InvalidTypeError(f"`{key}` must be an integer; got {value!r}")
         return value
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
@@ -348,11 +344,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"`{key}` must be a number; got {value!r}")
+            raise InvalidTypeError(f"`{key}` must be a number; got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise TypeError(f"`{key}` must be a string; got {value!r}")
+            raise InvalidTypeError(f"`{key}` must be a string; got {value!r}")
         return value
     raise AssertionError(f"unsupported config type {tp!r} for {key}")  # pragma: no cover - internal invariant
 
@@ -362,8 +358,8 @@ def valid_keys() -> list[str]:
     return [key for key in TrainConfig().flat() if key != "recipe"]
 
 
-def _unknown(key: str) -> ValueError:
-    return ValueError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys())}")
+def _unknown(key: str) -> ConfigError:
+    return ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys())}")
 
 
 def merge_into(config: TrainConfig, data: dict[str, Any], *, source: str = "config") -> None:
@@ -371,7 +367,7 @@ def merge_into(config: TrainConfig, data: dict[str, Any], *, source: str = "conf
     if data is None:
         return
     if not isinstance(data, dict):
-        raise TypeError(f"{source} must be a mapping of sections (data, model, method, ...); got {type(data).__name__}")
+        raise InvalidTypeError(f"{source} must be a mapping of sections (data, model, method, ...); got {type(data).__name__}")
     for name, values in data.items():
         if name == "recipe":
             config.recipe = _coerce(values, str, "recipe")
@@ -379,7 +375,7 @@ def merge_into(config: TrainConfig, data: dict[str, Any], *, source: str = "conf
         if name not in SECTIONS:
             raise _unknown(str(name))
         if not isinstance(values, dict):
-            raise TypeError(f"`{name}` in {source} must be a mapping of keys; got {values!r}")
+            raise InvalidTypeError(f"`{name}` in {source} must be a mapping of keys; got {values!r}")
         section = getattr(config, name)
         types = _field_types(section)
         for key, value in values.items():
@@ -394,7 +390,7 @@ def apply_override(config: TrainConfig, item: str) -> None:
     String fields take the text as written (``run.out=2024`` is the folder "2024").
     """
     if "=" not in item:
-        raise ValueError(f"an override must look like key=value (e.g. mixing.kappa=2); got {item!r}")
+        raise ConfigError(f"an override must look like key=value (e.g. mixing.kappa=2); got {item!r}")
     key, text = (part.strip() for part in item.split("=", 1))
     if key.count(".") != 1:
         raise _unknown(key)
@@ -411,7 +407,7 @@ def apply_override(config: TrainConfig, item: str) -> None:
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ValueError(f"cannot read the value of override {key!r}: {text!r}") from exc
+            raise ConfigError(f"cannot read the value of override {key!r}: {text!r}") from exc
     setattr(section, sub, _coerce(value, types[sub], key))
 
 
@@ -449,7 +445,7 @@ def load_recipe(name: str) -> dict[str, Any]:
     else:
         names = recipe_names()
         if name not in names:
-            raise ValueError(f"unknown recipe {name!r}; valid recipes: {', '.join(names)}")
+            raise ConfigError(f"unknown recipe {name!r}; valid recipes: {', '.join(names)}")
         data = _read_yaml(resources.files("remixup") / "recipes" / f"{name}.yaml", "recipe")
     data.setdefault("recipe", name)
     return data

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from remixup.errors import InvalidParameterError
 
 # Override keys of `remixup train` for the Remix label rule (remixup.config). Kept in one place so the sweeps
 # follow the config if its key names change.
@@ -288,7 +289,7 @@ def get_experiment(name: str) -> Experiment:
         return EXPERIMENTS[name]
     except KeyError:
         valid = ", ".join(EXPERIMENTS)
-        raise ValueError(f"unknown table {name!r}; valid tables: {valid}") from None
+        raise InvalidParameterError(f"unknown table {name!r}; valid tables: {valid}") from None
 
 
 def enumerate_runs(
@@ -314,9 +315,9 @@ def enumerate_runs(
         The list of :class:`RunSpec`; the order is deterministic, so shards taken from it are too.
     """
     if not seeds or not subset_seeds:
-        raise ValueError("`seeds` and `subset_seeds` must each name at least one seed")
+        raise InvalidParameterError("`seeds` and `subset_seeds` must each name at least one seed")
     if len(set(seeds)) != len(seeds) or len(set(subset_seeds)) != len(subset_seeds):
-        raise ValueError(f"seeds must not repeat; got seeds {list(seeds)} and subset seeds {list(subset_seeds)}")
+        raise InvalidParameterError(f"seeds must not repeat; got seeds {list(seeds)} and subset seeds {list(subset_seeds)}")
     runs = []
     for column in experiment.columns:
         for row in experiment.rows:

@@ -45,6 +45,7 @@ from torch import nn
 
 from remixup._validation import check_choice, check_class_counts, check_number
 from remixup.balancing import class_log_prior, class_weights
+from remixup.errors import InvalidParameterError, InvalidTypeError
 
 __all__ = [
     "LOSSES",
@@ -78,13 +79,13 @@ def _check_weight(weight: Any, *, owner: str, num_classes: int | None = None) ->
         else:
             w = torch.as_tensor(np.asarray(weight, dtype=np.float32))
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"`weight`{where} must be a sequence of non-negative numbers or None; got {weight!r}") from exc
+        raise InvalidTypeError(f"`weight`{where} must be a sequence of non-negative numbers or None; got {weight!r}") from exc
     if w.ndim != 1 or w.numel() == 0:
-        raise ValueError(f"`weight`{where} must be one-dimensional with one entry per class; got shape {tuple(w.shape)}")
+        raise InvalidParameterError(f"`weight`{where} must be one-dimensional with one entry per class; got shape {tuple(w.shape)}")
     if num_classes is not None and w.numel() != num_classes:
-        raise ValueError(f"`weight`{where} must have one entry per class ({num_classes}); got {w.numel()}")
+        raise InvalidParameterError(f"`weight`{where} must have one entry per class ({num_classes}); got {w.numel()}")
     if w.device.type == "cpu" and bool((~torch.isfinite(w) | (w < 0)).any()):
-        raise ValueError(f"`weight`{where} must hold finite non-negative numbers; got {w.tolist()}")
+        raise InvalidParameterError(f"`weight`{where} must hold finite non-negative numbers; got {w.tolist()}")
     return w
 
 
@@ -93,30 +94,30 @@ def _check_target(logits: torch.Tensor, target: torch.Tensor, owner: str) -> Non
     where = f" of `{owner}`"
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or not logits.dtype.is_floating_point:
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ValueError(f"`logits`{where} must be a floating tensor of shape (B, C); got {shape}")
+        raise InvalidParameterError(f"`logits`{where} must be a floating tensor of shape (B, C); got {shape}")
     if not isinstance(target, torch.Tensor):
-        raise TypeError(f"`target`{where} must be a torch.Tensor; got {type(target).__name__}")
+        raise InvalidTypeError(f"`target`{where} must be a torch.Tensor; got {type(target).__name__}")
     b, c = logits.shape
     if target.ndim == 1:
         if target.dtype.is_floating_point or target.dtype == torch.bool or target.shape[0] != b:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"`target`{where} must be int class indices of shape ({b},) or soft targets of shape ({b}, {c}); "
                 f"got {target.dtype} of shape {tuple(target.shape)}"
             )
         # A range check costs a device sync on a GPU: do it only where it is free (CPU); on CUDA gather asserts.
         if target.device.type == "cpu" and target.numel() and (int(target.min()) < 0 or int(target.max()) >= c):
-            raise ValueError(
+            raise InvalidParameterError(
                 f"`target`{where} must hold class indices in [0, {c - 1}]; "
                 f"got values in [{int(target.min())}, {int(target.max())}]"
             )
     elif target.ndim == 2:
         if not target.dtype.is_floating_point or tuple(target.shape) != (b, c):
-            raise ValueError(
+            raise InvalidParameterError(
                 f"`target`{where} as soft targets must be a floating tensor of shape ({b}, {c}); "
                 f"got {target.dtype} of shape {tuple(target.shape)}"
             )
     else:
-        raise ValueError(f"`target`{where} must have shape ({b},) or ({b}, {c}); got {tuple(target.shape)}")
+        raise InvalidParameterError(f"`target`{where} must have shape ({b},) or ({b}, {c}); got {tuple(target.shape)}")
 
 
 def _reduce(
@@ -266,7 +267,7 @@ class WeightedLoss(nn.Module):
         """
         _check_target(logits, target, type(self).__name__)
         if self.weight is not None and self.weight.numel() != logits.shape[1]:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"`weight` of `{type(self).__name__}` has {self.weight.numel()} entries but the logits have "
                 f"{logits.shape[1]} classes"
             )
@@ -347,7 +348,7 @@ class _CountLoss(WeightedLoss):
 
     def _check_classes(self, logits: torch.Tensor) -> None:
         if logits.shape[1] != self.class_counts.numel():
-            raise ValueError(
+            raise InvalidParameterError(
                 f"`class_counts` of `{type(self).__name__}` has {self.class_counts.numel()} entries but the logits "
                 f"have {logits.shape[1]} classes"
             )
@@ -560,16 +561,16 @@ def build_loss(
     """
     cls = LOSSES.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise ValueError(f"unknown loss {name!r}; valid losses: {', '.join(LOSSES)}")
+        raise InvalidParameterError(f"unknown loss {name!r}; valid losses: {', '.join(LOSSES)}")
     accepted = [
         p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "class_counts", "weight", "reduction")
     ]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         valid = ", ".join(accepted) if accepted else "none"
-        raise ValueError(f"unknown parameter `{unknown[0]}` for loss {name!r}; valid parameters: {valid}")
+        raise InvalidParameterError(f"unknown parameter `{unknown[0]}` for loss {name!r}; valid parameters: {valid}")
     if name in NEEDS_COUNTS:
         if class_counts is None:
-            raise ValueError(f"loss {name!r} needs `class_counts` (the number of training samples per class)")
+            raise InvalidParameterError(f"loss {name!r} needs `class_counts` (the number of training samples per class)")
         return cls(class_counts, weight=weight, reduction=reduction, **params)
     return cls(weight=weight, reduction=reduction, **params)

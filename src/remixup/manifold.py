@@ -13,6 +13,7 @@ from torch import nn
 
 from remixup._validation import check_batch, check_labels, check_number
 from remixup.mixing import MixedBatch, MixRecord, MixupLabels, MixupMixer, RemixLabels, soft_targets
+from remixup.errors import InvalidParameterError, InvalidTypeError
 
 __all__ = ["ManifoldMixup", "INPUT"]
 
@@ -51,7 +52,7 @@ class ManifoldMixup:
         owner = type(self).__name__
         check_number(num_classes, "num_classes", owner=owner, low=2, integer=True)
         if isinstance(points, str) or len(points) == 0:
-            raise ValueError(f"`points` of `{owner}` must be a non-empty list of mixing points; got {points!r}")
+            raise InvalidParameterError(f"`points` of `{owner}` must be a non-empty list of mixing points; got {points!r}")
         self._modules = {name: self._resolve(model, name) for name in points}
         self.model = model
         self.points = list(points)
@@ -72,7 +73,7 @@ class ManifoldMixup:
                 return modules[candidate]
         names = [n for n in modules if n]
         shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
-        raise ValueError(f"mixing point {name!r} is not a module of the model; valid points: 'input', {shown}")
+        raise InvalidParameterError(f"mixing point {name!r} is not a module of the model; valid points: 'input', {shown}")
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward x (B, ...) with mixing at one drawn point; return ``(logits, y_soft (B, C))``."""
@@ -112,7 +113,7 @@ class ManifoldMixup:
             if calls > 1:  # a module used twice in one forward is mixed at its first use only
                 return None
             if not isinstance(output, torch.Tensor) or output.ndim < 1 or output.shape[0] != x.shape[0]:
-                raise TypeError(f"mixing point {point!r} must output a tensor of shape (B, ...); got {type(output).__name__}")
+                raise InvalidTypeError(f"mixing point {point!r} must output a tensor of shape (B, ...); got {type(output).__name__}")
             return self.mixer.mix(output, perm, lam)
 
         handle = module.register_forward_hook(hook)

@@ -19,6 +19,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from remixup.errors import InvalidParameterError, InvalidTypeError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from remixup.mixing import Mixing
 
 MIXERS = (None, "mixup", "cutmix", "manifold")
 LABEL_POLICIES = ("plain", "remix")
@@ -135,8 +144,36 @@ def get_method(name: str) -> Method:
         ValueError: unknown name; the message lists the valid ones.
     """
     if not isinstance(name, str):
-        raise TypeError(f"`method` must be a method name (str); got {name!r} of type {type(name).__name__}")
+        raise InvalidTypeError(f"`method` must be a method name (str); got {name!r} of type {type(name).__name__}")
     key = canonical_name(name)
     if key not in METHODS:
-        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}")
+        raise InvalidParameterError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}")
     return METHODS[key]
+
+
+def build_mixing(method: Method, mixing: Any, model: nn.Module, class_counts: torch.Tensor, generator: torch.Generator) -> Mixing:
+    """The :class:`~remixup.mixing.Mixing` of ``method``: nothing, Mixup/CutMix on the input, or manifold mixing.
+
+    Args:
+        method: the method (its ``mixer`` and ``labels``).
+        mixing: the config's ``mixing`` section (α, κ, τ, per-sample λ).
+        model: the network being trained (manifold mixing hooks its ``mixing_points``; a DDP wrapper is looked into).
+        class_counts: (C,) training counts (the Remix rule and the target width).
+        generator: the generator every draw of the mixing comes from.
+    """
+    from torch import nn
+
+    from remixup.manifold import ManifoldMixup
+    from remixup.mixing import CutMixMixer, MixTransform, MixupLabels, MixupMixer, NoMixing, RemixLabels
+    from remixup.models import get_mixing_points
+
+    if method.mixer is None:
+        return NoMixing()
+    m = mixing
+    labels = RemixLabels(class_counts.tolist(), kappa=m.kappa, tau=m.tau) if method.labels == "remix" else MixupLabels()
+    if method.mixer == "manifold":
+        inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        return ManifoldMixup(model, get_mixing_points(inner), labels=labels, num_classes=class_counts.numel(), alpha=m.alpha,
+                             per_sample=m.per_sample, generator=generator)  # fmt: skip
+    mixer = (CutMixMixer if method.mixer == "cutmix" else MixupMixer)(m.alpha, per_sample=m.per_sample, generator=generator)
+    return MixTransform(mixer, labels, num_classes=class_counts.numel())

@@ -12,7 +12,6 @@ its final-metric plots are left out, so no partial result reads as complete.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from remixup.errors import UserError
+from remixup.rundir import RunFolder
 
 SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     # (summary key, table heading, format)
@@ -77,7 +77,7 @@ def short_labels(runs: Sequence[Run]) -> list[str]:
 
 
 def _is_run(path: Path) -> bool:
-    return any((path / f).is_file() for f in ("summary.json", "metrics.jsonl", "metrics.csv"))
+    return RunFolder(path).holds_run()
 
 
 def find_runs(paths: Sequence[Path | str]) -> list[Path]:
@@ -99,26 +99,15 @@ def find_runs(paths: Sequence[Path | str]) -> list[Path]:
 def load_run(path: Path | str) -> Run:
     """Read a run folder: ``summary.json`` if present, and ``metrics.jsonl`` (or ``metrics.csv``)."""
     path = Path(path)
+    folder = RunFolder(path)
     summary = None
-    if (path / "summary.json").is_file():
+    if folder.summary.is_file():
         try:
-            summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+            summary = json.loads(folder.summary.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise UserError(f"{path / 'summary.json'} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    epochs: list[dict[str, Any]] = []
-    if (path / "metrics.jsonl").is_file():
-        for line in (path / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            try:
-                epochs.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a line cut short by a kill: keep the complete epochs before it
-    elif (path / "metrics.csv").is_file():
-        with open(path / "metrics.csv", newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                epochs.append({k: _number(v) for k, v in row.items()})
-    method = summary.get("method") if summary else _config_method(path / "config.yaml")
+            raise UserError(f"{folder.summary} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    epochs = [{k: _number(v) if isinstance(v, str) else v for k, v in row.items()} for row in folder.read_history()]
+    method = summary.get("method") if summary else _config_method(folder.config)
     return Run(path, summary, epochs, method=str(method) if method else None)
 
 
@@ -209,7 +198,7 @@ def plot_per_class(runs: Sequence[Run], path: Path) -> Path | None:
         counts = [float(c) for c in run.summary["class_counts"]]
         acc = [float(a) for a in run.summary["per_class"]]
         if len(counts) != len(acc):
-            raise UserError(f"{run.path / 'summary.json'}: `per_class` has {len(acc)} entries but `class_counts` "
+            raise UserError(f"{RunFolder(run.path).summary}: `per_class` has {len(acc)} entries but `class_counts` "
                             f"has {len(counts)}")
         ax.scatter(counts, acc, s=22, alpha=0.75, color=_color(k, len(usable)), label=run.label)
     ax.set_xscale("log")
@@ -285,7 +274,7 @@ def plot_confusion(run: Run, path: Path) -> Path | None:
 
     m = np.asarray(matrix, dtype=np.float64)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
-        raise UserError(f"{run.path / 'summary.json'}: `confusion` must be a square matrix; got shape {m.shape}")
+        raise UserError(f"{RunFolder(run.path).summary}: `confusion` must be a square matrix; got shape {m.shape}")
     rows = m.sum(axis=1, keepdims=True)
     pct = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0) * 100
     plt = _pyplot()

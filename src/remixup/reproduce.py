@@ -30,11 +30,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from remixup.errors import UserError
+from remixup._files import ensure_writable
+from remixup.errors import InvalidParameterError, UserError
 from remixup.experiments import Experiment, RunSpec
+from remixup.rundir import RunFolder, read_summary, run_status
 
-SUMMARY = "summary.json"
-CHECKPOINT = "checkpoint.pt"
 LOG_DIR = "_logs"
 
 CommandBuilder = Callable[[RunSpec, Path, bool], list[str]]
@@ -110,11 +110,6 @@ def plan_forks(grid: Sequence[RunSpec]) -> ForkPlan:
     return ForkPlan(keep, forks)
 
 
-def kept_checkpoint(run_dir: Path, epoch: int) -> Path:
-    """Where a run keeps its checkpoint of ``epoch`` (``run.keep_every``)."""
-    return run_dir / f"checkpoint_e{epoch:03d}.pt"
-
-
 def forking_command(command: CommandBuilder, plan: ForkPlan, runs_dir: Path) -> CommandBuilder:
     """Wrap ``command``: twins keep their deferral-epoch checkpoint, and a deferred run that starts (not resumes)
     after its twin kept that checkpoint starts from it with ``--fork``; otherwise it is trained whole."""
@@ -126,7 +121,7 @@ def forking_command(command: CommandBuilder, plan: ForkPlan, runs_dir: Path) -> 
             argv.append(f"run.keep_every={plan.keep[spec.run_id]}")
         if spec.run_id in plan.forks and not resume:
             twin, epoch = plan.forks[spec.run_id]
-            ckpt = kept_checkpoint(runs_dir / twin, epoch)
+            ckpt = RunFolder(runs_dir / twin).kept_checkpoint(epoch)
             if ckpt.is_file():
                 argv[at:at] = ["--fork", str(ckpt)]
         return argv
@@ -145,9 +140,9 @@ def parse_shard(text: str) -> tuple[int, int]:
         i_text, n_text = text.split("/")
         i, n = int(i_text), int(n_text)
     except ValueError:
-        raise ValueError(f"`--shard` must look like i/n, e.g. 0/4; got {text!r}") from None
+        raise InvalidParameterError(f"`--shard` must look like i/n, e.g. 0/4; got {text!r}") from None
     if n < 1 or not 0 <= i < n:
-        raise ValueError(f"`--shard` i/n needs n >= 1 and 0 <= i < n; got {text!r}")
+        raise InvalidParameterError(f"`--shard` i/n needs n >= 1 and 0 <= i < n; got {text!r}")
     return i, n
 
 
@@ -170,9 +165,9 @@ def parse_seeds(text: str) -> list[int]:
             else:
                 seeds.append(int(part))
     except ValueError:
-        raise ValueError(f"seeds must be a comma-separated list of integers or ranges like 0-4; got {text!r}") from None
+        raise InvalidParameterError(f"seeds must be a comma-separated list of integers or ranges like 0-4; got {text!r}") from None
     if not seeds:
-        raise ValueError(f"no seeds in {text!r}")
+        raise InvalidParameterError(f"no seeds in {text!r}")
     return seeds
 
 
@@ -196,21 +191,12 @@ def select_rows(experiment: Experiment, text: str) -> list[str]:
         label = by_name.get(canonical_name(part))
         if label is None:
             valid = ", ".join(row.label for row in experiment.rows)
-            raise ValueError(f"`--rows`: table {experiment.name} has no row {part.strip()!r}; its rows: {valid}")
+            raise InvalidParameterError(f"`--rows`: table {experiment.name} has no row {part.strip()!r}; its rows: {valid}")
         if label not in picked:
             picked.append(label)
     if not picked:
-        raise ValueError(f"`--rows` names no row; got {text!r}")
+        raise InvalidParameterError(f"`--rows` names no row; got {text!r}")
     return picked
-
-
-def run_status(run_dir: Path) -> str:
-    """``"done"`` (summary.json exists), ``"resume"`` (a checkpoint exists) or ``"todo"``."""
-    if (run_dir / SUMMARY).is_file():
-        return "done"
-    if (run_dir / CHECKPOINT).is_file():
-        return "resume"
-    return "todo"
 
 
 def build_command(
@@ -313,7 +299,7 @@ def run_grid(
             start = time.monotonic()
             code = executor(argv, log_file)
             took = time.monotonic() - start
-            ok = code == 0 and (run_dir / SUMMARY).is_file()
+            ok = code == 0 and run_status(run_dir) == "done"
             verb = "resumed" if resume else "ran"
             if ok:
                 result.finished.append(spec.run_id)
@@ -338,16 +324,8 @@ def _duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def _read_summary(run_dir: Path) -> dict | None:
-    try:
-        with open(run_dir / SUMMARY, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def _read_metric(run_dir: Path, key: str) -> float | None:
-    summary = _read_summary(run_dir)
+    summary = read_summary(run_dir)
     value = None if summary is None else summary.get(key)
     return float(value) if isinstance(value, (int, float)) else None
 
@@ -389,7 +367,7 @@ def collect(experiment: Experiment, runs: Sequence[RunSpec], runs_dir: Path) -> 
     """Read the finished runs of ``runs`` (all shards: whatever is in ``runs_dir``) into one entry per cell."""
     values: dict[tuple[str, str], list[float]] = {}
     for spec in runs:
-        summary = _read_summary(runs_dir / spec.run_id)
+        summary = read_summary(runs_dir / spec.run_id)
         value = None if summary is None else metric_value(summary, experiment.metric)
         if value is not None:
             values.setdefault(spec.cell, []).append(value)
@@ -511,10 +489,4 @@ def describe(runs: Sequence[RunSpec], runs_dir: Path, command: CommandBuilder) -
 
 def check_runs_dir(runs_dir: Path) -> None:
     """Fail early, with one clear line, if the runs folder cannot be created or written."""
-    try:
-        runs_dir.mkdir(parents=True, exist_ok=True)
-        probe = runs_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"cannot write to the runs folder {runs_dir}: {exc.strerror or exc}") from None
+    ensure_writable(runs_dir, what="the runs folder")

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from remixup import reproduce as rp
 from remixup.experiments import EXPERIMENTS, enumerate_runs, get_experiment
+from remixup.rundir import RunFolder, run_status
+from remixup.errors import InvalidParameterError
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -59,10 +61,10 @@ def run(args: argparse.Namespace) -> int:
     """Run (or list) the grid of each table named, then write its table; 1 if a run failed, else 0."""
     experiments = [get_experiment(name) for name in args.table]  # validate every name before any work
     if args.epochs is not None and args.epochs < 1:
-        raise ValueError(f"`--epochs` must be >= 1; got {args.epochs}")
+        raise InvalidParameterError(f"`--epochs` must be >= 1; got {args.epochs}")
     for item in args.overrides:
         if "=" not in item or item.startswith("="):
-            raise ValueError(f"`--set` takes KEY=VALUE; got {item!r}")
+            raise InvalidParameterError(f"`--set` takes KEY=VALUE; got {item!r}")
     shard_index, shard_count = args.shard
     command = partial(rp.build_command, data_root=args.data_root, device=args.device)
     runs_dir: Path = args.runs_dir
@@ -90,11 +92,11 @@ def run(args: argparse.Namespace) -> int:
             for spec, line in zip(mine, rp.describe(mine, runs_dir, run_command)):
                 if args.fork_deferred and spec.run_id in plan.forks and "--fork" not in line and " todo " in line:
                     twin, epoch = plan.forks[spec.run_id]
-                    line += f"  # --fork {rp.kept_checkpoint(runs_dir / twin, epoch)} once that run has kept it"
+                    line += f"  # --fork {RunFolder(runs_dir / twin).kept_checkpoint(epoch)} once that run has kept it"
                 print(line)
             counts = {s: 0 for s in ("done", "resume", "todo")}
             for spec in mine:
-                counts[rp.run_status(runs_dir / spec.run_id)] += 1
+                counts[run_status(runs_dir / spec.run_id)] += 1
             print(f"# {counts['done']} done, {counts['resume']} to resume, {counts['todo']} to run")
             continue
         rp.check_runs_dir(runs_dir)

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from remixup.toy import TOY_DATASETS, TOY_METHODS
+from remixup.errors import InvalidParameterError
 
 
 def _names(text: str) -> list[str]:
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     for name in args.datasets:
         check_choice(name, "--datasets", TOY_DATASETS)
     if not args.datasets or not args.methods:
-        raise ValueError("`--datasets` and `--methods` must each name at least one")
+        raise InvalidParameterError("`--datasets` and `--methods` must each name at least one")
     check_number(args.epochs, "--epochs", low=1, integer=True)
     check_number(args.ratio, "--ratio", low=1)
     path, _ = run_toy(args.out, datasets=args.datasets, methods=args.methods, ratio=args.ratio,

@@ -67,7 +67,8 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from remixup import checkpoint
     from remixup.config import build_config, valid_keys
-    from remixup.engine import CONFIG, checkpoint_file, train
+    from remixup.engine import train
+    from remixup.rundir import RunFolder, checkpoint_file
 
     if args.keys:
         print("\n".join(valid_keys()))
@@ -76,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("train needs --out DIR, the run folder")
     config_file = args.config
     recipe = args.recipe
-    if args.resume and config_file is None and (Path(args.out) / CONFIG).is_file():
-        config_file = Path(args.out) / CONFIG  # the resolved settings of the run being resumed
+    if args.resume and config_file is None and RunFolder(args.out).config.is_file():
+        config_file = RunFolder(args.out).config  # the resolved settings of the run being resumed
     base = None
     if args.fork and recipe is None and config_file is None:
         base = checkpoint.load(checkpoint_file(args.fork))["config"]  # the forked run's settings, changed below
@@ -90,5 +91,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     groups = " ".join(f"{k} {summary[k]:.2f}" if summary[k] is not None else f"{k} -" for k in ("many", "medium", "few"))
     print(f"{summary['method']} on {summary['dataset']}: top1 {summary['top1']:.2f}  balanced {summary['balanced_acc']:.2f}  "
-          f"{groups}  ({summary['images_per_s']:.0f} img/s)  -> {Path(config.run.out) / 'summary.json'}")  # fmt: skip
+          f"{groups}  ({summary['images_per_s']:.0f} img/s)  -> {RunFolder(config.run.out).summary}")  # fmt: skip
     return 0

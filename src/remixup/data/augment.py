@@ -16,12 +16,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from remixup._validation import check_number
+from remixup.errors import InvalidParameterError, InvalidTypeError
 
 
 def _as_float_vector(values: Sequence[float], name: str, owner: str) -> torch.Tensor:
     t = torch.as_tensor(values, dtype=torch.float32)
     if t.ndim != 1 or t.numel() == 0:
-        raise ValueError(f"`{name}` of `{owner}` must be one value per channel; got {list(values)!r}")
+        raise InvalidParameterError(f"`{name}` of `{owner}` must be one value per channel; got {list(values)!r}")
     return t
 
 
@@ -54,9 +55,9 @@ class BatchAugment:
         self.mean = _as_float_vector(mean, "mean", owner)
         self.std = _as_float_vector(std, "std", owner)
         if self.std.numel() != self.mean.numel():
-            raise ValueError(f"`std` of `{owner}` must have as many channels as `mean` ({self.mean.numel()}); got {self.std.numel()}")
+            raise InvalidParameterError(f"`std` of `{owner}` must have as many channels as `mean` ({self.mean.numel()}); got {self.std.numel()}")
         if bool((self.std <= 0).any()):
-            raise ValueError(f"`std` of `{owner}` must be positive; got {self.std.tolist()}")
+            raise InvalidParameterError(f"`std` of `{owner}` must be positive; got {self.std.tolist()}")
         self.padding = check_number(padding, "padding", owner=owner, low=0, integer=True)
         self.flip = bool(flip)
         self.channels_last = bool(channels_last)
@@ -64,12 +65,12 @@ class BatchAugment:
     def _to_hwc(self, x: torch.Tensor) -> torch.Tensor:
         c = self.mean.numel()
         if x.ndim != 4:
-            raise ValueError(f"`x` of `BatchAugment` must be a batch (B, H, W, C) or (B, C, H, W); got shape {tuple(x.shape)}")
+            raise InvalidParameterError(f"`x` of `BatchAugment` must be a batch (B, H, W, C) or (B, C, H, W); got shape {tuple(x.shape)}")
         if x.shape[-1] == c:
             return x
         if x.shape[1] == c:
             return x.permute(0, 2, 3, 1)
-        raise ValueError(f"`x` of `BatchAugment` must have {c} channels (first or last); got shape {tuple(x.shape)}")
+        raise InvalidParameterError(f"`x` of `BatchAugment` must have {c} channels (first or last); got shape {tuple(x.shape)}")
 
     def sample(self, batch_size: int, height: int, width: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Draw the parameters: offsets dy, dx (B,) int64 in [0, 2p] and flip (B,) bool."""
@@ -84,7 +85,7 @@ class BatchAugment:
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if x.dtype != torch.uint8:
-            raise TypeError(f"`x` of `BatchAugment` must be uint8 pixels 0..255; got {x.dtype}")
+            raise InvalidTypeError(f"`x` of `BatchAugment` must be uint8 pixels 0..255; got {x.dtype}")
         hwc = self._to_hwc(x)
         b, h, w, c = hwc.shape
         dev = x.device

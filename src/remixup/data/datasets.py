@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from remixup.balancing import epoch_seed
+from remixup.seeding import epoch_seed, file_stream
 from remixup.errors import DataError
 
 
@@ -156,7 +156,7 @@ class ImageFileDataset(_Labelled):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         img = self.load_image(index)
-        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=1_000_000 + index))
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=file_stream(index)))
         if self.transform is None:
             arr = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True))
             x = arr.permute(2, 0, 1).to(torch.float32).div_(255.0)

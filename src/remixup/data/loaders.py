@@ -16,9 +16,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from remixup._validation import check_number
-from remixup.balancing import epoch_seed
+from remixup import seeding
+from remixup.seeding import augment_stream, epoch_seed
 from remixup.data.datasets import ImageFileDataset
-from remixup.errors import DataError
+from remixup.errors import DataError, InvalidTypeError
 
 
 class IndexSampler(Protocol):
@@ -72,7 +73,7 @@ class TensorLoader:
     ) -> None:
         owner = "TensorLoader"
         if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-            raise TypeError(f"`x` and `y` of `{owner}` must be tensors; got {type(x).__name__} and {type(y).__name__}")
+            raise InvalidTypeError(f"`x` and `y` of `{owner}` must be tensors; got {type(x).__name__} and {type(y).__name__}")
         if y.ndim != 1 or x.shape[0] != y.shape[0] or x.device != y.device:
             raise DataError(f"`x` and `y` of `{owner}` must hold N samples and N labels on one device; got {tuple(x.shape)} on {x.device}, {tuple(y.shape)} on {y.device}")
         if x.shape[0] == 0:
@@ -112,7 +113,7 @@ class TensorLoader:
             indices = getattr(self.sampler, "indices", None)
             return indices() if callable(indices) else torch.as_tensor(list(self.sampler), dtype=torch.int64)
         if self.shuffle:
-            g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=0))
+            g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=seeding.ORDER))
             order = torch.randperm(n, generator=g)
         else:
             order = torch.arange(n)
@@ -125,7 +126,7 @@ class TensorLoader:
         order = self.indices().to(self.x.device)
         # Each DDP rank augments from its own stream (rank 0 keeps stream 1, the single-process one), so the i-th
         # sample of every rank does not get the same crop and flip.
-        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=1 + 2_000 * self.rank))
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=augment_stream(self.rank)))
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             idx = order[start : start + self.batch_size]
             xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
@@ -134,6 +135,59 @@ class TensorLoader:
             elif not xb.dtype.is_floating_point:
                 xb = xb.to(torch.float32)
             yield xb, yb
+
+
+class FileLoader:
+    """Training batches of an image-file dataset, decoded and augmented by DataLoader workers.
+
+    The order follows :class:`TensorLoader`'s rules: the sampler's indices when one is set (deferred re-sampling may
+    set or clear it between epochs), else a permutation seeded by (seed, epoch), sharded over DDP ranks at positions
+    ``rank, rank + world_size, ...``; a last short batch is dropped. Each file's augmentation is seeded by
+    (dataset seed, epoch, index), so batches do not depend on the number of workers.
+
+    Args:
+        dataset: the training files, with their training transform set.
+        batch_size: B ≥ 1 per process. device: where batches go. seed: base seed of the order.
+        rank, world_size: this process's place in a DDP job. num_workers: DataLoader worker processes.
+    """
+
+    def __init__(self, dataset: ImageFileDataset, *, batch_size: int, device: torch.device, seed: int, rank: int = 0,
+                 world_size: int = 1, num_workers: int = 4) -> None:  # fmt: skip
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.device = device
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.num_workers = num_workers
+        self.sampler: Any = None
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        n = len(self.sampler) if self.sampler is not None else math.ceil(len(self.dataset) / self.world_size)
+        return n // self.batch_size
+
+    def indices(self) -> torch.Tensor:
+        """This epoch's (and rank's) order of file indices, int64 on the CPU."""
+        if self.sampler is not None:
+            self.sampler.set_epoch(self.epoch)
+            return self.sampler.indices()
+        n = len(self.dataset)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=seeding.ORDER)))
+        total = math.ceil(n / self.world_size) * self.world_size
+        return torch.cat([order, order[: total - n]])[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order, b = self.indices(), self.batch_size
+        batches = [order[i : i + b].tolist() for i in range(0, len(self) * b, b)]
+        self.dataset.set_epoch(self.epoch)
+        loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,  # type: ignore[arg-type]
+                            pin_memory=self.device.type == "cuda")  # fmt: skip
+        for xb, yb in loader:
+            yield xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
 
 
 def make_image_loader(

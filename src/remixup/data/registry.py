@@ -9,6 +9,7 @@ from remixup._validation import check_choice
 from remixup.data.augment import BatchAugment, RandomResizedCropFlip, ResizeCenterCrop
 from remixup.data.datasets import ArrayDataset, ImageFileDataset
 from remixup.data.sources import load_cifar, load_cinic10, load_digits, load_image_folder, load_inat2018, load_npz, load_toy
+from remixup.errors import InvalidParameterError
 
 KINDS = ("small_image", "large_image", "vector")
 
@@ -118,7 +119,7 @@ def load_dataset(
     if spec.kind == "vector":
         return load_toy(name, train=train)
     if root is None:
-        raise ValueError(f"`root` of `load_dataset` is required for {name!r}: the folder that holds its files (--data-root)")
+        raise InvalidParameterError(f"`root` of `load_dataset` is required for {name!r}: the folder that holds its files (--data-root)")
     if name in ("cifar10", "cifar100"):
         return load_cifar(name, root, train=train, download=download)
     if name == "cinic10":

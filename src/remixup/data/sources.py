@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from remixup.data.datasets import ArrayDataset, ImageFileDataset
 from remixup.data.download import CIFAR_ARCHIVES, download_cifar
-from remixup.errors import DataError
+from remixup.errors import DataError, InvalidParameterError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
@@ -335,5 +335,5 @@ def load_toy(name: str, *, train: bool) -> ArrayDataset:
     elif name == "circles":
         x, y = make_circles(n_samples=n, noise=0.08, factor=0.5, random_state=seed)
     else:
-        raise ValueError(f"`name` of `load_toy` must be one of 'blobs', 'moons', 'circles'; got {name!r}")
+        raise InvalidParameterError(f"`name` of `load_toy` must be one of 'blobs', 'moons', 'circles'; got {name!r}")
     return ArrayDataset(x.astype(np.float32), y.astype(np.int64), ["0", "1"], source=f"toy {name}")

@@ -30,6 +30,7 @@ from remixup.models._common import CLASSIFIERS, CosineLinear
 from remixup.models.resnet import ResNet18, ResNet50
 from remixup.models.resnet_cifar import ResNet32
 from remixup.models.small import MLP, DigitsCNN
+from remixup.errors import InvalidParameterError
 
 __all__ = [
     "CLASSIFIERS",
@@ -41,6 +42,7 @@ __all__ = [
     "ResNet32",
     "ResNet50",
     "build_model",
+    "build_model_for",
     "get_mixing_points",
 ]
 
@@ -74,13 +76,43 @@ def build_model(name: str, num_classes: int, **kw: Any) -> nn.Module:
     """
     cls = MODELS.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
+        raise InvalidParameterError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
     check_number(num_classes, "num_classes", owner="build_model", low=1, integer=True)
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "num_classes")]
     unknown = sorted(set(kw) - set(accepted))
     if unknown:
-        raise ValueError(f"unknown parameter `{unknown[0]}` for model {name!r}; valid parameters: {', '.join(accepted)}")
+        raise InvalidParameterError(f"unknown parameter `{unknown[0]}` for model {name!r}; valid parameters: {', '.join(accepted)}")
     return cls(int(num_classes), **kw)
+
+
+def build_model_for(name: str, num_classes: int, input_shape: tuple[int, ...], *, classifier: str = "linear",
+                    classifier_bias: bool = True) -> nn.Module:  # fmt: skip
+    """Build model ``name`` for data whose samples have ``input_shape``: the one way runs and checkpoints build models.
+
+    The input's width reaches the model through the keyword it declares: ``in_channels`` (C of (C, H, W) images) for
+    the CNNs, ``in_features`` (D of (D,) vectors) for the MLP.
+
+    Args:
+        name: a key of ``MODELS``. num_classes: C.
+        input_shape: one sample's shape, (C, H, W) or (D,).
+        classifier, classifier_bias: the head (see :func:`build_model`).
+
+    Raises:
+        ValueError: an unknown name, or a model that cannot take inputs of this shape.
+    """
+    cls = MODELS.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise InvalidParameterError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
+    accepted = inspect.signature(cls.__init__).parameters
+    kw: dict[str, Any] = {"classifier": classifier, "classifier_bias": classifier_bias}
+    width_key = "in_channels" if len(input_shape) == 3 else "in_features"
+    if width_key in accepted:
+        kw[width_key] = int(input_shape[0])
+    elif "in_channels" in accepted or "in_features" in accepted:
+        kind = "images" if len(input_shape) == 3 else "vectors"
+        raise InvalidParameterError(f"model {name!r} does not take {kind} of shape {tuple(input_shape)}; "
+                                    "choose a model for this data (model.name=auto picks the dataset's default)")  # fmt: skip
+    return build_model(name, num_classes, **kw)
 
 
 def get_mixing_points(model: nn.Module) -> list[str]:
@@ -101,7 +133,7 @@ def get_mixing_points(model: nn.Module) -> list[str]:
     names = {n for n, _ in model.named_modules()}
     missing = [p for p in points if p != "input" and p not in names]
     if missing:
-        raise ValueError(
+        raise InvalidParameterError(
             f"`mixing_points` of `{type(model).__name__}` names {missing[0]!r}, which is not a module of the model"
         )
     return points

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from remixup._validation import check_choice, check_number
+from remixup.errors import InvalidTypeError
 
 CLASSIFIERS = ("linear", "norm")
 
@@ -55,7 +56,7 @@ def make_classifier(
     """
     check_choice(classifier, "classifier", CLASSIFIERS, owner=owner)
     if not isinstance(classifier_bias, bool):
-        raise TypeError(f"`classifier_bias` of `{owner}` must be True or False; got {classifier_bias!r}")
+        raise InvalidTypeError(f"`classifier_bias` of `{owner}` must be True or False; got {classifier_bias!r}")
     if classifier == "norm":
         return CosineLinear(in_features, num_classes)
     return nn.Linear(in_features, num_classes, bias=classifier_bias)

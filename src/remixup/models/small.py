@@ -9,6 +9,7 @@ from torch import nn
 
 from remixup._validation import check_number
 from remixup.models._common import check_num_classes, kaiming_init, make_classifier
+from remixup.errors import InvalidParameterError
 
 __all__ = ["DigitsCNN", "MLP"]
 
@@ -92,7 +93,7 @@ class MLP(nn.Module):
         if isinstance(hidden, Sequence):
             widths = [int(check_number(h, "hidden", owner="MLP", low=1, integer=True)) for h in hidden]
             if not widths:
-                raise ValueError("`hidden` of `MLP` must name at least one hidden width; got an empty sequence")
+                raise InvalidParameterError("`hidden` of `MLP` must name at least one hidden width; got an empty sequence")
         else:
             depth = int(check_number(depth, "depth", owner="MLP", low=1, integer=True))
             widths = [int(check_number(hidden, "hidden", owner="MLP", low=1, integer=True))] * depth

@@ -1,0 +1,157 @@
+"""A run's data behind one interface, whether it is held in memory or read from image files.
+
+:func:`load_run_data` loads a dataset, makes its training split imbalanced and returns a :class:`RunData`:
+
+* :class:`TensorData`: small images (uint8 (N, H, W, C)) and vectors (float (N, D)) on the training device,
+  batched by :class:`~remixup.data.loaders.TensorLoader` and augmented on the device;
+* :class:`FileData`: image files (iNaturalist, image folders), decoded by DataLoader workers.
+
+A training loop asks both the same three things: the training batches (:meth:`RunData.train_loader`), the
+evaluation batches (:meth:`RunData.eval_batches`) and the class counts.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from remixup.data.datasets import ArrayDataset, ImageFileDataset
+from remixup.data.loaders import FileLoader, TensorLoader
+from remixup.data.profiles import make_imbalanced
+from remixup.data.registry import DatasetSpec, get_spec, load_dataset
+from remixup.errors import UserError
+
+__all__ = ["FileData", "RunData", "TensorData", "load_run_data"]
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+
+class RunData(ABC):
+    """What a training run needs of its data.
+
+    Attributes:
+        spec: the dataset's registry entry (normalisation, augmentation, default model).
+        class_counts: (C,) int64 training samples per class, on the CPU.
+        classes: the C class names.
+        y_train: (N,) int64 training labels on the CPU (for class-balanced re-sampling).
+        input_shape: one sample as the model sees it: (C, H, W) for images, (D,) for vectors.
+    """
+
+    spec: DatasetSpec
+    class_counts: torch.Tensor
+    classes: list[str]
+    y_train: torch.Tensor
+    input_shape: tuple[int, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.input_shape) == 3
+
+    @abstractmethod
+    def train_loader(self, *, batch_size: int, seed: int, rank: int, world_size: int, augment: bool,
+                     channels_last: bool, workers: int) -> TensorLoader | FileLoader:  # fmt: skip
+        """Training batches ``(x float (B, ...), y (B,))`` on the device: epoch order from (seed, epoch), sharded over
+        DDP ranks, last short batch dropped. Its ``sampler`` may be set between epochs (re-sampling)."""
+
+    @abstractmethod
+    def eval_batches(self, *, batch_size: int, rank: int, world_size: int, channels_last: bool, workers: int) -> Batches:
+        """The evaluation split's shard ``rank::world_size`` as normalised ``(x float (B, ...), y (B,))`` batches."""
+
+
+class TensorData(RunData):
+    """Both splits held as tensors on the training device (uint8 images (N, H, W, C) or float vectors (N, D))."""
+
+    def __init__(self, spec: DatasetSpec, train: ArrayDataset, test: ArrayDataset, device: torch.device) -> None:
+        self.spec = spec
+        self.x_train, self.y_train_device = train.x.to(device), train.y.to(device)
+        self.x_test, self.y_test = test.x.to(device), test.y.to(device)
+        self.y_train = train.y.cpu()
+        self.class_counts = train.class_counts.cpu()
+        self.classes = list(train.classes)
+        x = self.x_train
+        self.input_shape = (int(x.shape[3]), int(x.shape[1]), int(x.shape[2])) if x.ndim == 4 else tuple(int(d) for d in x.shape[1:])
+
+    def train_loader(self, *, batch_size: int, seed: int, rank: int, world_size: int, augment: bool,
+                     channels_last: bool, workers: int) -> TensorLoader:  # fmt: skip
+        return TensorLoader(self.x_train, self.y_train_device, batch_size=batch_size, shuffle=True, drop_last=True,
+                            augment=self.spec.train_augment(channels_last=channels_last) if augment else None,
+                            seed=seed, rank=rank, world_size=world_size)  # fmt: skip
+
+    def eval_batches(self, *, batch_size: int, rank: int, world_size: int, channels_last: bool, workers: int) -> Batches:
+        transform = self.spec.eval_transform(channels_last=channels_last)
+        index = torch.arange(rank, self.y_test.shape[0], world_size, device=self.y_test.device)
+
+        def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            for start in range(0, index.numel(), batch_size):
+                idx = index[start : start + batch_size]
+                xb = self.x_test[idx]
+                yield (transform(xb) if transform is not None else xb.float()), self.y_test[idx]  # type: ignore[call-arg]
+
+        return batches()
+
+
+class FileData(RunData):
+    """Both splits as image files, decoded and transformed by DataLoader workers; only the labels are in memory."""
+
+    def __init__(self, spec: DatasetSpec, train: ImageFileDataset, test: ImageFileDataset, device: torch.device, *,
+                 augment: bool, seed: int) -> None:  # fmt: skip
+        self.spec = spec
+        self.device = device
+        train.transform = spec.train_augment() if augment else spec.eval_transform()  # type: ignore[assignment]
+        test.transform = spec.eval_transform()  # type: ignore[assignment]
+        train.seed = seed
+        self.train_files, self.test_files = train, test
+        self.y_train = train.labels.cpu()
+        self.class_counts = train.class_counts.cpu()
+        self.classes = list(train.classes)
+        size = spec.image_size or 224
+        self.input_shape = (3, size, size)
+
+    def train_loader(self, *, batch_size: int, seed: int, rank: int, world_size: int, augment: bool,
+                     channels_last: bool, workers: int) -> FileLoader:  # fmt: skip
+        return FileLoader(self.train_files, batch_size=batch_size, device=self.device, seed=seed, rank=rank,
+                          world_size=world_size, num_workers=workers)  # fmt: skip
+
+    def eval_batches(self, *, batch_size: int, rank: int, world_size: int, channels_last: bool, workers: int) -> Batches:
+        shard = list(range(rank, len(self.test_files), world_size))
+        return DataLoader(self.test_files, batch_size=batch_size, sampler=shard, num_workers=workers)  # type: ignore[arg-type]
+
+
+def load_run_data(dataset: str, root: str | None, *, device: torch.device, imbalance: str = "none", ratio: float = 1.0,
+                  mu: float = 0.5, subset_seed: int = 0, download: bool = False, augment: bool = True, seed: int = 0,
+                  train: bool = True) -> RunData:  # fmt: skip
+    """Load ``dataset``, make its training split imbalanced (``subset_seed``) and wrap both splits for a run.
+
+    Args:
+        dataset, root, download: as :func:`~remixup.data.registry.load_dataset`.
+        device: where in-memory data is moved.
+        imbalance, ratio, mu, subset_seed: the training split's profile (:func:`~remixup.data.make_imbalanced`).
+        augment: random training augmentation (file datasets fix their transform here).
+        seed: base seed of the per-file augmentation (file datasets).
+        train: ``False`` skips the training split's pixels where it can (evaluation only); the class counts then
+            come from the caller.
+
+    Raises:
+        UserError: the splits disagree on the number of classes; data errors from the loaders.
+    """
+    spec = get_spec(dataset)
+    augment = augment and train
+    train_set: Any = load_dataset(dataset, root, train=True, download=download) if train else None
+    test_set: Any = load_dataset(dataset, root, train=False, download=download)
+    if train_set is None:
+        train_set = test_set
+    else:
+        train_set = make_imbalanced(train_set, imbalance, ratio=ratio, mu=mu, subset_seed=subset_seed)
+    if test_set.num_classes != train_set.num_classes:
+        raise UserError(f"{dataset}: the test split has {test_set.num_classes} classes but training has {train_set.num_classes}")
+    if isinstance(train_set, ImageFileDataset):
+        return FileData(spec, train_set, test_set, device, augment=augment, seed=seed)
+    return TensorData(spec, train_set, test_set, device)

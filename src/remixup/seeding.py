@@ -1,0 +1,55 @@
+"""Named random streams: every random draw of a run comes from a generator seeded by (seed, epoch, stream).
+
+A run never carries a generator's state from one epoch to the next: epoch e of stream s is seeded by
+:func:`epoch_seed` ``(run.seed, e, s)``, so a resumed run reproduces epoch e without replaying epochs 0..e−1 and two
+streams never share draws. The streams of a run:
+
+=========================  ======================================  =====================================
+stream                     what draws from it                      value
+=========================  ======================================  =====================================
+:data:`ORDER`              the epoch's permutation of the data     0
+:func:`augment_stream`     batched crop and flip (per DDP rank)    1 + 2000·rank
+:data:`SAMPLER`            class-balanced re-sampling (RS, DRS)    7
+:func:`mix_stream`         λx, the pairing, CutMix boxes, the      1000 + rank
+                           manifold mixing point (per DDP rank)
+:func:`file_stream`        augmentation of one image file          1,000,000 + index
+=========================  ======================================  =====================================
+
+The values are those of every earlier release, so seeds give the same numbers as before.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["ORDER", "SAMPLER", "augment_stream", "epoch_seed", "file_stream", "mix_stream"]
+
+ORDER = 0
+SAMPLER = 7
+_AUGMENT, _AUGMENT_PER_RANK = 1, 2_000
+_MIX = 1_000
+_FILE = 1_000_000
+
+
+def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
+    """A 63-bit seed mixed from (seed, epoch, stream), so every epoch (and every stream in it) is independent.
+
+    Derived rather than carried: a resumed run reproduces epoch e's draw without replaying epochs 0..e-1.
+    """
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch), int(stream)]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def augment_stream(rank: int = 0) -> int:
+    """The augmentation stream of DDP rank ``rank`` (rank 0 keeps the single-process stream)."""
+    return _AUGMENT + _AUGMENT_PER_RANK * rank
+
+
+def mix_stream(rank: int = 0) -> int:
+    """The mixing stream of DDP rank ``rank``: each rank pairs and draws λ on its own."""
+    return _MIX + rank
+
+
+def file_stream(index: int) -> int:
+    """The augmentation stream of image file ``index``: the same crop whichever worker decodes the file."""
+    return _FILE + index
