@@ -22,20 +22,16 @@ the last epoch's, never a model chosen on the test set.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
-import sys
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
 
 from remixup import checkpoint, seeding
 from remixup.balancing import ClassBalancedSampler, class_weights
@@ -46,6 +42,7 @@ from remixup.errors import UserError
 from remixup.evaluation import evaluate, evaluate_batches, evaluate_checkpoint, evaluate_data
 from remixup.methods import Method, get_method
 from remixup.mixing import Mixing, forced_count
+from remixup.progress import epoch_bar, log_line, tensorboard
 from remixup.rundir import LOG_COLUMNS, RunFolder, checkpoint_file
 from remixup.runtime import Dist, Precision, ThreadChooser, eval_batch_size, setup_processes, tune_malloc
 
@@ -57,7 +54,7 @@ def lr_at(epoch: int, config: TrainConfig) -> float:
     """Learning rate of ``epoch`` (0-based): linear warm-up, then the milestones' cumulative factors."""
     s = config.schedule
     factor = 1.0
-    for milestone, f in zip(s.milestones, s.lr_factors):
+    for milestone, f in zip(s.milestones, s.lr_factors, strict=True):
         if epoch >= milestone:
             factor = f
     if epoch < s.warmup_epochs:
@@ -293,7 +290,7 @@ class Training:
                 how = f"--config {self.folder.config}" + (f" --fork {self.forked_from['checkpoint']}" if self.forked_from else "")
                 self.folder.write_config(self.config.to_yaml(f"resolved config of `remixup train`; rerun with: remixup train {how} --out NEW_OUT"))
             self.folder.write_logs(self.history)
-        self.board = _tensorboard(self.folder.tensorboard, self.config.run.tensorboard and self.world.main, len(self.history))
+        self.board = tensorboard(self.folder.tensorboard, self.config.run.tensorboard and self.world.main, len(self.history))
 
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs, evaluating, logging and checkpointing each; return the summary."""
@@ -310,7 +307,7 @@ class Training:
             self.loader.set_epoch(epoch)
             self.mix_generator.manual_seed(seeding.epoch_seed(r.seed, epoch, seeding.mix_stream(self.world.rank)))
             tic = time.perf_counter()
-            with _progress(r.progress and self.world.main, len(self.loader), epoch, r.epochs) as bar:
+            with epoch_bar(r.progress and self.world.main, len(self.loader), epoch, r.epochs) as bar:
                 stats = train_one_epoch(self.net, self.loader, self.mixing, self.criterion, self.optimizer, amp=self.precision.amp,
                                         channels_last=self.precision.channels_last, bar=bar, world=self.world)  # fmt: skip
             self._check_finite(stats["train_loss"], epoch)
@@ -391,35 +388,3 @@ class Training:
             **({"forked_from": {**forked_from, "wall_time_s": sum(row["time_s"] for row in history[:own_from])}}
                if forked_from is not None else {}),  # fmt: skip
         }
-
-
-def log_line(row: dict[str, Any], epochs: int) -> str:
-    """The fixed-column stdout line of one epoch ('-' where a value was not measured)."""
-
-    def f(key: str, fmt: str) -> str:
-        v = row.get(key)
-        return format(v, fmt) if v is not None else "-".rjust(len(format(0.0, fmt)))
-
-    return (f"epoch {row['epoch']:>4d}/{epochs:<4d} lr {row['lr']:.5f}  loss {row['train_loss']:7.4f}  "
-            f"acc {row['train_acc']:6.2f}  forced {f('lam_y_forced', '5.3f')}  top1 {f('top1', '6.2f')}  "
-            f"bal {f('balanced_acc', '6.2f')}  img/s {row['images_per_s']:7.0f}  {row['time_s']:6.1f}s")  # fmt: skip
-
-
-@contextmanager
-def _progress(enabled: bool, total: int, epoch: int, epochs: int) -> Iterator[Any]:
-    """A tqdm bar for one epoch on a terminal (None when disabled or when stderr is not a TTY)."""
-    on = enabled and sys.stderr.isatty()
-    bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False, dynamic_ncols=True) if on else None
-    try:
-        yield bar
-    finally:
-        if bar is not None:
-            bar.close()
-
-
-def _tensorboard(folder: Path, enabled: bool, start_epoch: int) -> Any:
-    if not enabled or importlib.util.find_spec("tensorboard") is None:
-        return None
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(folder), purge_step=start_epoch + 1)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
 from remixup.errors import InvalidParameterError
 
 # Override keys of `remixup train` for the Remix label rule (remixup.config). Kept in one place so the sweeps

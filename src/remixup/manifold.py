@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from remixup._validation import check_batch, check_labels, check_number
-from remixup.mixing import MixedBatch, MixRecord, MixupLabels, MixupMixer, RemixLabels, soft_targets
 from remixup.errors import InvalidParameterError, InvalidTypeError
+from remixup.mixing import MixedBatch, MixRecord, MixupLabels, MixupMixer, RemixLabels, soft_targets
 
 __all__ = ["ManifoldMixup", "INPUT"]
 

@@ -55,7 +55,7 @@ def per_class_accuracy(confusion: torch.Tensor) -> list[float | None]:
     conf = confusion.detach().to("cpu", torch.float64)
     support = conf.sum(dim=1)
     acc = 100.0 * conf.diagonal() / support.clamp(min=1)
-    return [float(a) if s > 0 else None for a, s in zip(acc.tolist(), support.tolist())]
+    return [float(a) if s > 0 else None for a, s in zip(acc.tolist(), support.tolist(), strict=True)]
 
 
 def shot_groups(class_counts: Any) -> dict[str, list[int]]:

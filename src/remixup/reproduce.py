@@ -19,7 +19,6 @@ training anything.
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 import shutil
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from remixup._files import ensure_writable
-from remixup.errors import InvalidParameterError, UserError
+from remixup.errors import InvalidParameterError
 from remixup.experiments import Experiment, RunSpec
 from remixup.rundir import RunFolder, read_summary, run_status
 

@@ -103,7 +103,7 @@ class ThreadChooser:
         now = _cpu_counters()
         load = None
         if self.last is not None and now is not None and now[0] > self.last[0]:
-            total, idle, own = (a - b for a, b in zip(now, self.last))
+            total, idle, own = (a - b for a, b in zip(now, self.last, strict=True))
             load = max(0.0, (total - idle - own) / total) * (os.cpu_count() or 1)
         threads = max(1, auto_threads(load=load) // self.ranks)
         torch.set_num_threads(threads)

@@ -61,7 +61,7 @@ def _table(summary: dict[str, Any]) -> str:
         f"{summary['dataset']}  imbalance={summary['imbalance']}  ratio={summary['ratio']:g}  subset_seed={summary['subset_seed']}",
         f"{'label':>5}  {'class':<{width}}  {'count':>7}",
     ]
-    for i, (name, n) in enumerate(zip(summary["classes"], summary["counts"])):
+    for i, (name, n) in enumerate(zip(summary["classes"], summary["counts"], strict=True)):
         lines.append(f"{i:>5}  {name:<{width}}  {n:>7}")
     shots = summary["shots"]
     lines.append(f"{'':>5}  {'total':<{width}}  {summary['total']:>7}")

@@ -19,9 +19,9 @@ from functools import partial
 from pathlib import Path
 
 from remixup import reproduce as rp
+from remixup.errors import InvalidParameterError
 from remixup.experiments import EXPERIMENTS, enumerate_runs, get_experiment
 from remixup.rundir import RunFolder, run_status
-from remixup.errors import InvalidParameterError
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
               f"({len(experiment.rows)} rows x {len(experiment.columns)} columns x "
               f"{len(args.seeds)} seeds x {len(args.subset_seeds)} subset seeds)")
         if args.dry_run:
-            for spec, line in zip(mine, rp.describe(mine, runs_dir, run_command)):
+            for spec, line in zip(mine, rp.describe(mine, runs_dir, run_command), strict=True):
                 if args.fork_deferred and spec.run_id in plan.forks and "--fork" not in line and " todo " in line:
                     twin, epoch = plan.forks[spec.run_id]
                     line += f"  # --fork {RunFolder(runs_dir / twin).kept_checkpoint(epoch)} once that run has kept it"

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from remixup.toy import TOY_DATASETS, TOY_METHODS
 from remixup.errors import InvalidParameterError
+from remixup.toy import TOY_DATASETS, TOY_METHODS
 
 
 def _names(text: str) -> list[str]:

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from remixup.seeding import epoch_seed, file_stream
 from remixup.errors import DataError
+from remixup.seeding import epoch_seed, file_stream
 
 
 def _check_labels_in_range(y: torch.Tensor, num_classes: int, source: str) -> None:

@@ -15,11 +15,11 @@ from typing import Any, Protocol
 import torch
 from torch.utils.data import DataLoader
 
-from remixup._validation import check_number
 from remixup import seeding
-from remixup.seeding import augment_stream, epoch_seed
+from remixup._validation import check_number
 from remixup.data.datasets import ImageFileDataset
 from remixup.errors import DataError, InvalidTypeError
+from remixup.seeding import augment_stream, epoch_seed
 
 
 class IndexSampler(Protocol):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from remixup._validation import check_choice
 from remixup.data.augment import BatchAugment, RandomResizedCropFlip, ResizeCenterCrop
@@ -47,20 +49,40 @@ class DatasetSpec:
 
     def train_augment(self, *, channels_last: bool = False) -> BatchAugment | RandomResizedCropFlip | None:
         """The training augmentation for this dataset (None for vectors)."""
-        if self.kind == "small_image":
-            return BatchAugment(self.mean, self.std, padding=self.crop_padding, flip=self.flip, channels_last=channels_last)  # type: ignore[arg-type]
-        if self.kind == "large_image":
-            return RandomResizedCropFlip(self.image_size or 224, mean=self.mean or IMAGENET_MEAN, std=self.std or IMAGENET_STD)
-        return None
+        return _TRANSFORMS[self.kind][0](self, channels_last)
 
     def eval_transform(self, *, channels_last: bool = False) -> BatchAugment | ResizeCenterCrop | None:
         """The evaluation transform: normalisation only (small images), resize + centre crop (large images)."""
-        if self.kind == "small_image":
-            return BatchAugment(self.mean, self.std, padding=0, flip=False, channels_last=channels_last)  # type: ignore[arg-type]
-        if self.kind == "large_image":
-            size = self.image_size or 224
-            return ResizeCenterCrop(size, resize=round(size * 256 / 224), mean=self.mean or IMAGENET_MEAN, std=self.std or IMAGENET_STD)
-        return None
+        return _TRANSFORMS[self.kind][1](self, channels_last)
+
+
+def _batch_augment(spec: DatasetSpec, channels_last: bool) -> BatchAugment:
+    return BatchAugment(spec.mean, spec.std, padding=spec.crop_padding, flip=spec.flip, channels_last=channels_last)  # type: ignore[arg-type]
+
+
+def _normalize(spec: DatasetSpec, channels_last: bool) -> BatchAugment:
+    return BatchAugment(spec.mean, spec.std, padding=0, flip=False, channels_last=channels_last)  # type: ignore[arg-type]
+
+
+def _crop_flip(spec: DatasetSpec, channels_last: bool) -> RandomResizedCropFlip:
+    return RandomResizedCropFlip(spec.image_size or 224, mean=spec.mean or IMAGENET_MEAN, std=spec.std or IMAGENET_STD)
+
+
+def _center_crop(spec: DatasetSpec, channels_last: bool) -> ResizeCenterCrop:
+    size = spec.image_size or 224
+    return ResizeCenterCrop(size, resize=round(size * 256 / 224), mean=spec.mean or IMAGENET_MEAN, std=spec.std or IMAGENET_STD)
+
+
+def _none(spec: DatasetSpec, channels_last: bool) -> None:
+    return None
+
+
+# kind -> (training augmentation, evaluation transform)
+_TRANSFORMS: dict[str, tuple[Callable[[DatasetSpec, bool], Any], Callable[[DatasetSpec, bool], Any]]] = {
+    "small_image": (_batch_augment, _normalize),
+    "large_image": (_crop_flip, _center_crop),
+    "vector": (_none, _none),
+}
 
 
 # CIFAR statistics as used by LDAM-DRW's and most Remix reimplementations' code (their std is the per-image
@@ -113,10 +135,10 @@ def load_dataset(
         ValueError: an unknown name, or no ``root`` for a dataset on disk.
         DataError: missing, truncated or inconsistent files (the message names the file).
     """
-    spec = get_spec(name)
+    get_spec(name)  # an unknown name lists the valid ones
     if name == "digits":
         return load_digits(train=train)
-    if spec.kind == "vector":
+    if name in ("blobs", "moons", "circles"):
         return load_toy(name, train=train)
     if root is None:
         raise InvalidParameterError(f"`root` of `load_dataset` is required for {name!r}: the folder that holds its files (--data-root)")

@@ -26,11 +26,11 @@ from typing import Any
 from torch import nn
 
 from remixup._validation import check_number
+from remixup.errors import InvalidParameterError
 from remixup.models._common import CLASSIFIERS, CosineLinear
 from remixup.models.resnet import ResNet18, ResNet50
 from remixup.models.resnet_cifar import ResNet32
 from remixup.models.small import MLP, DigitsCNN
-from remixup.errors import InvalidParameterError
 
 __all__ = [
     "CLASSIFIERS",

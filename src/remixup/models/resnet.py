@@ -85,7 +85,7 @@ class _ResNet(nn.Module):
         self.stem = stem
         in_channels = 64
         stages = []
-        for i, (width, depth) in enumerate(zip((64, 128, 256, 512), depths)):
+        for i, (width, depth) in enumerate(zip((64, 128, 256, 512), depths, strict=True)):
             layers = []
             for k in range(depth):
                 layers.append(block(in_channels, width, 2 if (k == 0 and i > 0) else 1))

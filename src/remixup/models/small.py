@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from remixup._validation import check_number
-from remixup.models._common import check_num_classes, kaiming_init, make_classifier
 from remixup.errors import InvalidParameterError
+from remixup.models._common import check_num_classes, kaiming_init, make_classifier
 
 __all__ = ["DigitsCNN", "MLP"]
 
