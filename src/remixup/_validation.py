@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -20,6 +20,30 @@ def _where(owner: str | None) -> str:
     return f" of `{owner}`" if owner else ""
 
 
+@overload
+def check_number(
+    value: Any,
+    name: str,
+    *,
+    owner: str | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: Literal[True],
+) -> int: ...
+@overload
+def check_number(
+    value: Any,
+    name: str,
+    *,
+    owner: str | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: Literal[False] = False,
+) -> float: ...
 def check_number(
     value: Any,
     name: str,
@@ -77,7 +101,9 @@ def check_class_counts(class_counts: Any, *, owner: str | None = None, num_class
     except (TypeError, ValueError) as exc:
         raise InvalidTypeError(f"`class_counts`{where} must be a sequence of positive numbers; got {class_counts!r}") from exc
     if counts.ndim != 1 or counts.numel() == 0:
-        raise InvalidParameterError(f"`class_counts`{where} must be one-dimensional with one entry per class; got shape {tuple(counts.shape)}")
+        raise InvalidParameterError(
+            f"`class_counts`{where} must be one-dimensional with one entry per class; got shape {tuple(counts.shape)}"
+        )
     if num_classes is not None and counts.numel() != num_classes:
         raise InvalidParameterError(f"`class_counts`{where} must have one entry per class ({num_classes}); got {counts.numel()}")
     bad = ~torch.isfinite(counts) | (counts <= 0)
@@ -101,7 +127,9 @@ def check_labels(y: torch.Tensor, num_classes: int, *, name: str = "y", owner: s
     if not isinstance(y, torch.Tensor):
         raise InvalidTypeError(f"`{name}`{where} must be a torch.Tensor of class indices; got {type(y).__name__}")
     if y.ndim != 1 or y.dtype.is_floating_point or y.dtype == torch.bool:
-        raise InvalidParameterError(f"`{name}`{where} must be an integer tensor of shape (B,); got {y.dtype} of shape {tuple(y.shape)}")
+        raise InvalidParameterError(
+            f"`{name}`{where} must be an integer tensor of shape (B,); got {y.dtype} of shape {tuple(y.shape)}"
+        )
     if y.numel() and y.device.type == "cpu" and (int(y.min()) < 0 or int(y.max()) >= num_classes):
         raise InvalidParameterError(
             f"`{name}`{where} must hold class indices in [0, {num_classes - 1}]; got values in [{int(y.min())}, {int(y.max())}]"

@@ -129,7 +129,9 @@ class ClassBalancedSampler:
         self.kind = check_choice(kind, "kind", WEIGHT_KINDS, owner=owner)
         self.beta = check_number(beta, "beta", owner=owner, low=0.0, high=1.0, high_open=True)
         n = self.labels.numel()
-        self.num_samples = n if num_samples is None else check_number(num_samples, "num_samples", owner=owner, low=1, integer=True)
+        self.num_samples = (
+            n if num_samples is None else check_number(num_samples, "num_samples", owner=owner, low=1, integer=True)
+        )
         self.world_size = check_number(world_size, "world_size", owner=owner, low=1, integer=True)
         self.rank = check_number(rank, "rank", owner=owner, low=0, high=self.world_size - 1, integer=True)
         self.seed = check_number(seed, "seed", owner=owner, integer=True)
@@ -178,7 +180,9 @@ class DeferredSchedule:
 
     __call__ = active
 
-    def weights(self, epoch: int, class_counts: Sequence[float] | torch.Tensor, *, kind: str = "effective", beta: float = 0.9999) -> torch.Tensor | None:
+    def weights(
+        self, epoch: int, class_counts: Sequence[float] | torch.Tensor, *, kind: str = "effective", beta: float = 0.9999
+    ) -> torch.Tensor | None:
         """The class weights for ``epoch``: :func:`class_weights` when active, else ``None`` (unweighted)."""
         return class_weights(class_counts, kind, beta) if self.active(epoch) else None
 

@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from remixup.errors import UserError
 
@@ -43,7 +44,7 @@ def _user_message(exc: BaseException) -> str | None:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not argparse's usage block
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
         self.exit(2, f"remixup: error: {message} (see `{self.prog} --help`)\n")
 
 
@@ -57,8 +58,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         if only is None or name == only:
             module = importlib.import_module(module_name)
-            module.add_parser(p)  # type: ignore[attr-defined]
-            p.set_defaults(_run=module.run)  # type: ignore[attr-defined]
+            module.add_parser(p)
+            p.set_defaults(_run=module.run)
     return parser
 
 

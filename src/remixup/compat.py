@@ -23,7 +23,18 @@ __all__ = ["FORK_FREE", "RESUME_FREE", "balancing_at", "continue_config"]
 
 _RESUME_FREE = {
     "data": ("root",),
-    "run": ("device", "progress", "tensorboard", "threads", "eval_batch_size", "out", "compile", "workers", "malloc", "keep_every"),
+    "run": (
+        "device",
+        "progress",
+        "tensorboard",
+        "threads",
+        "eval_batch_size",
+        "out",
+        "compile",
+        "workers",
+        "malloc",
+        "keep_every",
+    ),
 }
 _FORK_FREE = {"method": ("name", "beta", "reduction"), "schedule": ("deferral_epoch",), "run": ("epochs",)}
 RESUME_FREE = tuple(f"{section}.{key}" for section, keys in _RESUME_FREE.items() for key in keys)

@@ -27,7 +27,7 @@ import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 import torch.distributed as dist
@@ -62,6 +62,16 @@ def lr_at(epoch: int, config: TrainConfig) -> float:
     return config.optim.lr * factor
 
 
+class EpochStats(TypedDict):
+    """What one training epoch measured (this process's share summed over DDP ranks)."""
+
+    train_loss: float
+    train_acc: float
+    lam_y_forced: float | None
+    images: float
+    images_per_s: float
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -73,7 +83,7 @@ def train_one_epoch(
     channels_last: bool,
     bar: Any,
     world: Dist,
-) -> dict[str, float]:
+) -> EpochStats:
     """One pass over ``loader``; returns train_loss, train_acc (%), lam_y_forced, images and images_per_s.
 
     Train accuracy of a mixed sample counts the class holding the larger label share (λy ≥ ½ → y_i, else y_j).
@@ -117,7 +127,7 @@ def train_one_epoch(
     return {
         "train_loss": loss_sum / max(steps * world.world_size, 1),
         "train_acc": 100.0 * correct_n / max(seen_n, 1),
-        "lam_y_forced": forced_n / pairs_n if pairs_n else None,  # type: ignore[dict-item]
+        "lam_y_forced": forced_n / pairs_n if pairs_n else None,
         "images": seen_n,
         "images_per_s": seen_n / max(elapsed, 1e-9),
     }
@@ -240,7 +250,7 @@ class Training:
                 model = build_model_for(self.model_name, self.data.num_classes, self.data.input_shape,
                                         classifier=self.method.classifier, classifier_bias=self.config.model.classifier_bias)  # fmt: skip
         memory = torch.channels_last if self.precision.channels_last else torch.preserve_format
-        self.model: nn.Module = model.to(self.device, memory_format=memory)
+        self.model: nn.Module = model.to(self.device, memory_format=memory)  # type: ignore[call-overload]
 
     def _setup_optimizer(self) -> None:
         from remixup.losses import build_loss
@@ -267,7 +277,9 @@ class Training:
         self.mixing = build_mixing(self.method, self.config.mixing, self.net, self.data.class_counts, self.mix_generator)
         if self.config.run.compile == "on":  # "auto" is off for now (docs/performance.md); evaluation stays eager
             if self.method.mixer == "manifold":
-                raise UserError("run.compile=on does not support manifold mixing (it mixes in forward hooks); use run.compile=off")
+                raise UserError(
+                    "run.compile=on does not support manifold mixing (it mixes in forward hooks); use run.compile=off"
+                )
             self.net = torch.compile(self.net)  # type: ignore[assignment]
 
     def _setup_loader(self) -> None:
@@ -276,7 +288,9 @@ class Training:
                                              world_size=self.world.world_size, augment=self.config.data.augment,
                                              channels_last=self.precision.channels_last, workers=r.workers)  # fmt: skip
         if len(self.loader) == 0:
-            raise UserError(f"optim.batch_size={o.batch_size} is larger than the training set ({self.data.y_train.numel()} samples)")
+            raise UserError(
+                f"optim.batch_size={o.batch_size} is larger than the training set ({self.data.y_train.numel()} samples)"
+            )
 
     def _setup_balancing(self) -> None:
         counts, beta = self.data.class_counts, self.config.method.beta
@@ -288,7 +302,9 @@ class Training:
         if self.world.main:
             if new_config:
                 how = f"--config {self.folder.config}" + (f" --fork {self.forked_from['checkpoint']}" if self.forked_from else "")
-                self.folder.write_config(self.config.to_yaml(f"resolved config of `remixup train`; rerun with: remixup train {how} --out NEW_OUT"))
+                self.folder.write_config(
+                    self.config.to_yaml(f"resolved config of `remixup train`; rerun with: remixup train {how} --out NEW_OUT")
+                )
             self.folder.write_logs(self.history)
         self.board = tensorboard(self.folder.tensorboard, self.config.run.tensorboard and self.world.main, len(self.history))
 
@@ -311,7 +327,11 @@ class Training:
                 stats = train_one_epoch(self.net, self.loader, self.mixing, self.criterion, self.optimizer, amp=self.precision.amp,
                                         channels_last=self.precision.channels_last, bar=bar, world=self.world)  # fmt: skip
             self._check_finite(stats["train_loss"], epoch)
-            row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **{k: stats[k] for k in ("train_loss", "train_acc", "lam_y_forced", "images_per_s")}}
+            row: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "lr": lr,
+                **{k: stats[k] for k in ("train_loss", "train_acc", "lam_y_forced", "images_per_s")},
+            }
             if (epoch + 1) % r.eval_every == 0 or epoch + 1 == r.epochs:
                 batch = r.eval_batch_size or eval_batch_size(self.device)
                 self.last_eval = evaluate_data(self.model, self.data, batch_size=batch, precision=self.precision, rank=self.world.rank,
@@ -333,7 +353,9 @@ class Training:
 
     def _check_finite(self, loss: float, epoch: int) -> None:
         if not math.isfinite(loss):
-            kept = f"the last good checkpoint is {self.folder.checkpoint} (epoch {epoch})" if epoch else "no checkpoint was written"
+            kept = (
+                f"the last good checkpoint is {self.folder.checkpoint} (epoch {epoch})" if epoch else "no checkpoint was written"
+            )
             raise UserError(f"training loss became {loss} in epoch {epoch + 1}; the run stopped and {kept}. "
                             "Try a smaller optim.lr or run.amp=off")  # fmt: skip
 
@@ -385,6 +407,9 @@ class Training:
             "seed": config.run.seed,
             "subset_seed": config.run.subset_seed,
             "wall_time_s": sum(row["time_s"] for row in own),
-            **({"forked_from": {**forked_from, "wall_time_s": sum(row["time_s"] for row in history[:own_from])}}
-               if forked_from is not None else {}),  # fmt: skip
+            **(
+                {"forked_from": {**forked_from, "wall_time_s": sum(row["time_s"] for row in history[:own_from])}}
+                if forked_from is not None
+                else {}
+            ),  # fmt: skip
         }

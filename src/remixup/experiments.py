@@ -150,8 +150,16 @@ _CIFAR_COLUMNS = tuple(
 )
 
 # SPEC §5, in the paper's column order: C10 LT-100, LT-10, Step-100, Step-10, then the same for CIFAR-100.
-_PAPER_ORDER = ("C10 LT-100", "C10 LT-10", "C10 Step-100", "C10 Step-10",
-                "C100 LT-100", "C100 LT-10", "C100 Step-100", "C100 Step-10")
+_PAPER_ORDER = (
+    "C10 LT-100",
+    "C10 LT-10",
+    "C10 Step-100",
+    "C10 Step-10",
+    "C100 LT-100",
+    "C100 LT-10",
+    "C100 Step-100",
+    "C100 Step-10",
+)
 _PAPER_CIFAR: dict[str, tuple[float, ...]] = {
     "ERM": (71.86, 86.22, 64.17, 84.02, 40.12, 56.77, 40.13, 54.74),
     "DRS": (74.50, 86.72, 72.03, 85.17, 40.33, 57.26, 41.35, 56.79),
@@ -186,11 +194,7 @@ METHOD_NAMES: dict[str, str] = {
 
 def _cifar_table(name: str, title: str, labels: Sequence[str]) -> Experiment:
     rows = tuple(Row(METHOD_NAMES[label], label) for label in labels)
-    paper = {
-        (label, col): value
-        for label in labels
-        for col, value in zip(_PAPER_ORDER, _PAPER_CIFAR[label], strict=True)
-    }
+    paper = {(label, col): value for label in labels for col, value in zip(_PAPER_ORDER, _PAPER_CIFAR[label], strict=True)}
     return Experiment(name, title, rows, _CIFAR_COLUMNS, paper)
 
 
@@ -222,8 +226,13 @@ CINIC10 = Experiment(
     "CINIC-10 long-tailed ρ = 100: top-1 accuracy (%), ResNet-18",
     tuple(Row(METHOD_NAMES[m], m) for m in ("ERM", "Mixup", "Remix", "LDAM-DRW", "Remix-DRW")),
     (_CINIC,),
-    {("ERM", _CINIC.label): 61.82, ("Mixup", _CINIC.label): 62.06, ("Remix", _CINIC.label): 63.21,
-     ("LDAM-DRW", _CINIC.label): 65.51, ("Remix-DRW", _CINIC.label): 67.76},
+    {
+        ("ERM", _CINIC.label): 61.82,
+        ("Mixup", _CINIC.label): 62.06,
+        ("Remix", _CINIC.label): 63.21,
+        ("LDAM-DRW", _CINIC.label): 65.51,
+        ("Remix-DRW", _CINIC.label): 67.76,
+    },
 )
 # iNaturalist 2018 is long-tailed as collected: no profile is applied on top of it.
 _INAT = Column("inat2018", "none", 1, "iNaturalist 2018")
@@ -279,9 +288,7 @@ SWEEP = Experiment(
     "25 epochs, seed 0; its DRW used hard labels and its Mixup-DRW divided the weighted loss by the batch size.",
 )
 
-EXPERIMENTS: dict[str, Experiment] = {
-    e.name: e for e in (TABLE1, TABLE5, CINIC10, INAT, KAPPA, TAU, C10LT, SWEEP)
-}
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (TABLE1, TABLE5, CINIC10, INAT, KAPPA, TAU, C10LT, SWEEP)}
 
 
 def get_experiment(name: str) -> Experiment:

@@ -81,7 +81,9 @@ def _check_weight(weight: Any, *, owner: str, num_classes: int | None = None) ->
     except (TypeError, ValueError) as exc:
         raise InvalidTypeError(f"`weight`{where} must be a sequence of non-negative numbers or None; got {weight!r}") from exc
     if w.ndim != 1 or w.numel() == 0:
-        raise InvalidParameterError(f"`weight`{where} must be one-dimensional with one entry per class; got shape {tuple(w.shape)}")
+        raise InvalidParameterError(
+            f"`weight`{where} must be one-dimensional with one entry per class; got shape {tuple(w.shape)}"
+        )
     if num_classes is not None and w.numel() != num_classes:
         raise InvalidParameterError(f"`weight`{where} must have one entry per class ({num_classes}); got {w.numel()}")
     if w.device.type == "cpu" and bool((~torch.isfinite(w) | (w < 0)).any()):
@@ -120,9 +122,7 @@ def _check_target(logits: torch.Tensor, target: torch.Tensor, owner: str) -> Non
         raise InvalidParameterError(f"`target`{where} must have shape ({b},) or ({b}, {c}); got {tuple(target.shape)}")
 
 
-def _reduce(
-    per_class: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, reduction: str
-) -> torch.Tensor:
+def _reduce(per_class: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, reduction: str) -> torch.Tensor:
     """Reduce a per-class loss matrix ``ℓ`` (B, C) against hard (B,) or soft (B, C) targets (module docstring)."""
     if target.ndim == 1:
         idx = target.long().unsqueeze(1)
@@ -195,7 +195,7 @@ def ldam_margins(class_counts: Any, max_margin: float = 0.5) -> torch.Tensor:
     """
     counts = check_class_counts(class_counts, owner="ldam_margins")
     max_margin = check_number(max_margin, "max_margin", owner="ldam_margins", low=0.0, low_open=True)
-    m = counts ** -0.25
+    m = counts**-0.25
     return (m * (max_margin / m.max())).to(torch.float32)
 
 
@@ -562,9 +562,7 @@ def build_loss(
     cls = LOSSES.get(name) if isinstance(name, str) else None
     if cls is None:
         raise InvalidParameterError(f"unknown loss {name!r}; valid losses: {', '.join(LOSSES)}")
-    accepted = [
-        p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "class_counts", "weight", "reduction")
-    ]
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "class_counts", "weight", "reduction")]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         valid = ", ".join(accepted) if accepted else "none"
@@ -572,5 +570,5 @@ def build_loss(
     if name in NEEDS_COUNTS:
         if class_counts is None:
             raise InvalidParameterError(f"loss {name!r} needs `class_counts` (the number of training samples per class)")
-        return cls(class_counts, weight=weight, reduction=reduction, **params)
+        return cls(class_counts, weight=weight, reduction=reduction, **params)  # type: ignore[misc]
     return cls(weight=weight, reduction=reduction, **params)

@@ -113,7 +113,9 @@ class ManifoldMixup:
             if calls > 1:  # a module used twice in one forward is mixed at its first use only
                 return None
             if not isinstance(output, torch.Tensor) or output.ndim < 1 or output.shape[0] != x.shape[0]:
-                raise InvalidTypeError(f"mixing point {point!r} must output a tensor of shape (B, ...); got {type(output).__name__}")
+                raise InvalidTypeError(
+                    f"mixing point {point!r} must output a tensor of shape (B, ...); got {type(output).__name__}"
+                )
             return self.mixer.mix(output, perm, lam)
 
         handle = module.register_forward_hook(hook)

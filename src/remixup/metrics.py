@@ -33,7 +33,10 @@ class MetricCounts:
 
     @classmethod
     def zeros(cls, num_classes: int, device: torch.device | str = "cpu") -> MetricCounts:
-        return cls(torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device), torch.zeros((), dtype=torch.int64, device=device))
+        return cls(
+            torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device),
+            torch.zeros((), dtype=torch.int64, device=device),
+        )
 
     def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
         """Add a batch: ``logits`` (B, C), ``target`` (B,) int class indices."""

@@ -195,11 +195,13 @@ def plot_per_class(runs: Sequence[Run], path: Path) -> Path | None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5 if len(usable) <= _INLINE_LEGEND_MAX else 9.5, 4), layout="constrained")
     for k, run in enumerate(usable):
+        assert run.summary is not None  # filtered above
         counts = [float(c) for c in run.summary["class_counts"]]
         acc = [float(a) for a in run.summary["per_class"]]
         if len(counts) != len(acc):
-            raise UserError(f"{RunFolder(run.path).summary}: `per_class` has {len(acc)} entries but `class_counts` "
-                            f"has {len(counts)}")
+            raise UserError(
+                f"{RunFolder(run.path).summary}: `per_class` has {len(acc)} entries but `class_counts` has {len(counts)}"
+            )
         ax.scatter(counts, acc, s=22, alpha=0.75, color=_color(k, len(usable)), label=run.label)
     ax.set_xscale("log")
     ax.set_xlabel("training samples in the class (log scale)")
@@ -209,7 +211,7 @@ def plot_per_class(runs: Sequence[Run], path: Path) -> Path | None:
         ax.axvline(edge, color="grey", lw=0.8, ls=":")
     ax.grid(alpha=0.3)
     ax.set_title("Per-class accuracy vs class size")
-    if len(usable) > 1 or usable[0].summary.get("method"):
+    if len(usable) > 1 or (usable[0].summary or {}).get("method"):
         _legend(fig, ax, len(usable))
     return _save(fig, path)
 
@@ -228,8 +230,9 @@ def plot_curves(runs: Sequence[Run], path: Path) -> Path | None:
         # with many runs one legend (colour = run) serves both panels; the line style tells train from test
         ax_acc.plot(*_series(run, "train_acc"), color=color, ls="--", label=None if many else f"{run.label}: train")
         ex, ey = _series(run, "top1")
-        ax_acc.plot(ex, ey, color=color, marker="o" if len(ex) < 30 else None, ms=3,
-                    label=None if many else f"{run.label}: test top-1")
+        ax_acc.plot(
+            ex, ey, color=color, marker="o" if len(ex) < 30 else None, ms=3, label=None if many else f"{run.label}: test top-1"
+        )
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("training loss")
     ax_loss.set_title("Training loss")
@@ -285,8 +288,9 @@ def plot_confusion(run: Run, path: Path) -> Path | None:
     if m.shape[0] <= 12:
         for i in range(m.shape[0]):
             for j in range(m.shape[1]):
-                ax.text(j, i, f"{pct[i, j]:.0f}", ha="center", va="center", fontsize=7,
-                        color="white" if pct[i, j] > 50 else "black")
+                ax.text(
+                    j, i, f"{pct[i, j]:.0f}", ha="center", va="center", fontsize=7, color="white" if pct[i, j] > 50 else "black"
+                )
         ax.set_xticks(range(m.shape[0]))
         ax.set_yticks(range(m.shape[0]))
     ax.set_xlabel("predicted class")
@@ -317,14 +321,26 @@ def summary_table(runs: Sequence[Run]) -> str:
         s = run.summary
         if s is None:
             last = run.epochs[-1].get("epoch", len(run.epochs)) if run.epochs else 0
-            cells = [run.name, run.method or "—", "—", f"unfinished (last logged epoch {last})"] + [""] * (len(SUMMARY_COLUMNS) - 1)
+            cells = [run.name, run.method or "—", "—", f"unfinished (last logged epoch {last})"] + [""] * (
+                len(SUMMARY_COLUMNS) - 1
+            )
         else:
-            data = " ".join(f"{s[k]:g}" if isinstance(s[k], float) else str(s[k])
-                            for k in ("dataset", "imbalance", "ratio") if s.get(k) is not None) or "—"
+            data = (
+                " ".join(
+                    f"{s[k]:g}" if isinstance(s[k], float) else str(s[k])
+                    for k in ("dataset", "imbalance", "ratio")
+                    if s.get(k) is not None
+                )
+                or "—"
+            )
             fork = s.get("forked_from")
             forked = f" (forked at {fork['epoch']})" if isinstance(fork, dict) and "epoch" in fork else ""
-            cells = [run.name, str(s.get("method", "—")), data,
-                     *(_cell(s, key, fmt) + (forked if key == "epochs" else "") for key, _, fmt in SUMMARY_COLUMNS)]
+            cells = [
+                run.name,
+                str(s.get("method", "—")),
+                data,
+                *(_cell(s, key, fmt) + (forked if key == "epochs" else "") for key, _, fmt in SUMMARY_COLUMNS),
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -352,16 +368,25 @@ def make_report(run_dirs: Sequence[Path | str], out: Path | str, *, per_run: boo
         run.display = label
     out.mkdir(parents=True, exist_ok=True)
     slugs: dict[str, int] = {}
-    md = ["# remixup report", "", f"{len(runs)} run(s); accuracies in %, last epoch "
-          "(never a model chosen on the test set). λy forced: share of mixed pairs whose label factor Remix set "
-          "to 0 or 1.", "", summary_table(runs)]
+    md = [
+        "# remixup report",
+        "",
+        f"{len(runs)} run(s); accuracies in %, last epoch "
+        "(never a model chosen on the test set). λy forced: share of mixed pairs whose label factor Remix set "
+        "to 0 or 1.",
+        "",
+        summary_table(runs),
+    ]
 
     def rel(p: Path) -> str:
         return p.relative_to(out).as_posix()
 
     if len(runs) > 1:
-        compared = [plot_per_class(runs, out / "compare_per_class.png"), plot_curves(runs, out / "compare_curves.png"),
-                    plot_lam_y_forced(runs, out / "compare_lam_y_forced.png")]
+        compared = [
+            plot_per_class(runs, out / "compare_per_class.png"),
+            plot_curves(runs, out / "compare_curves.png"),
+            plot_lam_y_forced(runs, out / "compare_lam_y_forced.png"),
+        ]
         images = [p for p in compared if p is not None]
         if images:
             md += ["## All runs", ""] + [f"![{p.stem}]({rel(p)})" for p in images] + [""]
@@ -371,15 +396,15 @@ def make_report(run_dirs: Sequence[Path | str], out: Path | str, *, per_run: boo
         if slugs[slug] > 1:  # two folders with the same name under different parents
             slug = f"{slug}-{slugs[slug]}"
         folder = out / slug
-        images = [
+        plots: list[Path | None] = [
             plot_per_class([run], folder / "per_class.png"),
             plot_curves([run], folder / "curves.png"),
             plot_lam_y_forced([run], folder / "lam_y_forced.png"),
             plot_confusion(run, folder / "confusion.png"),
         ]
         md += [f"## {run.label}", "", f"Folder: `{run.path}`" + ("" if run.finished else " — **unfinished**"), ""]
-        md += [f"![{p.stem}]({rel(p)})" for p in images if p is not None]
-        if run.finished and images[2] is None:
+        md += [f"![{p.stem}]({rel(p)})" for p in plots if p is not None]
+        if run.finished and plots[2] is None:
             md.append("(no λy-forced share: not a mixing method)")
         md.append("")
     path = out / "report.md"

@@ -99,6 +99,8 @@ def plan_forks(grid: Sequence[RunSpec]) -> ForkPlan:
     forks: dict[str, tuple[str, int]] = {}
     for spec in grid:
         twin_method = plain_twin(spec.method)
+        if twin_method is None:
+            continue
         twin = by_key.get((twin_method, spec.column, spec.seed, spec.subset_seed, spec.recipe, spec.epochs, spec.overrides))
         if twin is None:
             continue
@@ -164,7 +166,9 @@ def parse_seeds(text: str) -> list[int]:
             else:
                 seeds.append(int(part))
     except ValueError:
-        raise InvalidParameterError(f"seeds must be a comma-separated list of integers or ranges like 0-4; got {text!r}") from None
+        raise InvalidParameterError(
+            f"seeds must be a comma-separated list of integers or ranges like 0-4; got {text!r}"
+        ) from None
     if not seeds:
         raise InvalidParameterError(f"no seeds in {text!r}")
     return seeds
@@ -209,12 +213,10 @@ def build_command(
 ) -> list[str]:
     """The ``remixup train`` command line of one run (a list for :mod:`subprocess`, no shell)."""
     col = spec.column
-    cmd = [python or sys.executable, "-m", "remixup", "train",
-           "--dataset", col.dataset, "--imbalance", col.imbalance]
+    cmd = [python or sys.executable, "-m", "remixup", "train", "--dataset", col.dataset, "--imbalance", col.imbalance]
     if col.imbalance != "none":
         cmd += ["--ratio", str(col.ratio)]
-    cmd += ["--method", spec.method, "--recipe", spec.recipe,
-            "--seed", str(spec.seed), "--subset-seed", str(spec.subset_seed)]
+    cmd += ["--method", spec.method, "--recipe", spec.recipe, "--seed", str(spec.seed), "--subset-seed", str(spec.subset_seed)]
     if spec.epochs is not None:
         cmd += ["--epochs", str(spec.epochs)]
     if data_root is not None:
@@ -280,8 +282,7 @@ def run_grid(
             result.skipped.append(spec.run_id)
         else:
             todo.append(spec)
-    bar = tqdm(total=len(todo), desc="runs", unit="run", disable=not progress, dynamic_ncols=True,
-               file=sys.stderr)
+    bar = tqdm(total=len(todo), desc="runs", unit="run", disable=not progress, dynamic_ncols=True, file=sys.stderr)
     say = echo or (lambda msg: tqdm.write(msg, file=sys.stderr))
     if result.skipped:
         say(f"{len(result.skipped)} of {len(runs)} runs already finished; {len(todo)} to do")
@@ -371,8 +372,7 @@ def collect(experiment: Experiment, runs: Sequence[RunSpec], runs_dir: Path) -> 
         if value is not None:
             values.setdefault(spec.cell, []).append(value)
     return {
-        (row.label, col.label): CellStats(tuple(values.get((row.label, col.label), ())),
-                                          experiment.paper_value(row, col))
+        (row.label, col.label): CellStats(tuple(values.get((row.label, col.label), ())), experiment.paper_value(row, col))
         for row in experiment.rows
         for col in experiment.columns
     }
@@ -396,9 +396,13 @@ def markdown_table(experiment: Experiment, cells: dict[tuple[str, str], CellStat
     first = "method" if experiment.sweep is None else experiment.rows[0].label.split(" = ")[0]
     head = "| " + " | ".join([first, *(c.label for c in experiment.columns)]) + " |"
     rule = "|" + "---|" * (len(experiment.columns) + 1)
-    lines = [f"## {experiment.title}", "",
-             f"Each cell: measured {what}, last epoch, mean ± std (sample std) over the n finished runs, "
-             f"then the {experiment.reference} number (— where a cell has no finished run or no such number).", ""]
+    lines = [
+        f"## {experiment.title}",
+        "",
+        f"Each cell: measured {what}, last epoch, mean ± std (sample std) over the n finished runs, "
+        f"then the {experiment.reference} number (— where a cell has no finished run or no such number).",
+        "",
+    ]
     if experiment.reference_note:
         lines += [experiment.reference_note, ""]
     if note:

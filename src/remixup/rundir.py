@@ -111,7 +111,9 @@ class RunFolder:
         if resume == "auto":
             return has_run
         if has_run:
-            raise UserError(f"{self.path} already holds a run ({CHECKPOINT}); pass --resume to continue it or choose another --out")
+            raise UserError(
+                f"{self.path} already holds a run ({CHECKPOINT}); pass --resume to continue it or choose another --out"
+            )
         return False
 
     def write_config(self, yaml_text: str) -> None:

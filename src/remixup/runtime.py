@@ -37,6 +37,7 @@ def eval_batch_size(device: torch.device) -> int:
 def busy_cores(window: float = 0.25) -> float | None:
     """CPUs that other processes keep busy now: the non-idle share of ``/proc/stat`` over ``window`` seconds, times
     the CPU count, measured while this process sleeps (so it does not count itself). ``None`` off Linux."""
+
     def read() -> tuple[int, int]:
         with open("/proc/stat", encoding="ascii") as fh:
             v = [int(t) for t in fh.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal

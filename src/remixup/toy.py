@@ -40,21 +40,38 @@ class ToyResult:
     y_train: np.ndarray
 
 
-def toy_config(dataset: str, method: str, out: Path, *, ratio: float, epochs: int, seed: int,
-               overrides: Sequence[str] = ()) -> Any:
+def toy_config(
+    dataset: str, method: str, out: Path, *, ratio: float, epochs: int, seed: int, overrides: Sequence[str] = ()
+) -> Any:
     """The :class:`~remixup.config.TrainConfig` of one toy run (the ``paper`` recipe scaled to ``epochs``)."""
     from remixup.config import build_config
 
     values = {
-        "data.dataset": dataset, "data.imbalance": "longtail", "data.ratio": float(ratio),
-        "method.name": method, "model.name": "mlp", "run.out": str(out), "run.seed": seed, "run.device": "cpu",
-        "run.progress": False, "run.tensorboard": False, "run.eval_every": epochs,
+        "data.dataset": dataset,
+        "data.imbalance": "longtail",
+        "data.ratio": float(ratio),
+        "method.name": method,
+        "model.name": "mlp",
+        "run.out": str(out),
+        "run.seed": seed,
+        "run.device": "cpu",
+        "run.progress": False,
+        "run.tensorboard": False,
+        "run.eval_every": epochs,
     }
     return build_config("paper", epochs=epochs, values=values, overrides=list(overrides))
 
 
-def train_toy(dataset: str, method: str, runs_dir: Path, *, ratio: float = 10.0, epochs: int = 30, seed: int = 0,
-              overrides: Sequence[str] = ()) -> ToyResult:
+def train_toy(
+    dataset: str,
+    method: str,
+    runs_dir: Path,
+    *,
+    ratio: float = 10.0,
+    epochs: int = 30,
+    seed: int = 0,
+    overrides: Sequence[str] = (),
+) -> ToyResult:
     """Train (or reuse) one toy run and return its panel data.
 
     Raises:
@@ -73,21 +90,33 @@ def train_toy(dataset: str, method: str, runs_dir: Path, *, ratio: float = 10.0,
     with open(runs_dir / f"{out.name}.log", "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
         summary = train(config, resume="auto")  # a finished run folder is returned as it is
     state = checkpoint.load(out / "checkpoint.pt")
-    model = build_model(state["model_name"], len(state["class_counts"]), in_features=2,
-                        classifier=get_method(method).classifier, classifier_bias=config.model.classifier_bias)
+    model = build_model(
+        state["model_name"],
+        len(state["class_counts"]),
+        in_features=2,
+        classifier=get_method(method).classifier,
+        classifier_bias=config.model.classifier_bias,
+    )
     model.load_state_dict(state["model"])
     model.eval()
     counts = np.asarray(summary["class_counts"])
     per_class = np.asarray(summary["per_class"], dtype=float)
     major, minor = int(np.argmax(counts)), int(np.argmin(counts))
-    train_set = make_imbalanced(load_toy(dataset, train=True), "longtail", ratio=float(ratio),
-                                subset_seed=config.run.subset_seed)
-    return ToyResult(dataset, method, out, model, float(per_class[major]), float(per_class[minor]),
-                     train_set.x.numpy(), train_set.y.numpy())
+    train_set = make_imbalanced(load_toy(dataset, train=True), "longtail", ratio=float(ratio), subset_seed=config.run.subset_seed)
+    return ToyResult(
+        dataset, method, out, model, float(per_class[major]), float(per_class[minor]), train_set.x.numpy(), train_set.y.numpy()
+    )
 
 
-def plot_grid(results: Sequence[ToyResult], path: Path, *, datasets: Sequence[str], methods: Sequence[str],
-              ratio: float, resolution: int = 200) -> Path:
+def plot_grid(
+    results: Sequence[ToyResult],
+    path: Path,
+    *,
+    datasets: Sequence[str],
+    methods: Sequence[str],
+    ratio: float,
+    resolution: int = 200,
+) -> Path:
     """Draw the decision regions of every result in a datasets × methods grid and save it as a PNG."""
     import matplotlib
 
@@ -95,8 +124,9 @@ def plot_grid(results: Sequence[ToyResult], path: Path, *, datasets: Sequence[st
     import matplotlib.pyplot as plt
 
     by_key = {(r.dataset, r.method): r for r in results}
-    fig, axes = plt.subplots(len(datasets), len(methods), figsize=(3.4 * len(methods), 3.2 * len(datasets)),
-                             squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(
+        len(datasets), len(methods), figsize=(3.4 * len(methods), 3.2 * len(datasets)), squeeze=False, constrained_layout=True
+    )
     for i, dataset in enumerate(datasets):
         for j, method in enumerate(methods):
             ax = axes[i][j]
@@ -110,26 +140,41 @@ def plot_grid(results: Sequence[ToyResult], path: Path, *, datasets: Sequence[st
             ax.contour(gx, gy, prob, levels=[0.5], colors="k", linewidths=1.2)
             for c, color, size in ((0, "tab:blue", 4), (1, "tab:red", 10)):
                 pts = r.x_train[r.y_train == c]
-                ax.scatter(pts[:, 0], pts[:, 1], s=size, c=color, alpha=0.6 if c == 0 else 0.9, linewidths=0,
-                           label=f"class {c} (n={len(pts)})")
-            ax.set_title(f"{METHOD_TITLES.get(method, method)}: majority {r.majority_acc:.1f}%, "
-                         f"minority {r.minority_acc:.1f}%", fontsize=9)
+                ax.scatter(
+                    pts[:, 0],
+                    pts[:, 1],
+                    s=size,
+                    c=color,
+                    alpha=0.6 if c == 0 else 0.9,
+                    linewidths=0,
+                    label=f"class {c} (n={len(pts)})",
+                )
+            ax.set_title(
+                f"{METHOD_TITLES.get(method, method)}: majority {r.majority_acc:.1f}%, minority {r.minority_acc:.1f}%", fontsize=9
+            )
             ax.set_xticks([])
             ax.set_yticks([])
             if j == 0:
                 ax.set_ylabel(f"two {dataset}", fontsize=10)
                 ax.legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"Decision boundaries on imbalanced 2-D data (ρ = {ratio:g}); accuracy on the balanced test set",
-                 fontsize=11)
+    fig.suptitle(f"Decision boundaries on imbalanced 2-D data (ρ = {ratio:g}); accuracy on the balanced test set", fontsize=11)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def run_toy(out: Path | str, *, datasets: Sequence[str] = TOY_DATASETS, methods: Sequence[str] = TOY_METHODS,
-            ratio: float = 10.0, epochs: int = 30, seed: int = 0, overrides: Sequence[str] = (),
-            echo: Any = print) -> tuple[Path, list[ToyResult]]:
+def run_toy(
+    out: Path | str,
+    *,
+    datasets: Sequence[str] = TOY_DATASETS,
+    methods: Sequence[str] = TOY_METHODS,
+    ratio: float = 10.0,
+    epochs: int = 30,
+    seed: int = 0,
+    overrides: Sequence[str] = (),
+    echo: Any = print,
+) -> tuple[Path, list[ToyResult]]:
     """Train every (dataset, method) pair and write ``OUT/toy.png``; return its path and the results."""
     out = Path(out)
     results = []

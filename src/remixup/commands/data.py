@@ -1,6 +1,6 @@
 """``remixup data``: a dataset's per-class training counts after an imbalance profile.
 
-    remixup data --dataset cifar10 --imbalance longtail --ratio 100 --data-root DIR [--json] [--plot FILE.png]
+remixup data --dataset cifar10 --imbalance longtail --ratio 100 --data-root DIR [--json] [--plot FILE.png]
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mu", type=float, default=0.5, help="share of minority classes for the step profile, in (0, 1)")
     parser.add_argument("--subset-seed", type=int, default=0, help="seed of the per-class subset choice (default: 0)")
     parser.add_argument(
-        "--data-root", default=os.environ.get("REMIXUP_DATA_ROOT", "data"),
+        "--data-root",
+        default=os.environ.get("REMIXUP_DATA_ROOT", "data"),
         help="folder with the dataset files (for npz: the file); default $REMIXUP_DATA_ROOT or ./data",
     )
     parser.add_argument("--download", action="store_true", help="CIFAR only: download the official archive (MD5-checked)")

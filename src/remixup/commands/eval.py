@@ -1,7 +1,7 @@
 """``remixup eval``: evaluate a checkpoint on a dataset's evaluation split.
 
-    remixup eval runs/smoke/checkpoint.pt [--dataset cifar10] [--data-root DIR] [--device cpu] [--json FILE]
-    remixup eval runs/smoke --logit-adjust 1     # post-hoc logit adjustment: rank classes by z - 1*log(prior)
+remixup eval runs/smoke/checkpoint.pt [--dataset cifar10] [--data-root DIR] [--device cpu] [--json FILE]
+remixup eval runs/smoke --logit-adjust 1     # post-hoc logit adjustment: rank classes by z - 1*log(prior)
 """
 
 from __future__ import annotations
@@ -32,13 +32,21 @@ def run(args: argparse.Namespace) -> int:
 
     check_number(args.batch_size, "--batch-size", low=1, integer=True)
     check_number(args.logit_adjust, "--logit-adjust", low=0.0)
-    metrics = evaluate_checkpoint(args.checkpoint, dataset=args.dataset, root=args.data_root, device=args.device, batch_size=args.batch_size,
-                                  logit_adjust=args.logit_adjust)
+    metrics = evaluate_checkpoint(
+        args.checkpoint,
+        dataset=args.dataset,
+        root=args.data_root,
+        device=args.device,
+        batch_size=args.batch_size,
+        logit_adjust=args.logit_adjust,
+    )
     shown = "  ".join(f"{k} {metrics[k]:.2f}" if metrics[k] is not None else f"{k} -"
                       for k in ("top1", "top5", "balanced_acc", "many", "medium", "few"))  # fmt: skip
     scaled = f" of {metrics['logit_scale']:g} x logits" if metrics["logit_scale"] != 1 else ""
     adjusted = f", logit-adjusted by tau {args.logit_adjust:g}{scaled}" if args.logit_adjust else ""
-    print(f"{metrics['method']} epoch {metrics['epoch']} on {metrics['dataset']} ({metrics['num_samples']} samples{adjusted}): {shown}")
+    print(
+        f"{metrics['method']} epoch {metrics['epoch']} on {metrics['dataset']} ({metrics['num_samples']} samples{adjusted}): {shown}"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
     return 0

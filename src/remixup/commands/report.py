@@ -16,12 +16,17 @@ from remixup.report import make_report
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     """Declare the arguments of ``remixup report``."""
-    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
-                        help="run folders written by `remixup train --out`, or folders holding run folders")
-    parser.add_argument("--out", type=Path, default=Path("report"),
-                        help="folder for report.md and the PNGs (default: ./report)")
-    parser.add_argument("--compare-only", action="store_true",
-                        help="only the table and the plots that overlay all runs, not each run's own plots")
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        type=Path,
+        metavar="RUN_DIR",
+        help="run folders written by `remixup train --out`, or folders holding run folders",
+    )
+    parser.add_argument("--out", type=Path, default=Path("report"), help="folder for report.md and the PNGs (default: ./report)")
+    parser.add_argument(
+        "--compare-only", action="store_true", help="only the table and the plots that overlay all runs, not each run's own plots"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

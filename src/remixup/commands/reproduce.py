@@ -26,33 +26,64 @@ from remixup.rundir import RunFolder, run_status
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     """Declare the arguments of ``remixup reproduce``."""
-    parser.add_argument("table", nargs="+", metavar="TABLE",
-                        help=f"one or more of: {', '.join(EXPERIMENTS)}")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs/reproduce"),
-                        help="folder with one sub-folder per run, and the tables (default: runs/reproduce)")
+    parser.add_argument("table", nargs="+", metavar="TABLE", help=f"one or more of: {', '.join(EXPERIMENTS)}")
+    parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=Path("runs/reproduce"),
+        help="folder with one sub-folder per run, and the tables (default: runs/reproduce)",
+    )
     parser.add_argument("--data-root", type=Path, default=None, help="passed to `remixup train --data-root`")
-    parser.add_argument("--seeds", type=rp.parse_seeds, default=[0, 1, 2, 3, 4],
-                        help="training seeds, e.g. 0-4 or 0,3,7 (default: 0-4, five runs as in the paper)")
-    parser.add_argument("--subset-seeds", type=rp.parse_seeds, default=[0],
-                        help="seeds choosing which samples the imbalance profile keeps (default: 0)")
-    parser.add_argument("--recipe", default=None,
-                        help="training recipe instead of the table's own (paper for tables 1/5, inat200 for inat)")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="passed to `remixup train --epochs` (the recipe's milestones scale with it)")
+    parser.add_argument(
+        "--seeds",
+        type=rp.parse_seeds,
+        default=[0, 1, 2, 3, 4],
+        help="training seeds, e.g. 0-4 or 0,3,7 (default: 0-4, five runs as in the paper)",
+    )
+    parser.add_argument(
+        "--subset-seeds",
+        type=rp.parse_seeds,
+        default=[0],
+        help="seeds choosing which samples the imbalance profile keeps (default: 0)",
+    )
+    parser.add_argument(
+        "--recipe", default=None, help="training recipe instead of the table's own (paper for tables 1/5, inat200 for inat)"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="passed to `remixup train --epochs` (the recipe's milestones scale with it)"
+    )
     parser.add_argument("--device", default=None, help="passed to `remixup train --device` (cpu, cuda)")
-    parser.add_argument("--shard", type=rp.parse_shard, default=(0, 1), metavar="I/N",
-                        help="take only runs k with k mod N == I (0-based), to spread a grid over machines")
-    parser.add_argument("--rows", default=None, metavar="NAMES",
-                        help="run only these rows, comma-separated method names or row labels (the table still "
-                        "shows every finished run)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="a config override passed to every run (repeatable; part of the run id)")
+    parser.add_argument(
+        "--shard",
+        type=rp.parse_shard,
+        default=(0, 1),
+        metavar="I/N",
+        help="take only runs k with k mod N == I (0-based), to spread a grid over machines",
+    )
+    parser.add_argument(
+        "--rows",
+        default=None,
+        metavar="NAMES",
+        help="run only these rows, comma-separated method names or row labels (the table still shows every finished run)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override passed to every run (repeatable; part of the run id)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="list the runs with their status and commands")
-    parser.add_argument("--table-only", action="store_true",
-                        help="run nothing; write the Markdown table (and sweep plot) from the finished runs")
-    parser.add_argument("--fork-deferred", action="store_true",
-                        help="start each DRW/DRS run from its plain twin's checkpoint of the deferral epoch (Remix "
-                        "for Remix-DRW, ERM for DRW) when the twin is in the grid, instead of training it whole")
+    parser.add_argument(
+        "--table-only", action="store_true", help="run nothing; write the Markdown table (and sweep plot) from the finished runs"
+    )
+    parser.add_argument(
+        "--fork-deferred",
+        action="store_true",
+        help="start each DRW/DRS run from its plain twin's checkpoint of the deferral epoch (Remix "
+        "for Remix-DRW, ERM for DRW) when the twin is in the grid, instead of training it whole",
+    )
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -70,9 +101,15 @@ def run(args: argparse.Namespace) -> int:
     runs_dir: Path = args.runs_dir
     failed = 0
     for experiment in experiments:
-        grid = enumerate_runs(experiment, seeds=args.seeds, subset_seeds=args.subset_seeds,
-                              recipe=args.recipe, epochs=args.epochs, overrides=args.overrides)
-        run_command = command
+        grid = enumerate_runs(
+            experiment,
+            seeds=args.seeds,
+            subset_seeds=args.subset_seeds,
+            recipe=args.recipe,
+            epochs=args.epochs,
+            overrides=args.overrides,
+        )
+        run_command: rp.CommandBuilder = command
         if args.fork_deferred:
             plan = rp.plan_forks(grid)
             run_command = rp.forking_command(command, plan, runs_dir)
@@ -85,9 +122,11 @@ def run(args: argparse.Namespace) -> int:
         if args.fork_deferred:
             mine = rp.order_for_forks(mine, plan)
             shard_text += f", {sum(s.run_id in plan.forks for s in mine)} of them forked from a plain twin"
-        print(f"# {experiment.name}: {len(grid)} runs{shard_text} "
-              f"({len(experiment.rows)} rows x {len(experiment.columns)} columns x "
-              f"{len(args.seeds)} seeds x {len(args.subset_seeds)} subset seeds)")
+        print(
+            f"# {experiment.name}: {len(grid)} runs{shard_text} "
+            f"({len(experiment.rows)} rows x {len(experiment.columns)} columns x "
+            f"{len(args.seeds)} seeds x {len(args.subset_seeds)} subset seeds)"
+        )
         if args.dry_run:
             for spec, line in zip(mine, rp.describe(mine, runs_dir, run_command), strict=True):
                 if args.fork_deferred and spec.run_id in plan.forks and "--fork" not in line and " todo " in line:
@@ -101,11 +140,12 @@ def run(args: argparse.Namespace) -> int:
             continue
         rp.check_runs_dir(runs_dir)
         if not args.table_only:
-            result = rp.run_grid(mine, runs_dir, command=run_command, fail_fast=args.fail_fast,
-                                 progress=not args.no_progress)
+            result = rp.run_grid(mine, runs_dir, command=run_command, fail_fast=args.fail_fast, progress=not args.no_progress)
             failed += len(result.failed)
-            print(f"# {experiment.name}: {len(result.finished)} finished, {len(result.skipped)} skipped "
-                  f"(already done), {len(result.failed)} failed")
+            print(
+                f"# {experiment.name}: {len(result.finished)} finished, {len(result.skipped)} skipped "
+                f"(already done), {len(result.failed)} failed"
+            )
             for run_id in result.failed:
                 print(f"#   failed: {run_id} (log: {runs_dir / rp.LOG_DIR / (run_id + '.log')})", file=sys.stderr)
         md, png, text = rp.write_results(experiment, grid, runs_dir)

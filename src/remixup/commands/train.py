@@ -35,7 +35,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="training seed (default 0)")
     parser.add_argument("--subset-seed", type=int, help="seed of the imbalanced subset's choice (default 0)")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--config", metavar="FILE", help="YAML config file (sections data, model, method, optim, schedule, mixing, run)")
+    parser.add_argument(
+        "--config", metavar="FILE", help="YAML config file (sections data, model, method, optim, schedule, mixing, run)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--fork", metavar="CHECKPOINT",
                         help="start from another run's checkpoint (file or run folder) and go on under these settings, "

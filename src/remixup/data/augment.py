@@ -55,7 +55,9 @@ class BatchAugment:
         self.mean = _as_float_vector(mean, "mean", owner)
         self.std = _as_float_vector(std, "std", owner)
         if self.std.numel() != self.mean.numel():
-            raise InvalidParameterError(f"`std` of `{owner}` must have as many channels as `mean` ({self.mean.numel()}); got {self.std.numel()}")
+            raise InvalidParameterError(
+                f"`std` of `{owner}` must have as many channels as `mean` ({self.mean.numel()}); got {self.std.numel()}"
+            )
         if bool((self.std <= 0).any()):
             raise InvalidParameterError(f"`std` of `{owner}` must be positive; got {self.std.tolist()}")
         self.padding = check_number(padding, "padding", owner=owner, low=0, integer=True)
@@ -65,14 +67,18 @@ class BatchAugment:
     def _to_hwc(self, x: torch.Tensor) -> torch.Tensor:
         c = self.mean.numel()
         if x.ndim != 4:
-            raise InvalidParameterError(f"`x` of `BatchAugment` must be a batch (B, H, W, C) or (B, C, H, W); got shape {tuple(x.shape)}")
+            raise InvalidParameterError(
+                f"`x` of `BatchAugment` must be a batch (B, H, W, C) or (B, C, H, W); got shape {tuple(x.shape)}"
+            )
         if x.shape[-1] == c:
             return x
         if x.shape[1] == c:
             return x.permute(0, 2, 3, 1)
         raise InvalidParameterError(f"`x` of `BatchAugment` must have {c} channels (first or last); got shape {tuple(x.shape)}")
 
-    def sample(self, batch_size: int, height: int, width: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample(
+        self, batch_size: int, height: int, width: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Draw the parameters: offsets dy, dx (B,) int64 in [0, 2p] and flip (B,) bool."""
         device = generator.device if generator is not None else torch.device("cpu")
         hi = 2 * self.padding + 1
@@ -102,7 +108,9 @@ class BatchAugment:
                 dx = torch.where(flips, 2 * p - dx, dx)
             # All (2p+1)² windows of every image as a view (no copy): windows[i, dy, dx] is image i's crop.
             st = padded.stride()
-            windows = padded.as_strided((padded.shape[0], 2 * p + 1, 2 * p + 1, h, w, c), (st[0], st[1], st[2], st[1], st[2], st[3]))
+            windows = padded.as_strided(
+                (padded.shape[0], 2 * p + 1, 2 * p + 1, h, w, c), (st[0], st[1], st[2], st[1], st[2], st[3])
+            )
             hwc = windows[sel, dy, dx]  # (B, H, W, C): one gather
         scale = (1.0 / (255.0 * self.std)).to(dev)[:, None, None]
         shift = (self.mean / self.std).to(dev)[:, None, None]

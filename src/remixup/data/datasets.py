@@ -167,8 +167,12 @@ class ImageFileDataset(_Labelled):
     def subset(self, indices: Any) -> ImageFileDataset:
         idx = np.asarray(indices, dtype=np.int64)
         return ImageFileDataset(
-            [self.paths[i] for i in idx], self.y.numpy()[idx], self.classes,
-            transform=self.transform, seed=self.seed, source=self.source,
+            [self.paths[i] for i in idx],
+            self.y.numpy()[idx],
+            self.classes,
+            transform=self.transform,
+            seed=self.seed,
+            source=self.source,
         )
 
     def __repr__(self) -> str:

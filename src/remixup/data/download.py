@@ -104,7 +104,9 @@ def safe_extract(archive: str | Path, target: str | Path) -> None:
             else:  # pragma: no cover
                 tar.extractall(root, members=members)
     except (tarfile.TarError, EOFError, OSError) as exc:
-        raise DataError(f"cannot extract {archive}: {exc}; the archive is truncated or corrupt, delete it and download again") from exc
+        raise DataError(
+            f"cannot extract {archive}: {exc}; the archive is truncated or corrupt, delete it and download again"
+        ) from exc
 
 
 def download_cifar(name: str, root: str | Path, *, url: str | None = None, md5: str | None = None) -> Path:

@@ -75,7 +75,9 @@ class TensorLoader:
         if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
             raise InvalidTypeError(f"`x` and `y` of `{owner}` must be tensors; got {type(x).__name__} and {type(y).__name__}")
         if y.ndim != 1 or x.shape[0] != y.shape[0] or x.device != y.device:
-            raise DataError(f"`x` and `y` of `{owner}` must hold N samples and N labels on one device; got {tuple(x.shape)} on {x.device}, {tuple(y.shape)} on {y.device}")
+            raise DataError(
+                f"`x` and `y` of `{owner}` must hold N samples and N labels on one device; got {tuple(x.shape)} on {x.device}, {tuple(y.shape)} on {y.device}"
+            )
         if x.shape[0] == 0:
             raise DataError(f"`x` of `{owner}` is empty; the dataset has no samples")
         self.x = x
@@ -176,7 +178,9 @@ class FileLoader:
             self.sampler.set_epoch(self.epoch)
             return self.sampler.indices()
         n = len(self.dataset)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=seeding.ORDER)))
+        order = torch.randperm(
+            n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=seeding.ORDER))
+        )
         total = math.ceil(n / self.world_size) * self.world_size
         return torch.cat([order, order[: total - n]])[self.rank :: self.world_size]
 
@@ -184,8 +188,8 @@ class FileLoader:
         order, b = self.indices(), self.batch_size
         batches = [order[i : i + b].tolist() for i in range(0, len(self) * b, b)]
         self.dataset.set_epoch(self.epoch)
-        loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,  # type: ignore[arg-type]
-                            pin_memory=self.device.type == "cuda")  # fmt: skip
+        loader: DataLoader[Any] = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,  # type: ignore[arg-type]
+                                             pin_memory=self.device.type == "cuda")  # fmt: skip
         for xb, yb in loader:
             yield xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
 

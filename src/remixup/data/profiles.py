@@ -69,15 +69,12 @@ def profile_counts(
         counts = [n_max] * n_major + [int(math.floor(n_max / ratio))] * (num_classes - n_major)
     if min(counts) == 0:
         raise DataError(
-            f"`ratio`={ratio:g} leaves class {counts.index(0)} with zero samples (n_max={n_max}); "
-            f"use a ratio of at most {n_max}"
+            f"`ratio`={ratio:g} leaves class {counts.index(0)} with zero samples (n_max={n_max}); use a ratio of at most {n_max}"
         )
     return counts
 
 
-def make_imbalanced(
-    dataset: D, profile: str = "longtail", ratio: float = 100.0, mu: float = 0.5, subset_seed: int = 0
-) -> D:
+def make_imbalanced(dataset: D, profile: str = "longtail", ratio: float = 100.0, mu: float = 0.5, subset_seed: int = 0) -> D:
     """The subset of ``dataset`` that follows an imbalance profile (same dataset type, classes kept).
 
     n_max is the size of the smallest class of ``dataset`` (for a balanced set such as CIFAR, its class size), so

@@ -77,12 +77,14 @@ class TensorData(RunData):
         self.class_counts = train.class_counts.cpu()
         self.classes = list(train.classes)
         x = self.x_train
-        self.input_shape = (int(x.shape[3]), int(x.shape[1]), int(x.shape[2])) if x.ndim == 4 else tuple(int(d) for d in x.shape[1:])
+        self.input_shape = (
+            (int(x.shape[3]), int(x.shape[1]), int(x.shape[2])) if x.ndim == 4 else tuple(int(d) for d in x.shape[1:])
+        )
 
     def train_loader(self, *, batch_size: int, seed: int, rank: int, world_size: int, augment: bool,
                      channels_last: bool, workers: int) -> TensorLoader:  # fmt: skip
         return TensorLoader(self.x_train, self.y_train_device, batch_size=batch_size, shuffle=True, drop_last=True,
-                            augment=self.spec.train_augment(channels_last=channels_last) if augment else None,
+                            augment=self.spec.train_augment(channels_last=channels_last) if augment else None,  # type: ignore[arg-type]
                             seed=seed, rank=rank, world_size=world_size)  # fmt: skip
 
     def eval_batches(self, *, batch_size: int, rank: int, world_size: int, channels_last: bool, workers: int) -> Batches:
@@ -93,7 +95,7 @@ class TensorData(RunData):
             for start in range(0, index.numel(), batch_size):
                 idx = index[start : start + batch_size]
                 xb = self.x_test[idx]
-                yield (transform(xb) if transform is not None else xb.float()), self.y_test[idx]  # type: ignore[call-arg]
+                yield (transform(xb) if transform is not None else xb.float()), self.y_test[idx]  # type: ignore[arg-type]
 
         return batches()
 

@@ -46,7 +46,7 @@ _PICKLE_GLOBALS: dict[tuple[str, str], Any] = {}
 for _mod in ("numpy.core", "numpy._core"):
     _PICKLE_GLOBALS[(f"{_mod}.multiarray", "_reconstruct")] = _multiarray._reconstruct
     _PICKLE_GLOBALS[(f"{_mod}.multiarray", "scalar")] = _multiarray.scalar
-    _PICKLE_GLOBALS[(f"{_mod}.numeric", "_frombuffer")] = _numeric._frombuffer
+    _PICKLE_GLOBALS[(f"{_mod}.numeric", "_frombuffer")] = _numeric._frombuffer  # type: ignore[attr-defined]
 _PICKLE_GLOBALS[("numpy", "ndarray")] = np.ndarray
 _PICKLE_GLOBALS[("numpy", "dtype")] = np.dtype
 # Protocol-2 pickles written by Python 3 rebuild bytes with codecs.encode(str, "latin1"): a pure function.
@@ -75,14 +75,18 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
 
 def _load_pickle(path: Path) -> dict[bytes, Any]:
     if not path.is_file():
-        raise _missing(path, "CIFAR batch file", "the folder is incomplete: extract the official archive again or pass download=True")
+        raise _missing(
+            path, "CIFAR batch file", "the folder is incomplete: extract the official archive again or pass download=True"
+        )
     try:
         with open(path, "rb") as f:
             obj = _ArrayOnlyUnpickler(f, encoding="bytes").load()
     except _RefusedGlobal as exc:
         raise DataError(f"refusing to load {path}: {exc}; it is not an official CIFAR batch (pickles can run code)") from exc
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError) as exc:
-        raise DataError(f"cannot read CIFAR batch {path}: {exc}; the file is truncated or corrupt, extract the official archive again") from exc
+        raise DataError(
+            f"cannot read CIFAR batch {path}: {exc}; the file is truncated or corrupt, extract the official archive again"
+        ) from exc
     if not isinstance(obj, dict):
         raise DataError(f"CIFAR batch {path} holds a {type(obj).__name__}, not a dict; it is not an official CIFAR batch")
     return obj
@@ -148,7 +152,9 @@ def load_npz(path: str | Path, *, train: bool, num_classes: int | None = None) -
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise DataError(f"cannot read {path}: {exc}; the file is truncated or corrupt, re-create or re-download it") from exc
     if y.ndim != 1 or y.dtype.kind not in "iu" or x.shape[0] != y.shape[0]:
-        raise DataError(f"{path}: y_{split} must be integer labels (N,) matching x_{split} ({x.shape[0]} rows); got {y.dtype} {y.shape}")
+        raise DataError(
+            f"{path}: y_{split} must be integer labels (N,) matching x_{split} ({x.shape[0]} rows); got {y.dtype} {y.shape}"
+        )
     if x.ndim == 4:
         if x.dtype != np.uint8:
             raise DataError(f"{path}: image array x_{split} must be uint8; got {x.dtype}")
@@ -274,12 +280,16 @@ def load_inat2018(root: str | Path, *, train: bool) -> ImageFileDataset:
     except json.JSONDecodeError as exc:
         raise DataError(f"cannot parse {path}: {exc}; the file is truncated or corrupt, download it again") from exc
     except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{path} is not an iNaturalist annotation file (missing or bad field {exc}); expected images, annotations, categories") from exc
+        raise DataError(
+            f"{path} is not an iNaturalist annotation file (missing or bad field {exc}); expected images, annotations, categories"
+        ) from exc
     label_of = {cid: i for i, cid in enumerate(cat_ids)}
     paths, labels = [], []
     for image_id, cat in pairs:
         if cat not in label_of:
-            raise DataError(f"labels out of range in {path}: annotation of image {image_id} has category_id {cat}, which is not in categories")
+            raise DataError(
+                f"labels out of range in {path}: annotation of image {image_id} has category_id {cat}, which is not in categories"
+            )
         if image_id not in images:
             raise DataError(f"{path}: annotation refers to image id {image_id}, which is not listed in images")
         paths.append(root / images[image_id])

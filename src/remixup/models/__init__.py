@@ -81,7 +81,9 @@ def build_model(name: str, num_classes: int, **kw: Any) -> nn.Module:
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "num_classes")]
     unknown = sorted(set(kw) - set(accepted))
     if unknown:
-        raise InvalidParameterError(f"unknown parameter `{unknown[0]}` for model {name!r}; valid parameters: {', '.join(accepted)}")
+        raise InvalidParameterError(
+            f"unknown parameter `{unknown[0]}` for model {name!r}; valid parameters: {', '.join(accepted)}"
+        )
     return cls(int(num_classes), **kw)
 
 

@@ -19,9 +19,7 @@ __all__ = ["BasicBlock", "Bottleneck", "ResNet18", "ResNet50"]
 def _projection(in_channels: int, out_channels: int, stride: int) -> nn.Module:
     if stride == 1 and in_channels == out_channels:
         return nn.Identity()
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
-    )
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels))
 
 
 class BasicBlock(nn.Module):
@@ -130,7 +128,12 @@ class ResNet18(_ResNet):
     """
 
     def __init__(
-        self, num_classes: int, *, in_channels: int = 3, classifier: str = "linear", zero_init_residual: bool = False,
+        self,
+        num_classes: int,
+        *,
+        in_channels: int = 3,
+        classifier: str = "linear",
+        zero_init_residual: bool = False,
         classifier_bias: bool = True,
     ) -> None:
         stem = nn.Sequential(
@@ -156,7 +159,12 @@ class ResNet50(_ResNet):
     """
 
     def __init__(
-        self, num_classes: int, *, in_channels: int = 3, classifier: str = "linear", zero_init_residual: bool = False,
+        self,
+        num_classes: int,
+        *,
+        in_channels: int = 3,
+        classifier: str = "linear",
+        zero_init_residual: bool = False,
         classifier_bias: bool = True,
     ) -> None:
         stem = nn.Sequential(

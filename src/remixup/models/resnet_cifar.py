@@ -45,9 +45,7 @@ class CifarBasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.shortcut: nn.Module = (
-            nn.Identity()
-            if stride == 1 and in_channels == out_channels
-            else PadShortcut(in_channels, out_channels, stride)
+            nn.Identity() if stride == 1 and in_channels == out_channels else PadShortcut(in_channels, out_channels, stride)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -73,8 +71,9 @@ class ResNet32(nn.Module):
     or 2).
     """
 
-    def __init__(self, num_classes: int, *, in_channels: int = 3, classifier: str = "linear", blocks: int = 5,
-                 classifier_bias: bool = True) -> None:
+    def __init__(
+        self, num_classes: int, *, in_channels: int = 3, classifier: str = "linear", blocks: int = 5, classifier_bias: bool = True
+    ) -> None:
         super().__init__()
         check_num_classes(num_classes, "ResNet32")
         self.stem = nn.Sequential(
