@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from remixup.cli import COMMANDS, build_parser
 
 
@@ -12,6 +14,7 @@ def test_every_command_is_available():
         assert name in help_text
 
 
+@pytest.mark.slow
 def test_closed_pipe_is_silent():
     # `remixup methods | head -1`: the reader leaves early; no "Broken pipe" error line, exit 0
     script = "import sys; from remixup.cli import main; sys.exit(main(['reproduce', 'table1', '--dry-run']))"

@@ -21,6 +21,7 @@ def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     return err
 
 
+@pytest.mark.slow
 def test_train_then_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     assert main(["train", "--method", "Remix-DRW", "--out", str(out), "--seed", "1", "--subset-seed", "2", *TINY, "mixing.kappa=2"]) == 0
@@ -106,6 +107,7 @@ def test_out_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     assert "train needs --out DIR" in _error(capsys, ["train", "--dataset", "digits"])
 
 
+@pytest.mark.slow
 def test_eval_logit_adjust_acts_on_ldam_scaled_logits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """LDAM trains its softmax on s·z (s = 30): `--logit-adjust τ` must rank by s·z − τ·log π, i.e. z − (τ/s)·log π."""
     from remixup.checkpoint import load

@@ -29,6 +29,7 @@ def test_json_counts(cifar_root: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert out["total"] == sum(out["counts"]) and out["num_classes"] == 10 and out["subset_seed"] == 0
 
 
+@pytest.mark.slow
 def test_table_and_plot(cifar_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     plot = tmp_path / "counts.png"
     rc = main(["data", "--dataset", "cifar10", "--imbalance", "step", "--ratio", "5", "--mu", "0.3",

@@ -16,6 +16,9 @@ ARGS = ["train", "--dataset", "moons", "--ratio", "10", "--method", "erm", "--re
         "--no-progress", "optim.batch_size=64", "run.threads=1", "run.eval_every=1"]  # fmt: skip
 
 
+pytestmark = pytest.mark.slow  # every test here trains or spawns processes
+
+
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
 def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
     one = subprocess.run([sys.executable, "-m", "remixup", *ARGS, "--out", str(tmp_path / "one")],

@@ -7,6 +7,8 @@ import pytest
 from remixup.cli import main
 from remixup.demo import DemoSettings, format_table, mean_std, run_demo
 
+pytestmark = pytest.mark.slow  # every test here trains or spawns processes
+
 
 def test_mean_std():
     assert mean_std([1.0, 3.0]) == (2.0, pytest.approx(2**0.5))

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from remixup.mixing import NoMixing
 import torch.nn.functional as F
 
 import remixup.engine as engine
@@ -19,7 +17,7 @@ from remixup.engine import Dist, evaluate_checkpoint, lr_at, train, train_one_ep
 from remixup.errors import UserError
 from remixup.losses import build_loss
 from remixup.methods import METHODS
-from remixup.mixing import MixTransform, MixupLabels, MixupMixer, soft_targets
+from remixup.mixing import MixTransform, MixupLabels, MixupMixer, NoMixing, soft_targets
 
 SUMMARY_KEYS = {"top1", "top5", "balanced_acc", "many", "medium", "few", "per_class", "class_counts", "confusion",
                 "lam_y_forced", "images_per_s", "epochs", "method", "dataset", "imbalance", "ratio", "seed",
@@ -35,6 +33,7 @@ def tiny(out: Path, method: str = "remix-drw", epochs: int = 2, *extra: str) -> 
         "run.eval_every=1", "run.progress=false", "run.threads=1", *extra])  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", list(METHODS))
 def test_every_method_trains_one_epoch(tmp_path: Path, method: str) -> None:
     # deferral at epoch 0 so the deferred methods run their re-weighted / re-sampled phase too
@@ -45,6 +44,7 @@ def test_every_method_trains_one_epoch(tmp_path: Path, method: str) -> None:
     assert json.loads((tmp_path / "run" / "summary.json").read_text()) == summary
 
 
+@pytest.mark.slow
 def test_run_folder_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     summary = train(tiny(out, "remix-drw", 2))
@@ -68,6 +68,7 @@ def test_lr_schedule() -> None:
         0.02, 0.04, 0.1, 0.1, 0.1, 0.001, 0.001, 0.00001, 0.00001]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_deferred_switch_at_epoch_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[bool, bool]] = []
     real = engine.train_one_epoch
@@ -116,6 +117,7 @@ def test_drw_loss_is_the_weighted_mean_not_the_plain_mean() -> None:
     assert soft == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_other_seed_differs(tmp_path: Path) -> None:
     def weights(out: Path, *extra: str) -> dict[str, torch.Tensor]:
         train(tiny(out, "remix-cm", 1, *extra))
@@ -135,6 +137,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path
     assert not (out / "summary.json").exists()
 
 
+@pytest.mark.slow
 def test_existing_run_needs_resume_and_finished_run_resumes_to_its_summary(tmp_path: Path) -> None:
     out = tmp_path / "run"
     cfg = tiny(out, "erm", 1)
@@ -153,6 +156,7 @@ def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
         train(tiny(out, "erm", 1, "run.seed=3"), resume=True)
 
 
+@pytest.mark.slow
 def test_evaluate_checkpoint_matches_the_summary(tmp_path: Path) -> None:
     out = tmp_path / "run"
     summary = train(tiny(out, "ldam-drw", 1))
@@ -170,6 +174,7 @@ def test_toy_vectors_with_mlp(tmp_path: Path) -> None:
     assert summary["model"] == "mlp" and len(summary["per_class"]) == 2 and summary["lam_y_forced"] is not None
 
 
+@pytest.mark.slow
 def test_image_folder_through_dataloader_workers(tmp_path: Path) -> None:
     from PIL import Image
 

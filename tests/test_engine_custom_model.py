@@ -8,6 +8,8 @@ from remixup.cli import main
 from remixup.config import build_config
 from remixup.engine import train
 
+pytestmark = pytest.mark.slow  # every test here trains or spawns processes
+
 
 def _config(tmp_path, method):
     return build_config("paper", epochs=2, values={"data.dataset": "moons", "data.ratio": 10.0, "method.name": method,

@@ -15,6 +15,8 @@ from remixup.config import TrainConfig, build_config
 from remixup.engine import train
 from remixup.errors import UserError
 
+pytestmark = pytest.mark.slow  # every test here trains or spawns processes
+
 
 def tiny(out: Path, method: str, *extra: str) -> TrainConfig:
     """Long-tailed digits, the LDAM recipe scaled to 4 epochs with the deferral at epoch 2, one thread."""

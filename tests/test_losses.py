@@ -53,6 +53,7 @@ def _mixed(y: torch.Tensor, c: int, seed: int = 1) -> tuple[torch.Tensor, torch.
     reduction=st.sampled_from(["mean", "sum", "none"]),
     seed=st.integers(0, 2**16),
 )
+@pytest.mark.slow
 def test_hard_targets_equal_torch_cross_entropy(b: int, c: int, weighted: bool, reduction: str, seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(b, c, generator=g, dtype=torch.float64) * 3
@@ -161,6 +162,7 @@ def _ldam_naive(z: torch.Tensor, t: torch.Tensor, margins: torch.Tensor, s: floa
     return out
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None)
 @given(b=st.integers(1, 8), c=st.integers(1, 8), scale=st.sampled_from([0.1, 1.0, 5.0]), seed=st.integers(0, 2**16))
 def test_ldam_exact_equals_naive_loop(b: int, c: int, scale: float, seed: int) -> None:

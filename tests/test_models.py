@@ -205,6 +205,7 @@ def test_in_channels_and_zero_init_residual() -> None:
     assert build_model("resnet32", 4, in_channels=1, blocks=3)(torch.randn(2, 1, 32, 32)).shape == (2, 4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(MODELS))
 def test_classifier_without_bias(name: str) -> None:
     shape, _ = CASES[name]

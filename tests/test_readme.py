@@ -3,7 +3,12 @@
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+pytestmark = pytest.mark.slow  # every test here trains or spawns processes
 
 
 def test_readme_examples_run(capsys):

@@ -46,6 +46,7 @@ def assert_png(path: Path) -> None:
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000, path
 
 
+@pytest.mark.slow
 def test_single_run_report(tmp_path):
     run = write_run(tmp_path / "remix-run")
     report = make_report([run], tmp_path / "out")
@@ -59,6 +60,7 @@ def test_single_run_report(tmp_path):
     assert not list((tmp_path / "out").glob("compare_*"))  # one run: no comparison plots
 
 
+@pytest.mark.slow
 def test_many_runs_get_distinct_colours_and_a_legend_beside_the_plot(tmp_path):
     from remixup.report import _color, plot_curves
 
@@ -74,6 +76,7 @@ def test_many_runs_get_distinct_colours_and_a_legend_beside_the_plot(tmp_path):
         assert_png(tmp_path / "rep" / name)
 
 
+@pytest.mark.slow
 def test_several_runs_from_a_grid_folder(tmp_path, capsys):
     grid = tmp_path / "grid"
     write_run(grid / "a_remix", method="remix")
@@ -128,6 +131,7 @@ def test_bad_inputs(tmp_path, capsys):
     assert err.startswith("remixup: error:") and "summary.json is not valid JSON" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_legend_labels_are_short_and_unfinished_runs_know_their_method(tmp_path, capsys):
     from remixup.report import short_labels
 

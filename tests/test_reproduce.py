@@ -10,7 +10,6 @@ import pytest
 
 from remixup import reproduce as rp
 from remixup.cli import main
-from remixup.rundir import RunFolder
 from remixup.experiments import (
     EXPERIMENTS,
     KAPPA_KEY,
@@ -19,6 +18,7 @@ from remixup.experiments import (
     enumerate_runs,
     get_experiment,
 )
+from remixup.rundir import RunFolder
 
 
 def fake_finished(run_dir: Path, top1: float) -> None:
@@ -176,6 +176,7 @@ def test_cli_user_errors(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------- skip and resume
+@pytest.mark.slow
 def test_run_grid_skips_resumes_and_runs(tmp_path):
     runs = enumerate_runs(TABLE5, seeds=[0], subset_seeds=[0])[:4]
     done, half, stale, fresh = runs
@@ -281,6 +282,7 @@ def test_sweep_table_and_plot(tmp_path, name, default_row):
 
 
 # ------------------------------------------------------------------------------------------ with the real engine
+@pytest.mark.slow
 def test_real_engine_run_skip_and_resume(tmp_path):
     """A 1-epoch run through `python -m remixup train`; then skipped; then resumed (in-process) when unfinished."""
     pytest.importorskip("remixup.engine")
@@ -410,6 +412,7 @@ def test_forking_command_forks_only_once_the_checkpoint_is_kept(tmp_path):
         a.startswith("run.keep_every") for a in command(spec["ldam-drw"], tmp_path / "x", False))
 
 
+@pytest.mark.slow
 def test_fork_deferred_grid_with_the_real_engine(tmp_path):
     """blobs: Remix for 4 epochs keeps epoch 2; Remix-DRW (deferral at 2) then starts from it and ends as a run
     from scratch would, on one thread."""

@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from remixup import checkpoint
+
+pytestmark = pytest.mark.slow  # every test here trains or spawns processes
 
 # Runs in a child process: the same training as `remixup train`, except that the process SIGKILLs itself just
 # before optimizer step KILL_AT (in the middle of an epoch), like a machine that loses power.

@@ -11,8 +11,6 @@ import json
 
 import pytest
 import torch
-
-from remixup.mixing import NoMixing
 from torch import nn
 
 from remixup import engine, runtime
@@ -20,7 +18,7 @@ from remixup.config import TrainConfig, build_config
 from remixup.data import BatchAugment, TensorLoader
 from remixup.errors import UserError
 from remixup.losses import build_loss
-from remixup.mixing import MixTransform, MixupMixer, RemixLabels
+from remixup.mixing import MixTransform, MixupMixer, NoMixing, RemixLabels
 
 
 def _digits_config(tmp_path, **run):  # noqa: ANN001, ANN202
@@ -91,6 +89,7 @@ def test_cpu_counters_read_proc():
     assert counters is None or (len(counters) == 3 and counters[0] >= counters[1] >= 0 and counters[2] >= 0)
 
 
+@pytest.mark.slow
 def test_train_restores_the_callers_thread_count(tmp_path):
     before = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -105,6 +104,7 @@ def test_train_restores_the_callers_thread_count(tmp_path):
 # -- bf16 autocast + channels-last through the whole engine ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_train_with_bf16_and_channels_last_on_cpu(tmp_path):
     config = _digits_config(tmp_path, amp="bf16", channels_last="on", eval_batch_size=37)
     summary = engine.train(config)
@@ -194,6 +194,7 @@ def test_compile_refuses_manifold_mixing(tmp_path):
         engine.train(config)
 
 
+@pytest.mark.slow
 def test_train_with_compile_on(tmp_path, monkeypatch):
     """run.compile=on wraps the training model in torch.compile. The wrapper is stubbed: compiling a CNN on a
     2-core machine takes minutes (measured in docs/performance.md), and what is tested here is the engine's wiring:
@@ -211,6 +212,7 @@ def test_train_with_compile_on(tmp_path, monkeypatch):
     assert not any(k.startswith("_orig_mod.") for k in state["model"])
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside torch's compile stack, not ours
 def test_torch_compile_trains_a_tiny_model():
     """The real torch.compile on the engine's step with a tiny model (skipped where inductor cannot build)."""
@@ -226,6 +228,7 @@ def test_torch_compile_trains_a_tiny_model():
     assert stats["images"] == 32
 
 
+@pytest.mark.slow
 def test_malloc_tuning_switch(tmp_path):
     from remixup.config import build_config
     from remixup.engine import train, tune_malloc

@@ -11,6 +11,8 @@ import torch
 from remixup.cli import main
 from remixup.toy import ToyResult, plot_grid, train_toy
 
+pytestmark = pytest.mark.slow  # every test here trains or spawns processes
+
 
 def test_plot_grid_from_fake_models(tmp_path):
     rng = np.random.default_rng(0)
