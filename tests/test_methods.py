@@ -66,3 +66,36 @@ def test_cli_lists_one_line_per_method(capsys: pytest.CaptureFixture[str]) -> No
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(METHODS)
     assert "remix-drw: mixer=mixup, labels=remix, loss=ce, weighting=drw, sampling=none" in lines
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_each_method_builds_the_mixing_its_fields_name(name: str) -> None:
+    """The method's ``mixer`` and ``labels`` map to the mixing classes the training step calls."""
+    import torch
+
+    from remixup.config import MixingConfig
+    from remixup.manifold import ManifoldMixup
+    from remixup.methods import build_mixing
+    from remixup.mixing import CutMixMixer, MixTransform, MixupLabels, MixupMixer, NoMixing, RemixLabels
+    from remixup.models import build_model
+
+    method = get_method(name)
+    config = MixingConfig(alpha=0.7, kappa=2.5, tau=0.4, per_sample=True)
+    gen = torch.Generator()
+    mixing = build_mixing(method, config, build_model("mlp", 3), torch.tensor([50, 10, 2]), gen)
+    if method.mixer is None:
+        assert type(mixing) is NoMixing
+        return
+    if method.mixer == "manifold":
+        assert type(mixing) is ManifoldMixup and mixing.points[0] == "input" and len(mixing.points) > 1
+        mixer = mixing.mixer
+    else:
+        assert type(mixing) is MixTransform
+        mixer = mixing.mixer
+        assert type(mixer) is {"mixup": MixupMixer, "cutmix": CutMixMixer}[method.mixer]
+    assert (mixer.alpha, mixer.per_sample, mixer.generator) == (0.7, True, gen)
+    labels = mixing.labels
+    if method.labels == "remix":
+        assert type(labels) is RemixLabels and (labels.kappa, labels.tau, list(labels.class_counts)) == (2.5, 0.4, [50, 10, 2])
+    else:
+        assert type(labels) is MixupLabels
