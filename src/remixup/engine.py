@@ -45,6 +45,7 @@ from remixup.mixing import Mixing, forced_count
 from remixup.progress import epoch_bar, log_line, tensorboard
 from remixup.rundir import LOG_COLUMNS, RunFolder, checkpoint_file
 from remixup.runtime import Dist, Precision, ThreadChooser, eval_batch_size, setup_processes, tune_malloc
+from remixup.summary import run_summary
 
 __all__ = ["Training", "evaluate", "evaluate_batches", "evaluate_checkpoint", "lr_at", "train", "train_one_epoch"]
 _ = (evaluate, evaluate_batches, evaluate_checkpoint, checkpoint_file)  # re-exported: the engine's public face
@@ -379,37 +380,7 @@ class Training:
             checkpoint.save(ckpt, self.folder.kept_checkpoint(epoch))
 
     def summary(self) -> dict[str, Any]:
-        """The run's result: the LAST epoch's evaluation, plus training statistics over all epochs.
-
-        ``images_per_s`` and ``wall_time_s`` cover the epochs this run trained itself: a forked run's taken-over
-        epochs are not its cost, so their time goes to ``forked_from["wall_time_s"]`` instead.
-        """
+        """The run's result (:func:`remixup.summary.run_summary`): the last epoch's evaluation and training statistics."""
         assert self.last_eval is not None  # the last epoch is always evaluated
-        config, history, forked_from = self.config, self.history, self.forked_from
-        own_from = forked_from["epoch"] if forked_from is not None else 0
-        own = history[own_from:]
-        forced = [row["lam_y_forced"] for row in history if row.get("lam_y_forced") is not None]
-        metrics = ("top1", "top5", "balanced_acc", "many", "medium", "few", "per_class", "confusion")
-        return {
-            **{k: self.last_eval[k] for k in metrics},
-            "class_counts": self.data.class_counts.tolist(),
-            "lam_y_forced": sum(forced) / len(forced) if self.method.mixes and forced else None,
-            "images_per_s": sum(row["images_per_s"] for row in own) / len(own),  # mean training throughput
-            "train_loss": history[-1]["train_loss"],
-            "train_acc": history[-1]["train_acc"],
-            "epochs": config.run.epochs,
-            "method": self.method.name,
-            "model": self.model_name,
-            "recipe": config.recipe,
-            "dataset": config.data.dataset,
-            "imbalance": config.data.imbalance,
-            "ratio": config.data.ratio,
-            "seed": config.run.seed,
-            "subset_seed": config.run.subset_seed,
-            "wall_time_s": sum(row["time_s"] for row in own),
-            **(
-                {"forked_from": {**forked_from, "wall_time_s": sum(row["time_s"] for row in history[:own_from])}}
-                if forked_from is not None
-                else {}
-            ),  # fmt: skip
-        }
+        return run_summary(self.config, self.method, self.model_name, self.data.class_counts.tolist(), self.history,
+                           self.last_eval, self.forked_from)  # fmt: skip

@@ -1,0 +1,45 @@
+"""A run's result as ``summary.json`` holds it: the last epoch's evaluation plus training statistics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from remixup.config import TrainConfig
+from remixup.methods import Method
+
+__all__ = ["EVAL_METRICS", "run_summary"]
+
+EVAL_METRICS = ("top1", "top5", "balanced_acc", "many", "medium", "few", "per_class", "confusion")
+
+
+def run_summary(config: TrainConfig, method: Method, model_name: str, class_counts: list[int], history: list[dict[str, Any]],
+                last_eval: dict[str, Any], forked_from: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The LAST epoch's evaluation (never a model chosen on the test set), plus training statistics over all epochs.
+
+    ``images_per_s`` and ``wall_time_s`` cover the epochs this run trained itself: a forked run's taken-over epochs
+    are not its cost, so their time goes to ``forked_from["wall_time_s"]`` instead.
+    """
+    own_from = forked_from["epoch"] if forked_from is not None else 0
+    own = history[own_from:]
+    forced = [row["lam_y_forced"] for row in history if row.get("lam_y_forced") is not None]
+    summary = {
+        **{k: last_eval[k] for k in EVAL_METRICS},
+        "class_counts": class_counts,
+        "lam_y_forced": sum(forced) / len(forced) if method.mixes and forced else None,
+        "images_per_s": sum(row["images_per_s"] for row in own) / len(own),  # mean training throughput
+        "train_loss": history[-1]["train_loss"],
+        "train_acc": history[-1]["train_acc"],
+        "epochs": config.run.epochs,
+        "method": method.name,
+        "model": model_name,
+        "recipe": config.recipe,
+        "dataset": config.data.dataset,
+        "imbalance": config.data.imbalance,
+        "ratio": config.data.ratio,
+        "seed": config.run.seed,
+        "subset_seed": config.run.subset_seed,
+        "wall_time_s": sum(row["time_s"] for row in own),
+    }
+    if forked_from is not None:
+        summary["forked_from"] = {**forked_from, "wall_time_s": sum(row["time_s"] for row in history[:own_from])}
+    return summary
