@@ -205,3 +205,19 @@ def test_balancing_at_is_declarative() -> None:
     assert [balancing_at(get_method("mixup-drs"), e, 1) for e in (0, 1)] == [(False, False), (False, True)]
     assert balancing_at(get_method("rw-focal"), 0, 5) == (True, False) and balancing_at(get_method("rs"), 0, 5) == (False, True)
     assert balancing_at(get_method("remix"), 9, 0) == (False, False)
+
+
+@pytest.mark.slow
+def test_summary_records_the_sha256_of_the_training_data(tmp_path: Path) -> None:
+    """``data_sha256`` is the SHA-256 of the full training array as loaded (before the imbalanced subset)."""
+    import hashlib
+
+    import numpy as np
+
+    from remixup.data import load_dataset
+
+    summary = train(tiny(tmp_path / "a", "erm", 1))
+    x = load_dataset("digits", train=True).x.numpy()
+    assert summary["data_sha256"] == hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
+    other = load_dataset("moons", train=True).x.numpy()
+    assert summary["data_sha256"] != hashlib.sha256(np.ascontiguousarray(other).tobytes()).hexdigest()

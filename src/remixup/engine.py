@@ -383,4 +383,4 @@ class Training:
         """The run's result (:func:`remixup.summary.run_summary`): the last epoch's evaluation and training statistics."""
         assert self.last_eval is not None  # the last epoch is always evaluated
         return run_summary(self.config, self.method, self.model_name, self.data.class_counts.tolist(), self.history,
-                           self.last_eval, self.forked_from)  # fmt: skip
+                           self.last_eval, self.forked_from, data_sha256=self.data.data_sha256)  # fmt: skip

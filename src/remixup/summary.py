@@ -13,11 +13,13 @@ EVAL_METRICS = ("top1", "top5", "balanced_acc", "many", "medium", "few", "per_cl
 
 
 def run_summary(config: TrainConfig, method: Method, model_name: str, class_counts: list[int], history: list[dict[str, Any]],
-                last_eval: dict[str, Any], forked_from: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+                last_eval: dict[str, Any], forked_from: dict[str, Any] | None = None, *,
+                data_sha256: str | None = None) -> dict[str, Any]:  # fmt: skip
     """The LAST epoch's evaluation (never a model chosen on the test set), plus training statistics over all epochs.
 
     ``images_per_s`` and ``wall_time_s`` cover the epochs this run trained itself: a forked run's taken-over epochs
-    are not its cost, so their time goes to ``forked_from["wall_time_s"]`` instead.
+    are not its cost, so their time goes to ``forked_from["wall_time_s"]`` instead. ``data_sha256`` records which
+    training data made the run (:func:`remixup.data.run.training_data_sha256`).
     """
     own_from = forked_from["epoch"] if forked_from is not None else 0
     own = history[own_from:]
@@ -39,6 +41,7 @@ def run_summary(config: TrainConfig, method: Method, model_name: str, class_coun
         "seed": config.run.seed,
         "subset_seed": config.run.subset_seed,
         "wall_time_s": sum(row["time_s"] for row in own),
+        "data_sha256": data_sha256,
     }
     if forked_from is not None:
         summary["forked_from"] = {**forked_from, "wall_time_s": sum(row["time_s"] for row in history[:own_from])}

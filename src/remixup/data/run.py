@@ -12,10 +12,12 @@ evaluation batches (:meth:`RunData.eval_batches`) and the class counts.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -39,6 +41,8 @@ class RunData(ABC):
         classes: the C class names.
         y_train: (N,) int64 training labels on the CPU (for class-balanced re-sampling).
         input_shape: one sample as the model sees it: (C, H, W) for images, (D,) for vectors.
+        data_sha256: which data made the run: the SHA-256 of the full training split as loaded, before any subset
+            (:func:`training_data_sha256`); ``None`` when only the evaluation split was loaded.
     """
 
     spec: DatasetSpec
@@ -46,6 +50,7 @@ class RunData(ABC):
     classes: list[str]
     y_train: torch.Tensor
     input_shape: tuple[int, ...]
+    data_sha256: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -149,11 +154,29 @@ def load_run_data(dataset: str, root: str | None, *, device: torch.device, imbal
     train_set: Any = load_dataset(dataset, root, train=True, download=download) if train else None
     test_set: Any = load_dataset(dataset, root, train=False, download=download)
     if train_set is None:
-        train_set = test_set
+        train_set, sha = test_set, None
     else:
+        sha = training_data_sha256(train_set)
         train_set = make_imbalanced(train_set, imbalance, ratio=ratio, mu=mu, subset_seed=subset_seed)
     if test_set.num_classes != train_set.num_classes:
         raise UserError(f"{dataset}: the test split has {test_set.num_classes} classes but training has {train_set.num_classes}")
+    data: RunData
     if isinstance(train_set, ImageFileDataset):
-        return FileData(spec, train_set, test_set, device, augment=augment, seed=seed)
-    return TensorData(spec, train_set, test_set, device)
+        data = FileData(spec, train_set, test_set, device, augment=augment, seed=seed)
+    else:
+        data = TensorData(spec, train_set, test_set, device)
+    data.data_sha256 = sha
+    return data
+
+
+def training_data_sha256(dataset: ArrayDataset | ImageFileDataset) -> str:
+    """SHA-256 of a training split as loaded: the raw bytes of its sample array ``x`` (C-contiguous, in the order
+    and dtype it was loaded: uint8 (N, H, W, C) for images) for in-memory data, or of its file paths and labels
+    (one ``path\tlabel`` line each) for image files. The labels of in-memory data are not part of it."""
+    digest = hashlib.sha256()
+    if isinstance(dataset, ImageFileDataset):
+        for path, label in zip(dataset.paths, dataset.labels.tolist(), strict=True):
+            digest.update(f"{path}\t{label}\n".encode())
+    else:
+        digest.update(np.ascontiguousarray(dataset.x.numpy()).data)
+    return digest.hexdigest()
