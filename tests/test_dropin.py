@@ -336,7 +336,7 @@ def test_main_process_draws_are_unchanged_by_the_worker_rule() -> None:
         (lambda: RemixMixup(kappa=2.0, num_classes=C), ValueError, r"`kappa` and `tau` of `RemixMixup` need `class_counts`"),
         (lambda: RemixMixup(class_counts=[5, 0]), ValueError, r"`class_counts` of `RemixMixup` must be positive"),
         (lambda: RemixMixup(class_counts=COUNTS, tau=2.0), ValueError, r"`tau` of `RemixLabels` must be in \[0, 1\]"),
-        (lambda: RemixMixup(num_classes=C, generator=0), TypeError, r"`generator` of `RemixMixup` must be a torch.Generator"),
+        (lambda: RemixMixup(num_classes=C, generator=0), TypeError, r"`generator` of `RemixMixup` must be a CPU torch.Generator or None; got 0"),
     ],
 )
 def test_bad_options_raise_named_errors(make, error, match) -> None:  # noqa: ANN001

@@ -134,8 +134,8 @@ class RemixMixup:
             check_number(num_classes, "num_classes", owner=owner, low=2, integer=True)
             if inferred is not None and inferred != num_classes:
                 raise ValueError(f"`num_classes` of `{owner}` is {num_classes} but the class counts have {inferred} classes")
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"`generator` of `{owner}` must be a torch.Generator or None; got {type(generator).__name__}")
+        if generator is not None and not (isinstance(generator, torch.Generator) and generator.device.type == "cpu"):
+            raise TypeError(f"`generator` of `{owner}` must be a CPU torch.Generator or None; got {generator!r}")
         self.mixup_alpha = mixup_alpha
         self.cutmix_alpha = cutmix_alpha
         self.cutmix_minmax = cutmix_minmax

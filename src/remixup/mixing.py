@@ -457,7 +457,7 @@ class Remix(MixTransform):
         kappa: κ ≥ 1. tau: τ in [0, 1] (τ = 0 is plain Mixup/CutMix).
         mode: ``"mixup"`` or ``"cutmix"`` feature mixing.
         per_sample: one λx per sample instead of per batch.
-        generator: torch generator for reproducible batches.
+        generator: torch generator for reproducible batches (in a DataLoader worker see :func:`batch_generator`).
     """
 
     def __init__(
