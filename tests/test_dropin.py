@@ -36,12 +36,12 @@ def timm_target(y: torch.Tensor, lam: torch.Tensor, smoothing: float, num_classe
 # ----------------------------------------------------------------------------------------------------------------
 # the contract
 # ----------------------------------------------------------------------------------------------------------------
-OPTIONS = [
-    dict(mixup_alpha=1.0),
-    dict(mixup_alpha=0.0, cutmix_alpha=1.0),
-    dict(mixup_alpha=0.8, cutmix_alpha=1.0, mode="elem"),
-    dict(mixup_alpha=0.8, cutmix_alpha=1.0, mode="pair", prob=0.7),
-    dict(mixup_alpha=0.0, cutmix_minmax=(0.2, 0.8), mode="elem"),
+OPTIONS: list[dict] = [
+    {"mixup_alpha": 1.0},
+    {"mixup_alpha": 0.0, "cutmix_alpha": 1.0},
+    {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mode": "elem"},
+    {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mode": "pair", "prob": 0.7},
+    {"mixup_alpha": 0.0, "cutmix_minmax": (0.2, 0.8), "mode": "elem"},
 ]
 
 

@@ -149,10 +149,10 @@ class ClassBalancedSampler(Sampler[int]):
         self.kind = check_choice(kind, "kind", WEIGHT_KINDS, owner=owner)
         self.beta = check_number(beta, "beta", owner=owner, low=0.0, high=1.0, high_open=True)
         n = self.labels.numel()
-        self.num_samples = n if num_samples is None else check_number(num_samples, "num_samples", owner=owner, low=1, integer=True)
-        self.world_size = check_number(world_size, "world_size", owner=owner, low=1, integer=True)
-        self.rank = check_number(rank, "rank", owner=owner, low=0, high=self.world_size - 1, integer=True)
-        self.seed = check_number(seed, "seed", owner=owner, integer=True)
+        self.num_samples = n if num_samples is None else int(check_number(num_samples, "num_samples", owner=owner, low=1, integer=True))
+        self.world_size = int(check_number(world_size, "world_size", owner=owner, low=1, integer=True))
+        self.rank = int(check_number(rank, "rank", owner=owner, low=0, high=self.world_size - 1, integer=True))
+        self.seed = int(check_number(seed, "seed", owner=owner, integer=True))
         self.epoch = 0
 
     @property
@@ -162,7 +162,7 @@ class ClassBalancedSampler(Sampler[int]):
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose draw :meth:`indices` and iteration return."""
-        self.epoch = check_number(epoch, "epoch", owner="ClassBalancedSampler", low=0, integer=True)
+        self.epoch = int(check_number(epoch, "epoch", owner="ClassBalancedSampler", low=0, integer=True))
 
     def __len__(self) -> int:
         return math.ceil(self.num_samples / self.world_size)

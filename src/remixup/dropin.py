@@ -19,7 +19,7 @@ from torch import nn
 from remixup._validation import check_choice, check_class_counts, check_labels, check_number
 from remixup.mixing import MixedBatch, MixRecord, MixupLabels, RemixLabels, batch_generator, sample_beta
 
-__all__ = ["RemixMixup", "MODES"]
+__all__ = ["MODES", "RemixMixup"]
 
 MODES = ("batch", "pair", "elem")
 

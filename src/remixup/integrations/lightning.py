@@ -24,7 +24,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError("remixup.integrations.lightning needs Lightning: pip install 'remixup[lightning]'") from exc
 
 from remixup._validation import check_class_counts, check_number
-from remixup.balancing import DeferredSchedule, class_weights
+from remixup.balancing import DeferredSchedule
 from remixup.dropin import RemixMixup
 from remixup.mixing import _mix_seed
 
@@ -143,7 +143,7 @@ class RemixCallback(pl.Callback):
         if self._generator is not None:
             self._generator.manual_seed(_mix_seed(self.seed, epoch, trainer.global_rank))
         weight = self.class_weight(epoch)
-        pl_module.remix_class_weight = None if weight is None else weight.to(pl_module.device)
+        pl_module.remix_class_weight = None if weight is None else weight.to(pl_module.device)  # type: ignore[assignment]
 
     # ------------------------------------------------------------------------------------------------------------
     # the batch
@@ -163,7 +163,7 @@ class RemixCallback(pl.Callback):
         if weight is not None:
             target = self.reweight(target, weight)
         if pl_module is not None:
-            pl_module.remix_record = record
+            pl_module.remix_record = record  # type: ignore[assignment]
         return self._replace(batch, {self.input_key: x_mixed, self.target_key: target})
 
     @staticmethod
