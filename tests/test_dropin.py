@@ -366,3 +366,14 @@ def test_cutmix_only_works_on_uint8_images() -> None:
     xu = (x * 255).to(torch.uint8)
     xo, _ = RemixMixup(mixup_alpha=0.0, cutmix_alpha=1.0, num_classes=C, generator=gen())(xu, y)
     assert xo.dtype == torch.uint8 and bool(((xo == xu) | (xo == xu.flip(0))).all())
+
+
+def test_main_process_resumes_from_the_generator_state() -> None:
+    x, y = images(8)
+    g = gen(11)
+    mixer = RemixMixup(mode="elem", class_counts=COUNTS, generator=g)
+    mixer(x, y)
+    saved = g.get_state()  # what a checkpoint keeps
+    expected = [mixer(x, y)[1] for _ in range(3)]
+    resumed = RemixMixup(mode="elem", class_counts=COUNTS, generator=torch.Generator().set_state(saved))
+    assert all(torch.equal(resumed(x, y)[1], t) for t in expected)

@@ -103,3 +103,22 @@ def test_timm_options_through_a_mixer_and_dict_batches() -> None:
 def test_bad_options_raise_named_errors(make, match) -> None:  # noqa: ANN001
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_draws_depend_only_on_seed_epoch_and_rank() -> None:
+    """A run resumed at epoch e draws what the uninterrupted run drew there; another rank draws afresh."""
+    from types import SimpleNamespace
+
+    def first_batch(epoch: int, rank: int, warm_up: int = 0) -> torch.Tensor:
+        cb, module = RemixCallback(COUNTS, seed=4), Tiny()
+        x, y = torch.randn(8, 6, generator=torch.Generator().manual_seed(0)), torch.arange(8) % 3
+        for e in range(warm_up):  # earlier epochs of an uninterrupted run
+            cb.on_train_epoch_start(SimpleNamespace(current_epoch=e, global_rank=rank), module)  # type: ignore[arg-type]
+            cb.mix_batch((x, y), module)
+        cb.on_train_epoch_start(SimpleNamespace(current_epoch=epoch, global_rank=rank), module)  # type: ignore[arg-type]
+        return cb.mix_batch((x, y), module)[1]
+
+    resumed = first_batch(2, rank=0)
+    assert torch.equal(resumed, first_batch(2, rank=0, warm_up=2))
+    assert not torch.equal(resumed, first_batch(2, rank=1))
+    assert not torch.equal(resumed, first_batch(1, rank=0))
