@@ -20,7 +20,7 @@ import torch
 
 try:
     import lightning.pytorch as pl
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
+except ImportError as exc:
     raise ImportError("remixup.integrations.lightning needs Lightning: pip install 'remixup[lightning]'") from exc
 
 from remixup._validation import check_class_counts, check_number
