@@ -411,7 +411,8 @@ class MixTransform:
         num_classes: C, the width of the soft targets.
 
     After each call ``last`` holds the :class:`MixRecord` of the batch (λx, λy, the permutation), so a training
-    loop can log ``transform.last.forced_share``. Inputs are not modified.
+    loop can log ``transform.last.forced_share``; a call made in a DataLoader worker sets the worker's copy, so a
+    ``collate_fn`` that needs the record returns it from :meth:`mix`. Inputs are not modified.
     """
 
     def __init__(self, mixer: _BetaMixer, labels: MixupLabels | RemixLabels, *, num_classes: int):
