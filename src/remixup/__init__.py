@@ -8,6 +8,7 @@ The core pieces work in any training loop::
     loss = soft_cross_entropy(model(x_mixed), y_soft)
 """
 
+from remixup.dropin import RemixMixup
 from remixup.losses import build_loss, soft_cross_entropy
 from remixup.manifold import ManifoldMixup
 from remixup.mixing import (
@@ -37,6 +38,7 @@ __all__ = [
     "MixupMixer",
     "Remix",
     "RemixLabels",
+    "RemixMixup",
     "forced_share",
     "remix_label_factor",
     "build_loss",

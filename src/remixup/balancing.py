@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Sampler
 
 from remixup import seeding
 from remixup._validation import check_choice, check_class_counts, check_labels, check_number
@@ -81,7 +82,7 @@ def class_weights(class_counts: Any, kind: str = "effective", beta: float = 0.99
     return (raw * (counts.numel() / raw.sum())).to(torch.float32)
 
 
-class ClassBalancedSampler:
+class ClassBalancedSampler(Sampler[int]):
     """Class-balanced re-sampling (RS): indices drawn with replacement, P(i) ∝ w_{y_i}.
 
     With ``kind="effective"`` a class's total probability is ∝ n_c / E(n_c) (the per-sample weight times its size);
@@ -89,14 +90,20 @@ class ClassBalancedSampler:
     rank of a DDP job draws the same global list of ``num_samples`` (rounded up to a multiple of ``world_size``)
     and keeps the indices at positions ``rank, rank + world_size, ...``.
 
+    It is a ``torch.utils.data.Sampler`` and is used like ``DistributedSampler``: pass it as
+    ``DataLoader(dataset, sampler=sampler, ...)`` (no ``shuffle``) and call ``sampler.set_epoch(epoch)`` before each
+    epoch; a resumed run that calls ``set_epoch`` gets the same indices as the uninterrupted one, and the ranks'
+    shards together are one draw. ``rank``/``world_size`` left ``None`` are read from ``torch.distributed`` when a
+    process group is initialised (else 0 and 1).
+
     Args:
         labels: (N,) int class index of every training sample.
         class_counts: (C,) training counts per class (must match ``labels``).
         kind: ``"effective"`` | ``"inverse"`` | ``"sqrt"``, as in :func:`class_weights`.
         beta: β of the effective number, in [0, 1).
         num_samples: size of one epoch's global draw; default N.
-        rank: this process's rank in [0, world_size).
-        world_size: number of processes.
+        rank: this process's rank in [0, world_size); ``None``: torch.distributed's rank, or 0.
+        world_size: number of processes; ``None``: torch.distributed's world size, or 1.
         seed: base seed; epoch e draws from a generator seeded by (seed, e).
 
     Example:
@@ -112,11 +119,17 @@ class ClassBalancedSampler:
         kind: str = "effective",
         beta: float = 0.9999,
         num_samples: int | None = None,
-        rank: int = 0,
-        world_size: int = 1,
+        rank: int | None = None,
+        world_size: int | None = None,
         seed: int = 0,
     ) -> None:
+        super().__init__()
         owner = "ClassBalancedSampler"
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if world_size is None:
+            world_size = torch.distributed.get_world_size() if distributed else 1
+        if rank is None:
+            rank = torch.distributed.get_rank() if distributed else 0
         self.class_counts = check_class_counts(class_counts, owner=owner)
         self.labels = torch.as_tensor(labels).detach().to("cpu", torch.int64)
         check_labels(self.labels, self.class_counts.numel(), name="labels", owner=owner)
@@ -130,11 +143,11 @@ class ClassBalancedSampler:
         self.beta = check_number(beta, "beta", owner=owner, low=0.0, high=1.0, high_open=True)
         n = self.labels.numel()
         self.num_samples = (
-            n if num_samples is None else check_number(num_samples, "num_samples", owner=owner, low=1, integer=True)
+            n if num_samples is None else int(check_number(num_samples, "num_samples", owner=owner, low=1, integer=True))
         )
-        self.world_size = check_number(world_size, "world_size", owner=owner, low=1, integer=True)
-        self.rank = check_number(rank, "rank", owner=owner, low=0, high=self.world_size - 1, integer=True)
-        self.seed = check_number(seed, "seed", owner=owner, integer=True)
+        self.world_size = int(check_number(world_size, "world_size", owner=owner, low=1, integer=True))
+        self.rank = int(check_number(rank, "rank", owner=owner, low=0, high=self.world_size - 1, integer=True))
+        self.seed = int(check_number(seed, "seed", owner=owner, integer=True))
         self.epoch = 0
 
     @property
@@ -144,7 +157,7 @@ class ClassBalancedSampler:
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose draw :meth:`indices` and iteration return."""
-        self.epoch = check_number(epoch, "epoch", owner="ClassBalancedSampler", low=0, integer=True)
+        self.epoch = int(check_number(epoch, "epoch", owner="ClassBalancedSampler", low=0, integer=True))
 
     def __len__(self) -> int:
         return math.ceil(self.num_samples / self.world_size)

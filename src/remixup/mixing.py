@@ -21,12 +21,14 @@ its preset :class:`Remix`) chains them into a drop-in ``(x, y) -> (x_mixed, y_so
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import get_worker_info
 
 from remixup._validation import check_batch, check_choice, check_class_counts, check_labels, check_number
 
@@ -47,6 +49,7 @@ __all__ = [
     "sample_beta",
     "forced_count",
     "forced_share",
+    "batch_generator",
 ]
 
 
@@ -59,6 +62,59 @@ def sample_beta(alpha: float, size: int, *, generator: torch.Generator | None = 
     seed = int(torch.randint(0, 2**63 - 1, (1,), generator=generator))
     draws = np.random.default_rng(seed).beta(alpha, alpha, size=size)
     return torch.from_numpy(draws.astype(np.float32))
+
+
+def _rank() -> int:
+    """This process's DDP rank: torch.distributed's when initialised, else ``$RANK`` (set by torchrun), else 0."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return int(torch.distributed.get_rank())
+    return int(os.environ.get("RANK", "0"))
+
+
+def _mix_seed(*parts: int) -> int:
+    """A 63-bit seed mixed from any number of non-negative integers (each may be up to 64 bits)."""
+    words = []
+    for p in parts:
+        p = int(p) & 0xFFFFFFFFFFFFFFFF
+        words += [p & 0xFFFFFFFF, p >> 32]
+    state = np.random.SeedSequence(words).generate_state(2, dtype=np.uint32)
+    return ((int(state[0]) << 32) | int(state[1])) & (2**63 - 1)
+
+
+class _WorkerDraws:
+    """The per-worker generator behind :func:`batch_generator` (one per mixer and DataLoader worker)."""
+
+    def __init__(self, key: tuple[int, int, int], seed: int) -> None:
+        self.key = key
+        self.generator = torch.Generator().manual_seed(seed)
+
+
+def batch_generator(owner: object, generator: torch.Generator | None) -> torch.Generator | None:
+    """The generator the next batch of ``owner`` draws from; the one rule every mixer here follows.
+
+    * In the main process: ``generator`` itself, consumed in call order (``None``: torch's default generator).
+    * In a DataLoader worker with ``generator=None``: torch's default generator, which PyTorch seeds in each worker
+      from the worker's seed, so draws differ between workers and epochs.
+    * In a DataLoader worker with a ``generator``: every worker holds a copy of one generator state, so drawing
+      from it would repeat the same λ and pairing in every worker. Instead the worker's batches draw, in order, from
+      a private generator seeded once per worker from (``generator.initial_seed()``, the worker's seed
+      ``torch.utils.data.get_worker_info().seed``, its id, the DDP rank). The worker's seed is drawn by the
+      DataLoader for each epoch (from its ``generator=`` argument, else torch's default generator), exactly as the
+      shuffled order is, so a seeded run repeats its draws, a resumed run that restores the loader's seed repeats
+      them too, and a new epoch, another worker or another rank draws afresh.
+
+    The private generator is cached on ``owner`` (attribute ``_worker_draws``) and rebuilt when the worker changes.
+    """
+    info = get_worker_info()
+    if info is None or generator is None:
+        return generator
+    rank = _rank()
+    key = (int(info.id), int(info.seed), rank)
+    draws: _WorkerDraws | None = getattr(owner, "_worker_draws", None)
+    if draws is None or draws.key != key:
+        draws = _WorkerDraws(key, _mix_seed(generator.initial_seed(), info.seed, info.id, rank))
+        owner._worker_draws = draws  # type: ignore[attr-defined]
+    return draws.generator
 
 
 def remix_label_factor(
@@ -227,22 +283,24 @@ class MixupMixer(_BetaMixer):
     Args:
         alpha: Beta concentration α > 0 (1.0 for CIFAR/CINIC, 0.4 for iNaturalist in the paper).
         per_sample: draw one λx per sample instead of one per batch (the paper's choice).
-        generator: torch generator for the permutation and λx; ``None`` uses torch's default generator.
+        generator: torch generator for the permutation and λx; ``None`` uses torch's default generator. In the main
+            process it is consumed in call order; in a DataLoader worker see :func:`batch_generator`.
 
     Pairing is by a random permutation π of the batch, so a sample can be paired with itself. The input is never
     modified; gradients flow through the mixed output. Call ``mixer(x, y)`` for a :class:`MixOutput`, or
     ``sample`` then ``mix`` to draw first and mix later (manifold mixing does this).
     """
 
-    def _draw_lam(self, batch_size: int) -> torch.Tensor:
-        lam = sample_beta(self.alpha, batch_size if self.per_sample else 1, generator=self.generator)
+    def _draw_lam(self, batch_size: int, generator: torch.Generator | None) -> torch.Tensor:
+        lam = sample_beta(self.alpha, batch_size if self.per_sample else 1, generator=generator)
         return lam.expand(batch_size).contiguous()
 
     def sample(self, batch_size: int, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw the pairing and the factors for a batch of ``batch_size``: ``(perm (B,) int64, lam_x (B,) float32)``."""
         check_number(batch_size, "batch_size", owner=type(self).__name__, low=2, integer=True)
-        perm = torch.randperm(batch_size, generator=self.generator)
-        lam = self._draw_lam(batch_size)
+        g = batch_generator(self, self.generator)
+        perm = torch.randperm(batch_size, generator=g)
+        lam = self._draw_lam(batch_size, g)
         return perm.to(device), lam.to(device)
 
     @staticmethod
@@ -276,13 +334,14 @@ class CutMixMixer(_BetaMixer):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Draw ``(perm (B,), lam_x (B,), mask (B or 1, H, W) bool)``; the mask is True inside the pasted box."""
         check_number(batch_size, "batch_size", owner=type(self).__name__, low=2, integer=True)
-        perm = torch.randperm(batch_size, generator=self.generator)
+        g = batch_generator(self, self.generator)
+        perm = torch.randperm(batch_size, generator=g)
         n = batch_size if self.per_sample else 1
-        lam = sample_beta(self.alpha, n, generator=self.generator).double()
+        lam = sample_beta(self.alpha, n, generator=g).double()
         ratio = torch.sqrt(1.0 - lam)
         cut_h, cut_w = (ratio * height).long(), (ratio * width).long()
-        cy = torch.randint(0, height, (n,), generator=self.generator)
-        cx = torch.randint(0, width, (n,), generator=self.generator)
+        cy = torch.randint(0, height, (n,), generator=g)
+        cx = torch.randint(0, width, (n,), generator=g)
         y0, y1 = (cy - cut_h // 2).clamp(0, height), (cy + cut_h // 2).clamp(0, height)
         x0, x1 = (cx - cut_w // 2).clamp(0, width), (cx + cut_w // 2).clamp(0, width)
         rows, cols = torch.arange(height), torch.arange(width)
@@ -352,7 +411,8 @@ class MixTransform:
         num_classes: C, the width of the soft targets.
 
     After each call ``last`` holds the :class:`MixRecord` of the batch (λx, λy, the permutation), so a training
-    loop can log ``transform.last.forced_share``. Inputs are not modified.
+    loop can log ``transform.last.forced_share``; a call made in a DataLoader worker sets the worker's copy, so a
+    ``collate_fn`` that needs the record returns it from :meth:`mix`. Inputs are not modified.
     """
 
     def __init__(self, mixer: _BetaMixer, labels: MixupLabels | RemixLabels, *, num_classes: int):
@@ -398,7 +458,7 @@ class Remix(MixTransform):
         kappa: κ ≥ 1. tau: τ in [0, 1] (τ = 0 is plain Mixup/CutMix).
         mode: ``"mixup"`` or ``"cutmix"`` feature mixing.
         per_sample: one λx per sample instead of per batch.
-        generator: torch generator for reproducible batches.
+        generator: torch generator for reproducible batches (in a DataLoader worker see :func:`batch_generator`).
     """
 
     def __init__(
