@@ -8,6 +8,7 @@ The core pieces work in any training loop::
     loss = soft_cross_entropy(model(x_mixed), y_soft)
 """
 
+from remixup._version import __version__
 from remixup.losses import build_loss, soft_cross_entropy
 from remixup.manifold import ManifoldMixup
 from remixup.mixing import (
@@ -24,8 +25,6 @@ from remixup.mixing import (
     sample_beta,
     soft_targets,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CutMixMixer",
