@@ -296,8 +296,10 @@ def get_experiment(name: str) -> Experiment:
     try:
         return EXPERIMENTS[name]
     except KeyError:
+        from remixup.config import suggest
+
         valid = ", ".join(EXPERIMENTS)
-        raise InvalidParameterError(f"unknown table {name!r}; valid tables: {valid}") from None
+        raise InvalidParameterError(f"unknown table {name!r}{suggest(name, EXPERIMENTS)} (valid tables: {valid})") from None
 
 
 def enumerate_runs(
