@@ -22,6 +22,7 @@ from remixup.errors import UserError
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("remixup.commands.train", "train a model with a named method and recipe"),
     "eval": ("remixup.commands.eval", "evaluate a checkpoint on a dataset"),
+    "predict": ("remixup.commands.predict", "predict classes of image files, folders or npz arrays with a trained run"),
     "methods": ("remixup.commands.methods", "list the methods that can be trained by name"),
     "data": ("remixup.commands.data", "show a dataset's per-class counts after an imbalance profile"),
     "demo": ("remixup.commands.demo", "the embedded demonstration: long-tailed digits, ERM vs Mixup vs Remix"),
