@@ -30,6 +30,7 @@ from remixup.mixing import (
 from remixup.predict import predict  # the function; the module stays importable as remixup.predict
 
 __all__ = [
+    "__version__",
     "CutMixMixer",
     "ManifoldMixup",
     "MixOutput",

@@ -526,7 +526,9 @@ def key_docs() -> list[tuple[str, str, Any, str]]:
 
 def format_keys() -> str:
     """The ``remixup train --keys`` listing: key, type, default, meaning; one line each."""
-    rows = [(k, t, yaml.safe_dump(d, default_flow_style=True).strip().removesuffix("...").strip(), m) for k, t, d, m in key_docs()]
+    rows = [
+        (k, t, yaml.safe_dump(d, default_flow_style=True).strip().removesuffix("...").strip(), m) for k, t, d, m in key_docs()
+    ]
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = [f"{'key':<{width[0]}}  {'type':<{width[1]}}  {'default':<{width[2]}}  meaning"]
     lines += [f"{k:<{width[0]}}  {t:<{width[1]}}  {d:<{width[2]}}  {m}".rstrip() for k, t, d, m in rows]

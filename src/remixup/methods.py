@@ -196,7 +196,10 @@ def _compose(key: str) -> Method:
             return method
     short = {"cutmix": "cm", "manifold": "mm"}
     if labels == "remix":
-        first = ("remix" + (f"-{short[mixer]}" if mixer in short else ""), "Remix" + (f"-{short[mixer].upper()}" if mixer in short else ""))
+        first = (
+            "remix" + (f"-{short[mixer]}" if mixer in short else ""),
+            "Remix" + (f"-{short[mixer].upper()}" if mixer in short else ""),
+        )
     else:
         first = {None: ("", ""), "mixup": ("mixup", "Mixup"), "cutmix": ("cutmix", "CutMix"),
                  "manifold": ("manifold-mixup", "Manifold Mixup")}[mixer]  # fmt: skip

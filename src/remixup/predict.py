@@ -127,13 +127,12 @@ class Predictor:
 
         channels = self.input_shape[0]
         try:
-            with Image.open(path) as img:
-                img = img.convert("L" if channels == 1 else "RGB")
+            with Image.open(path) as opened:
+                img = opened.convert("L" if channels == 1 else "RGB")
         except (OSError, UnidentifiedImageError, ValueError) as exc:
             raise DataError(f"{path}: cannot read it as an image ({' '.join(str(exc).split())})") from None
         if self.kind == "large_image":
-            transform = self.spec.eval_transform()
-            return transform(img)  # type: ignore[misc]
+            return self._image_from_pixels(img)
         size = self.input_shape[1]
         if img.size != (size, size):
             scale = size / min(img.size)
@@ -165,12 +164,12 @@ class Predictor:
         return self._normalise(torch.from_numpy(np.ascontiguousarray(row)))
 
     def _image_from_pixels(self, img: Any) -> torch.Tensor:
-        transform = self.spec.eval_transform()
-        return transform(img.convert("RGB"))  # type: ignore[misc]
+        transform: Any = self.spec.eval_transform()
+        return transform(img.convert("RGB"))
 
     def _normalise(self, hwc: torch.Tensor) -> torch.Tensor:
-        transform = self.spec.eval_transform()  # the in-memory datasets' normalisation (no crop, no flip)
-        return transform(hwc[None])[0]  # type: ignore[misc]
+        transform: Any = self.spec.eval_transform()  # the in-memory datasets' normalisation (no crop, no flip)
+        return transform(hwc[None])[0]
 
     # -- prediction --------------------------------------------------------------------------------------------
     def batches(self, inputs: Any, batch_size: int) -> Iterator[tuple[list[str], torch.Tensor]]:
@@ -268,7 +267,9 @@ def predict(
         UserError / DataError: a missing or unreadable checkpoint or input, or an input of the wrong shape (the
             message names it).
     """
-    return load_predictor(checkpoint, device=device).predict(inputs, top_k=top_k, batch_size=batch_size, logit_adjust=logit_adjust)
+    return load_predictor(checkpoint, device=device).predict(
+        inputs, top_k=top_k, batch_size=batch_size, logit_adjust=logit_adjust
+    )
 
 
 def write_predictions(rows: Sequence[dict[str, Any]], fmt: str, stream: Any) -> None:
@@ -283,7 +284,9 @@ def write_predictions(rows: Sequence[dict[str, Any]], fmt: str, stream: Any) -> 
 
     k = max((len(r["top_k"]) for r in rows), default=0)
     writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow(["input", "label", "class", "probability", *(f"{x}_{i}" for i in range(1, k + 1) for x in ("class", "probability"))])
+    writer.writerow(
+        ["input", "label", "class", "probability", *(f"{x}_{i}" for i in range(1, k + 1) for x in ("class", "probability"))]
+    )
     for r in rows:
         top = [v for t in r["top_k"] for v in (t["class"], f"{t['probability']:.6f}")]
         writer.writerow([r["input"], r["label"], r["class"], f"{r['probability']:.6f}", *top])

@@ -1,8 +1,8 @@
 """``remixup predict``: a trained run's predictions on image files, folders of images and ``.npz`` arrays.
 
-    remixup predict runs/digits-remix photos/ more.npz                 # CSV on stdout: input, label, class, probability, top-k
-    remixup predict runs/digits-remix a.png --format json --top-k 3 --out predictions.json
-    remixup predict runs/c10-remix images/ --logit-adjust 1            # post-hoc logit adjustment by the training prior
+remixup predict runs/digits-remix photos/ more.npz                 # CSV on stdout: input, label, class, probability, top-k
+remixup predict runs/digits-remix a.png --format json --top-k 3 --out predictions.json
+remixup predict runs/c10-remix images/ --logit-adjust 1            # post-hoc logit adjustment by the training prior
 """
 
 from __future__ import annotations
