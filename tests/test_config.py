@@ -122,3 +122,9 @@ def test_apply_override_in_place() -> None:
     cfg = TrainConfig()
     apply_override(cfg, "mixing.tau=0")
     assert cfg.mixing.tau == 0.0
+
+
+def test_one_epoch_runs_keep_the_deferred_phase() -> None:
+    one = build_config("ldam", epochs=1, overrides=["method.name=remix-drw"])
+    assert (one.schedule.deferral_epoch, one.run.epochs) == (0, 1)
+    assert with_epochs(build_config("paper"), 1).schedule.milestones == [1, 1]  # milestones past the run: no decay

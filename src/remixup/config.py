@@ -22,7 +22,9 @@ keep the schedule's shape: every epoch count e (warm-up length, learning-rate mi
 (1 ≤ e < E) is then clamped to [1, N − 1], so the last phase (e.g. the deferred re-weighting at a small learning rate)
 still runs for at least one epoch whenever N ≥ 2. The mapping is monotone, so the order of milestones is kept.
 Example: the ``ldam`` recipe (200 epochs; milestones 160, 180; deferral 160; warm-up 5) at N = 25 becomes
-milestones 20, 23, deferral 20, warm-up 1; at N = 2 it becomes milestones 1, 1, deferral 1, warm-up 0.
+milestones 20, 23, deferral 20, warm-up 1; at N = 2 it becomes milestones 1, 1, deferral 1, warm-up 0. At N = 1 a
+deferral epoch inside the recipe becomes 0, so a one-epoch smoke run of a DRW/DRS method still exercises its
+deferred phase (a deferral epoch outside a run is refused by :meth:`TrainConfig.validate`).
 
 Epochs count from 0. A milestone m means: from epoch m on, lr = base lr × the milestone's factor (``lr_factors``
 are cumulative multipliers of the base lr, e.g. [0.01, 0.0001] for LDAM-DRW). The deferral epoch d means: deferred
@@ -650,6 +652,8 @@ def with_epochs(config: TrainConfig, epochs: int) -> TrainConfig:
     s.warmup_epochs = _round_half_up(s.warmup_epochs * factor)
     s.milestones = [inside(m) for m in s.milestones]
     s.deferral_epoch = inside(s.deferral_epoch)
+    if epochs == 1 and 1 <= config.schedule.deferral_epoch < old:
+        s.deferral_epoch = 0  # one epoch: the deferred phase is that epoch (epoch 1 would never come)
     return new
 
 
