@@ -55,7 +55,7 @@ def test_methods_are_frozen_data() -> None:
 
 
 def test_unknown_name_lists_valid_ones() -> None:
-    with pytest.raises(ValueError, match=r"unknown method 'remix-xyz'; valid methods: erm, .*remix-drw"):
+    with pytest.raises(ValueError, match=r"unknown method 'remix-xyz': 'xyz' is not a part of a method name; did you mean 'remix'\?"):
         get_method("remix-xyz")
     with pytest.raises(TypeError, match="must be a method name"):
         get_method(3)  # type: ignore[arg-type]
@@ -63,9 +63,42 @@ def test_unknown_name_lists_valid_ones() -> None:
 
 def test_cli_lists_one_line_per_method(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["methods"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    listing, grammar = capsys.readouterr().out.split("\n\n")
+    lines = listing.splitlines()
     assert len(lines) == len(METHODS)
     assert "remix-drw: mixer=mixup, labels=remix, loss=ce, weighting=drw, sampling=none" in lines
+    assert "remix-cm-drw" in grammar
+
+
+@pytest.mark.parametrize(
+    ("name", "canonical", "parts"),
+    [
+        ("remix-cm-drw", "remix-cm-drw", ("cutmix", "remix", "ce", "drw", None)),
+        ("Remix-CutMix-DRW", "remix-cm-drw", ("cutmix", "remix", "ce", "drw", None)),
+        ("drw-remix-cm", "remix-cm-drw", ("cutmix", "remix", "ce", "drw", None)),
+        ("cutmix-drw", "cutmix-drw", ("cutmix", "plain", "ce", "drw", None)),
+        ("remix-mm-ldam-drw", "remix-mm-ldam-drw", ("manifold", "remix", "ldam", "drw", None)),
+        ("manifold-mixup-drs", "manifold-mixup-drs", ("manifold", "plain", "ce", None, "drs")),
+        ("focal-rw", "rw-focal", (None, "plain", "focal", "rw", None)),  # a registry method by its parts
+        ("remix-mixup-ce", "remix", ("mixup", "remix", "ce", None, None)),
+    ],
+)
+def test_composed_names_resolve_to_their_parts(name: str, canonical: str, parts: tuple) -> None:
+    method = get_method(name)
+    assert method.name == canonical
+    assert (method.mixer, method.labels, method.loss, method.weighting, method.sampling) == parts
+    assert get_method(method.name) == method  # the canonical name reads back as the same method
+
+
+def test_composed_names_are_validated() -> None:
+    with pytest.raises(ValueError, match=r"'dwr' is not a part of a method name; did you mean 'remix-cm-drw'\?"):
+        get_method("remix-cm-dwr")
+    with pytest.raises(ValueError, match=r"names two mixer parts \('mixup' and 'cutmix'\)"):
+        get_method("mixup-cutmix")
+    with pytest.raises(ValueError, match=r"names two weighting parts"):
+        get_method("remix-rw-drw")
+    with pytest.raises(ValueError, match=r"must name a method"):
+        get_method(" ")
 
 
 @pytest.mark.parametrize("name", list(METHODS))

@@ -339,7 +339,7 @@ def test_sweep_table_names_its_reference(tmp_path):
     fake_finished(tmp_path / runs[0].run_id, 44.0)
     _, _, text = rp.write_results(sweep, runs, tmp_path)
     assert "| ERM | 44.00 (n=1) · ref 45.30 |" in text
-    assert "SPEC §5" in text and "1 of 27 runs finished" in text
+    assert "conventional implementation" in text and "1 of 27 runs finished" in text
     assert "Schedule scaled to 25 epochs (`--epochs 25`)" in text
     _, _, full = rp.write_results(sweep, enumerate_runs(sweep, seeds=[0]), tmp_path)
     assert "Schedule scaled" not in full
@@ -451,3 +451,13 @@ def test_dry_run_shows_the_planned_forks(tmp_path, capsys):
     lines = out.splitlines()
     assert lines[-2].split("--method ")[1].startswith(("drw", "remix-drw", "mixup-drw")) and "once that run has kept it" in lines[-2]
     assert sum("run.keep_every=72" in line for line in lines) == 3
+
+
+def test_table_title_and_reference_follow_the_runs_data(tmp_path) -> None:
+    """`--set data.dataset=digits` on a CIFAR table: the title and column name digits, and no CIFAR numbers appear."""
+    sweep = get_experiment("sweep")
+    _, _, text = rp.write_results(sweep, enumerate_runs(sweep, seeds=[0], epochs=25, overrides=["data.dataset=digits"]), tmp_path)
+    assert "CIFAR" not in text and "digits LT-100, digits_cnn" in text.splitlines()[0] and "C10" not in text.splitlines()[0]
+    assert "45.30" not in text and "are not shown" in text
+    _, _, plain = rp.write_results(sweep, enumerate_runs(sweep, seeds=[0], epochs=25), tmp_path / "plain")
+    assert plain.startswith(f"## {sweep.title}") and "ref 45.30" in plain

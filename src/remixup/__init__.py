@@ -6,8 +6,11 @@ The core pieces work in any training loop::
     remix = Remix(class_counts, alpha=1.0, kappa=3.0, tau=0.5)
     x_mixed, y_soft = remix(x, y)
     loss = soft_cross_entropy(model(x_mixed), y_soft)
+
+and a trained run predicts on new inputs with ``remixup.predict(run_folder, ["images/", "x.npz"])``.
 """
 
+from remixup._version import __version__
 from remixup.dropin import RemixMixup
 from remixup.losses import build_loss, soft_cross_entropy
 from remixup.manifold import ManifoldMixup
@@ -25,10 +28,10 @@ from remixup.mixing import (
     sample_beta,
     soft_targets,
 )
-
-__version__ = "0.1.0"
+from remixup.predict import predict  # the function; the module stays importable as remixup.predict
 
 __all__ = [
+    "__version__",
     "CutMixMixer",
     "ManifoldMixup",
     "MixOutput",
@@ -42,6 +45,7 @@ __all__ = [
     "forced_share",
     "remix_label_factor",
     "build_loss",
+    "predict",
     "soft_cross_entropy",
     "sample_beta",
     "soft_targets",

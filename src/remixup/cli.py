@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -21,6 +22,7 @@ from remixup.errors import UserError
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("remixup.commands.train", "train a model with a named method and recipe"),
     "eval": ("remixup.commands.eval", "evaluate a checkpoint on a dataset"),
+    "predict": ("remixup.commands.predict", "predict classes of image files, folders or npz arrays with a trained run"),
     "methods": ("remixup.commands.methods", "list the methods that can be trained by name"),
     "data": ("remixup.commands.data", "show a dataset's per-class counts after an imbalance profile"),
     "demo": ("remixup.commands.demo", "the embedded demonstration: long-tailed digits, ERM vs Mixup vs Remix"),
@@ -48,10 +50,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"remixup: error: {message} (see `{self.prog} --help`)\n")
 
 
+_OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.\w+)*=")  # section.key=value (also a bare key=value, for its error message)
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The ``remixup`` parser. With ``only``, just that command's module is imported (``""``: none); ``None``
     imports every command (for documentation and tests)."""
+    from remixup._version import __version__
+
     parser = _Parser(prog="remixup", description="Remix (Rebalanced Mixup) for class-imbalanced data.")
+    parser.add_argument("--version", action="version", version=f"remixup {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name, (module_name, help_text) in COMMANDS.items():
@@ -66,7 +74,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in argv if not a.startswith("-")), "")
-    args = build_parser(only=chosen if chosen in COMMANDS else "").parse_args(argv)
+    parser = build_parser(only=chosen if chosen in COMMANDS else "")
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may stand anywhere on the line: argparse leaves those after an option in `extra`.
+    late = [a for a in extra if _OVERRIDE.match(a)]
+    if late and isinstance(getattr(args, "overrides", None), list):
+        args.overrides += late
+        extra = [a for a in extra if a not in late]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

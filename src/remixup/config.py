@@ -6,8 +6,15 @@ Resolution order (later wins)::
                         <  CLI flags (--dataset, --seed, ...)  <  key=value overrides
 
 Every key is checked against the dataclass field types (``optim.lr=0.05`` is a float, ``run.amp=bf16`` a string,
-``schedule.milestones=[30,60]`` a list of ints); an unknown key is rejected with the list of valid keys, and
-:meth:`TrainConfig.validate` checks every range (κ ≥ 1, 0 ≤ τ ≤ 1, α > 0, ...) before any work starts.
+``schedule.milestones=[30,60]`` a list of ints); an unknown key is rejected with the closest valid key as a
+suggestion, and :meth:`TrainConfig.validate` checks every range (κ ≥ 1, 0 ≤ τ ≤ 1, α > 0, ...) and everything else
+that can be known before training (a CutMix method on vector data, a deferral epoch outside the run) before any work
+starts.
+
+**Booleans and switches.** A boolean key takes ``true``/``false``, ``on``/``off``, ``yes``/``no`` or ``1``/``0``
+(any case). The switches ``run.channels_last``, ``run.compile`` and ``run.malloc`` take the same words plus
+``auto`` and are stored as ``on``/``off``/``auto``; ``run.amp`` takes ``auto``, ``bf16``, ``fp16`` or ``off`` (``off``
+also as ``false``/``no``/``0``; ``on``/``true``/``yes``/``1`` mean ``bf16``).
 
 **Scaling a recipe to fewer epochs.** ``with_epochs(config, N)`` maps a recipe of E epochs to N epochs so short runs
 keep the schedule's shape: every epoch count e (warm-up length, learning-rate milestones, deferral epoch) becomes
@@ -15,7 +22,9 @@ keep the schedule's shape: every epoch count e (warm-up length, learning-rate mi
 (1 ≤ e < E) is then clamped to [1, N − 1], so the last phase (e.g. the deferred re-weighting at a small learning rate)
 still runs for at least one epoch whenever N ≥ 2. The mapping is monotone, so the order of milestones is kept.
 Example: the ``ldam`` recipe (200 epochs; milestones 160, 180; deferral 160; warm-up 5) at N = 25 becomes
-milestones 20, 23, deferral 20, warm-up 1; at N = 2 it becomes milestones 1, 1, deferral 1, warm-up 0.
+milestones 20, 23, deferral 20, warm-up 1; at N = 2 it becomes milestones 1, 1, deferral 1, warm-up 0. At N = 1 a
+deferral epoch inside the recipe becomes 0, so a one-epoch smoke run of a DRW/DRS method still exercises its
+deferred phase (a deferral epoch outside a run is refused by :meth:`TrainConfig.validate`).
 
 Epochs count from 0. A milestone m means: from epoch m on, lr = base lr × the milestone's factor (``lr_factors``
 are cumulative multipliers of the base lr, e.g. [0.01, 0.0001] for LDAM-DRW). The deferral epoch d means: deferred
@@ -41,7 +50,10 @@ from remixup.errors import ConfigError, InvalidTypeError, UserError
 
 IMBALANCE_PROFILES = ("longtail", "step", "none")
 SWITCHES = ("auto", "on", "off")
-AMP_CHOICES = ("auto", "bf16", "off")
+AMP_CHOICES = ("auto", "bf16", "fp16", "off")
+TRUE_WORDS = ("true", "on", "yes", "1")
+FALSE_WORDS = ("false", "off", "no", "0")
+SWITCH_KEYS = ("run.channels_last", "run.compile", "run.malloc")  # str keys with auto/on/off values
 METHOD_REDUCTIONS = ("mean", "batchmean")  # the averaging choices of remixup.losses that a run may use
 
 
@@ -92,7 +104,7 @@ class MethodConfig:
         name: a method name, e.g. ``remix-drw``.
         beta: β of the effective number used by RW/DRW class weights and RS/DRS sampling, in [0, 1).
         reduction: how a batch's (class-weighted) loss is averaged: ``mean`` divides ``Σ_n Σ_c w_c ỹ_nc ℓ_nc`` by
-            ``Σ_n Σ_c w_c ỹ_nc`` (PyTorch's weighted mean for hard labels; SPEC §1), ``batchmean`` by the batch
+            ``Σ_n Σ_c w_c ỹ_nc`` (PyTorch's weighted mean for hard labels), ``batchmean`` by the batch
             size B (the plain mean of much public mixup code; with RW/DRW it shrinks the loss by the batch-average
             class weight). Without class weights the two are equal. See :mod:`remixup.losses`.
     """
@@ -104,7 +116,15 @@ class MethodConfig:
 
 @dataclass
 class OptimConfig:
-    """SGD with momentum; ``batch_size`` is the global batch (split across DDP ranks)."""
+    """SGD with momentum.
+
+    Attributes:
+        lr: base learning rate, > 0 (the schedule multiplies it).
+        momentum: SGD momentum, in [0, 1).
+        weight_decay: L2 weight decay, >= 0.
+        nesterov: Nesterov momentum.
+        batch_size: the global batch size (split across DDP ranks), >= 2.
+    """
 
     lr: float = 0.1
     momentum: float = 0.9
@@ -115,7 +135,14 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    """Learning-rate schedule and deferral epoch (0-based epochs; see the module docstring)."""
+    """Learning-rate schedule and deferral epoch (0-based epochs; see the module docstring).
+
+    Attributes:
+        warmup_epochs: linear warm-up length in epochs (epoch e < W trains at lr × (e + 1) / W).
+        milestones: epochs from which the learning rate is lr × the matching ``lr_factors`` entry, increasing.
+        lr_factors: cumulative multipliers of the base lr, one per milestone.
+        deferral_epoch: the epoch from which DRW/DRS methods re-weight or re-sample; inside the run for them.
+    """
 
     warmup_epochs: int = 5
     milestones: list[int] = field(default_factory=lambda: [150, 250])
@@ -125,7 +152,7 @@ class ScheduleConfig:
 
 @dataclass
 class MixingConfig:
-    """Mixup/CutMix/Manifold Mixup and the Remix label rule (SPEC §1).
+    """Mixup/CutMix/Manifold Mixup and the Remix label rule.
 
     Attributes:
         alpha: Beta(α, α) concentration, > 0.
@@ -151,10 +178,12 @@ class RunConfig:
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
         eval_every: evaluate every k epochs (and always after the last one).
         out: the run folder.
-        amp: ``auto`` (bf16 autocast on CUDA, off on CPU), ``bf16`` or ``off``.
+        amp: ``auto`` (bf16 autocast on CUDA, off on CPU), ``bf16``, ``fp16`` (CUDA only: fp16 autocast with a
+            gradient scaler) or ``off``.
         channels_last: ``auto`` (on for image models), ``on`` or ``off``.
         progress: show a progress bar per epoch (only on a terminal).
-        tensorboard: also log to TensorBoard when the ``tensorboard`` package is installed.
+        tensorboard: also log to TensorBoard; without the ``tensorboard`` package (``pip install
+            'remixup[tensorboard]'``) it is off, with a one-line note.
         threads: CPU threads for torch; 0 (auto) takes torch's default less the cores that other processes keep
             busy (1-minute load average), at least 1 (``remixup.engine.auto_threads``).
         eval_batch_size: batch size of evaluation; 0 (auto) takes 256 on the CPU (fastest of 128-1024 there,
@@ -295,14 +324,66 @@ class TrainConfig:
             raise ConfigError(f"`run.device` must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {r.device!r}")
         if not r.out:
             raise ConfigError("`run.out` must name an output folder; got ''")
+        self._check_before_training()
         return self
+
+    def _check_before_training(self) -> None:
+        """What would otherwise fail, or silently do nothing, only after the run started."""
+        from remixup.methods import get_method
+
+        method, d, r = get_method(self.method.name), self.data, self.run
+        if method.deferred and not 0 <= self.schedule.deferral_epoch < r.epochs:
+            raise ConfigError(
+                f"`schedule.deferral_epoch` is {self.schedule.deferral_epoch} but the run has epochs 0-{r.epochs - 1}: "
+                f"{method.name} would never start its deferred re-balancing; set schedule.deferral_epoch below "
+                f"run.epochs (--epochs N scales a recipe's deferral epoch with it)"
+            )
+        kind = _data_kind(d.dataset, d.root)
+        if method.mixer == "cutmix" and kind == "vector":
+            raise ConfigError(f"method {method.name} cuts and pastes image patches (CutMix) but {d.dataset!r} holds "
+                              "vectors; use a Mixup-based method (e.g. remix) for vector data")  # fmt: skip
+        if d.download and d.dataset not in ("cifar10", "cifar100"):
+            raise ConfigError(f"`data.download` works for cifar10 and cifar100 only; {d.dataset!r} must be on disk")
+        if r.amp == "fp16" and (r.device == "cpu" or (r.device == "auto" and not _cuda_available())):
+            raise ConfigError("run.amp=fp16 needs a CUDA device (fp16 autocast with a gradient scaler); "
+                              "on the CPU use run.amp=bf16 or run.amp=off")  # fmt: skip
+        if r.compile == "on" and method.mixer == "manifold":
+            raise ConfigError("run.compile=on does not support manifold mixing (it mixes in forward hooks); use run.compile=off")
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _data_kind(dataset: str, root: str) -> str | None:
+    """``"vector"`` or an image kind of the registry; an npz file is looked into (the header of ``x_train`` only).
+    ``None`` when it cannot be told before loading (a missing or unreadable file: loading reports it)."""
+    from remixup.data import DATASETS
+
+    spec = DATASETS[dataset]
+    if dataset != "npz":
+        return spec.kind
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with zipfile.ZipFile(root) as archive, archive.open("x_train.npy") as fh:
+            fmt = np.lib.format
+            version = fmt.read_magic(fh)
+            shape = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(fh)[0]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    return "vector" if len(shape) == 2 else spec.kind
 
 
 def _check_dataset(name: str) -> None:
     from remixup.data import DATASETS
 
     if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
+        raise ConfigError(f"unknown dataset {name!r}{suggest(name, DATASETS)} (valid datasets: {', '.join(DATASETS)})")
 
 
 def _check_model(name: str) -> None:
@@ -311,7 +392,7 @@ def _check_model(name: str) -> None:
     from remixup.models import MODELS
 
     if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; valid models: auto, {', '.join(MODELS)}")
+        raise ConfigError(f"unknown model {name!r}{suggest(name, MODELS)} (valid models: auto, {', '.join(MODELS)})")
 
 
 # -- typed assignment -------------------------------------------------------------------------------------------
@@ -330,9 +411,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise InvalidTypeError(f"`{key}` must be a list of {inner.__name__}; got {value!r}")
         return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is bool:
-        if not isinstance(value, bool):
-            raise InvalidTypeError(f"`{key}` must be true or false; got {value!r}")
-        return value
+        word = str(value).strip().lower() if isinstance(value, (str, int)) else None
+        if isinstance(value, bool):
+            return value
+        if word in TRUE_WORDS or word in FALSE_WORDS:
+            return word in TRUE_WORDS
+        raise InvalidTypeError(f"`{key}` must be true or false (also on/off, yes/no, 1/0); got {value!r}")
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidTypeError(f"`{key}` must be an integer; got {value!r}")
@@ -353,13 +437,106 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise AssertionError(f"unsupported config type {tp!r} for {key}")  # pragma: no cover - internal invariant
 
 
+def _switch(value: Any, key: str) -> Any:
+    """A switch key's value in its stored spelling: booleans and their words become ``on``/``off`` (``run.amp``:
+    ``bf16``/``off``); anything else is returned as it is, for :meth:`TrainConfig.validate` to judge."""
+    if key not in (*SWITCH_KEYS, "run.amp"):
+        return value
+    word = str(value).strip().lower() if isinstance(value, (str, int, bool)) else None
+    if isinstance(value, bool):
+        word = "true" if value else "false"
+    if word in TRUE_WORDS:
+        return "bf16" if key == "run.amp" else "on"
+    if word in FALSE_WORDS:
+        return "off"
+    return word if word in (*SWITCHES, *AMP_CHOICES) else value
+
+
+def _assign(section: Any, name: str, sub: str, value: Any) -> None:
+    """Set ``name.sub`` on the config section ``section``, type-checked (switches normalised first)."""
+    key = f"{name}.{sub}"
+    tp = _field_types(section)[sub]
+    value = _switch(value, key)
+    setattr(section, sub, _coerce(value, tp, key))
+
+
 def valid_keys() -> list[str]:
     """Every ``section.key`` that overrides accept."""
     return [key for key in TrainConfig().flat() if key != "recipe"]
 
 
+def closest(name: str, choices: Any) -> str | None:
+    """The choice closest to ``name`` by :func:`difflib.get_close_matches`, or ``None`` when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def suggest(name: str, choices: Any) -> str:
+    """``"; did you mean 'x'?"`` for the choice closest to ``name``, or ``""`` when none is close."""
+    close = closest(name, choices)
+    return f"; did you mean {close!r}?" if close else ""
+
+
 def _unknown(key: str) -> ConfigError:
-    return ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys())}")
+    keys = valid_keys()
+    close = closest(key, keys)
+    if close is None and "." not in key:  # a bare name (``kappa``): the key of that name in its section
+        by_name = {k.split(".", 1)[1]: k for k in keys}
+        name = closest(key, by_name)
+        close = by_name[name] if name else None
+    hint = f"; did you mean {close!r}?" if close else ""
+    return ConfigError(f"unknown config key {key!r}{hint} (`remixup train --keys` lists all {len(keys)} keys)")
+
+
+def key_docs() -> list[tuple[str, str, Any, str]]:
+    """``(key, type, default, meaning)`` for every key: the meaning is the first sentence of its entry in the
+    section dataclass's ``Attributes:`` docstring."""
+    import re
+
+    rows = []
+    for name, cls in SECTIONS.items():
+        meanings: dict[str, str] = {}
+        doc = cls.__doc__ or ""
+        if "Attributes:" in doc:
+            current = None
+            for line in doc.split("Attributes:", 1)[1].splitlines():
+                m = re.match(r"^\s{4,8}(\w+(?:, \w+)*): (.*)$", line)
+                if m and len(line) - len(line.lstrip()) <= 8:
+                    current = m.group(1).split(", ")
+                    for field_name in current:
+                        meanings[field_name] = m.group(2).strip()
+                elif current and line.strip():
+                    for field_name in current:
+                        meanings[field_name] += " " + line.strip()
+        default = cls()
+        types = _field_types(default)
+        for f in dataclasses.fields(default):
+            tp = types[f.name]
+            type_name = "list[" + typing.get_args(tp)[0].__name__ + "]" if typing.get_origin(tp) is list else tp.__name__
+            key = f"{name}.{f.name}"
+            if key in SWITCH_KEYS:
+                type_name = "switch"
+            text = re.sub(r":\w+:`~?([^`]+)`|``([^`]+)``", lambda m: m.group(1) or m.group(2), meanings.get(f.name, ""))
+            first = re.split(r"(?<!e\.g)(?<!i\.e)\.\s", text, maxsplit=1)[0].rstrip(".")
+            if len(first) > 110:
+                first = first[:110].rsplit(" ", 1)[0] + " ..."
+            rows.append((key, type_name, getattr(default, f.name), first))
+    return rows
+
+
+def format_keys() -> str:
+    """The ``remixup train --keys`` listing: key, type, default, meaning; one line each."""
+    rows = [
+        (k, t, yaml.safe_dump(d, default_flow_style=True).strip().removesuffix("...").strip(), m) for k, t, d, m in key_docs()
+    ]
+    width = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"{'key':<{width[0]}}  {'type':<{width[1]}}  {'default':<{width[2]}}  meaning"]
+    lines += [f"{k:<{width[0]}}  {t:<{width[1]}}  {d:<{width[2]}}  {m}".rstrip() for k, t, d, m in rows]
+    note = ("booleans take true/false, on/off, yes/no or 1/0; switches the same or auto. Defaults are before a recipe: "
+            "`remixup train ... --print-config` shows the resolved values.")  # fmt: skip
+    return "\n".join([*lines, "", note])
 
 
 def merge_into(config: TrainConfig, data: dict[str, Any], *, source: str = "config") -> None:
@@ -381,7 +558,7 @@ def merge_into(config: TrainConfig, data: dict[str, Any], *, source: str = "conf
         for key, value in values.items():
             if key not in types:
                 raise _unknown(f"{name}.{key}")
-            setattr(section, key, _coerce(value, types[key], f"{name}.{key}"))
+            _assign(section, name, key, value)
 
 
 def apply_override(config: TrainConfig, item: str) -> None:
@@ -408,7 +585,7 @@ def apply_override(config: TrainConfig, item: str) -> None:
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ConfigError(f"cannot read the value of override {key!r}: {text!r}") from exc
-    setattr(section, sub, _coerce(value, types[sub], key))
+    _assign(section, name, sub, value)
 
 
 # -- recipes and files -----------------------------------------------------------------------------------------
@@ -445,7 +622,7 @@ def load_recipe(name: str) -> dict[str, Any]:
     else:
         names = recipe_names()
         if name not in names:
-            raise ConfigError(f"unknown recipe {name!r}; valid recipes: {', '.join(names)}")
+            raise ConfigError(f"unknown recipe {name!r}{suggest(name, names)} (valid recipes: {', '.join(names)})")
         data = _read_yaml(resources.files("remixup") / "recipes" / f"{name}.yaml", "recipe")
     data.setdefault("recipe", name)
     return data
@@ -475,6 +652,8 @@ def with_epochs(config: TrainConfig, epochs: int) -> TrainConfig:
     s.warmup_epochs = _round_half_up(s.warmup_epochs * factor)
     s.milestones = [inside(m) for m in s.milestones]
     s.deferral_epoch = inside(s.deferral_epoch)
+    if epochs == 1 and 1 <= config.schedule.deferral_epoch < old:
+        s.deferral_epoch = 0  # one epoch: the deferred phase is that epoch (epoch 1 would never come)
     return new
 
 
@@ -516,8 +695,7 @@ def build_config(
     for key, value in (values or {}).items():
         if value is not None:
             name, sub = key.split(".")
-            section = getattr(config, name)
-            setattr(section, sub, _coerce(value, _field_types(section)[sub], key))
+            _assign(getattr(config, name), name, sub, value)
     for item in overrides:
         apply_override(config, item)
     return config.validate() if validate else config

@@ -84,19 +84,21 @@ def train_one_epoch(
     channels_last: bool,
     bar: Any,
     world: Dist,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> EpochStats:
     """One pass over ``loader``; returns train_loss, train_acc (%), lam_y_forced, images and images_per_s.
 
     Train accuracy of a mixed sample counts the class holding the larger label share (λy ≥ ½ → y_i, else y_j).
     Statistics stay on the device (no host sync per step) except when the progress bar refreshes; the sample
-    counts, known on the host, join them once at the end.
+    counts, known on the host, join them once at the end. With a gradient ``scaler`` (``run.amp=fp16``) the autocast
+    is fp16 and the loss is scaled for the backward pass.
     """
     model.train()
     device = next(model.parameters()).device
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, forced
     seen = pairs = steps = 0
     start = time.perf_counter()
-    autocast = Precision(amp=amp).autocast(device)
+    autocast = Precision(amp=amp, fp16=scaler is not None).autocast(device)
     for x, y in loader:
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -104,8 +106,13 @@ def train_one_epoch(
             out = mixing.mix_forward(model, x, y)  # mix → forward
         loss = criterion(out.logits.float(), out.target)  # loss (reduced per sample, then weighted mean)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # backward
-        optimizer.step()  # step
+        if scaler is None:
+            loss.backward()  # backward
+            optimizer.step()  # step
+        else:  # fp16: scaled backward; the step is skipped when the scaled gradients overflowed
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         with torch.no_grad():
             mixed = out.record
             correct = (out.logits.argmax(1) == (y if mixed is None else mixed.hard_labels)).sum()
@@ -238,6 +245,7 @@ class Training:
                                            mu=d.mu, subset_seed=r.subset_seed, download=d.download, augment=d.augment,
                                            seed=r.seed)  # fmt: skip
         self.precision = Precision.of(r.amp, r.channels_last, self.device, images=self.data.is_image)
+        self.scaler = self.precision.grad_scaler(self.device)
 
     def _setup_model(self, user_model: nn.Module | None) -> None:
         from remixup.models import build_model_for
@@ -266,6 +274,8 @@ class Training:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"]["torch"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.history, self.last_eval = list(state["history"]), state["last_eval"]
 
     def _setup_mixing(self) -> None:
@@ -326,7 +336,8 @@ class Training:
             tic = time.perf_counter()
             with epoch_bar(r.progress and self.world.main, len(self.loader), epoch, r.epochs) as bar:
                 stats = train_one_epoch(self.net, self.loader, self.mixing, self.criterion, self.optimizer, amp=self.precision.amp,
-                                        channels_last=self.precision.channels_last, bar=bar, world=self.world)  # fmt: skip
+                                        channels_last=self.precision.channels_last, bar=bar, world=self.world,
+                                        scaler=self.scaler)  # fmt: skip
             self._check_finite(stats["train_loss"], epoch)
             row: dict[str, Any] = {
                 "epoch": epoch + 1,
@@ -373,7 +384,8 @@ class Training:
         ckpt = {"format": checkpoint.FORMAT, "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "rng": {"torch": torch.get_rng_state(), "mix": self.mix_generator.get_state()}, "config": self.config.to_dict(),
                 "history": self.history, "last_eval": self.last_eval, "class_counts": self.data.class_counts.tolist(),
-                "classes": self.data.classes, "model_name": self.model_name, "forked_from": self.forked_from}  # fmt: skip
+                "classes": self.data.classes, "model_name": self.model_name, "forked_from": self.forked_from,
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None}  # fmt: skip
         checkpoint.save(ckpt, self.folder.checkpoint)
         keep = self.config.run.keep_every
         if keep and epoch % keep == 0:

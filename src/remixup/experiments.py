@@ -3,7 +3,7 @@
 A *table* (:class:`Experiment`) is a list of rows (methods, or the swept value of κ or τ) by a list of columns
 (dataset × imbalance profile × ratio). Each (row, column) is a *cell*; each cell is run once per training seed and
 per subset seed, and the table shows the mean ± std of the finished runs beside the paper's number
-(the specification's §5, i.e. Chou et al. 2020, Tables 1 and 5; ``None`` where the paper has none).
+(Chou et al. 2020, Tables 1 and 5; ``None`` where the paper has none).
 
 Nothing here trains or touches the disk: :mod:`remixup.reproduce` turns a :class:`RunSpec` into a
 ``remixup train`` command and runs it.
@@ -22,8 +22,8 @@ Tables, by the name ``remixup reproduce`` takes:
 - ``c10lt``: CIFAR-10 LT-100, ResNet-32, LDAM-DRW's 200-epoch recipe (``ldam``): ERM, Mixup, Remix, DRW,
   Remix-DRW, LDAM-DRW and Mixup-DRW, beside Table 1's numbers (which come from the paper's 300-epoch recipe).
 - ``sweep``: every registry method on CIFAR-10 LT-100 (recipe ``ldam``), meant for a short schedule
-  (``--epochs 25``) that catches a broken method; its reference numbers are SPEC §5's 25-epoch runs of a
-  conventional implementation, not the paper's.
+  (``--epochs 25``) that catches a broken method; its reference numbers are 25-epoch runs of a conventional
+  implementation on the same data (per-sample Pillow transforms, fp32), not the paper's.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ _CIFAR_COLUMNS = tuple(
     for ratio in (100, 10)
 )
 
-# SPEC §5, in the paper's column order: C10 LT-100, LT-10, Step-100, Step-10, then the same for CIFAR-100.
+# Chou et al. 2020, Tables 1 and 5, in the paper's column order: C10 LT-100, LT-10, Step-100, Step-10, then the same for CIFAR-100.
 _PAPER_ORDER = (
     "C10 LT-100",
     "C10 LT-10",
@@ -258,10 +258,10 @@ C10LT = Experiment(
     {(label, _C10_LT100.label): _PAPER_CIFAR[label][0] for label in _C10LT_LABELS if label in _PAPER_CIFAR},
     recipe="ldam",
     reference_note="The paper's numbers are Table 1's (its own 300-epoch recipe, mean of 5 runs); a public "
-    "200-epoch single-seed reimplementation reports Remix-DRW 81.82 and Mixup-DRW 82.11 (SPEC §5).",
+    "200-epoch single-seed reimplementation (ntucllab/imbalanced-DL) reports Remix-DRW 81.82 and Mixup-DRW 82.11.",
 )
 
-# SPEC §5: a conventional implementation (per-sample Pillow transforms, fp32) on the JPEG-decoded CIFAR-10 npz,
+# A conventional implementation (per-sample Pillow transforms, fp32) on the JPEG-decoded CIFAR-10 npz,
 # LT-100, ResNet-32, the LDAM recipe scaled to 25 epochs, last epoch, seed 0. "DRW" there is hard-label DRW with
 # PyTorch's weighted-mean cross-entropy; its Mixup-DRW divided the weighted loss by the batch size.
 _SWEEP_REFERENCE = {"ERM": 45.3, "Mixup": 37.8, "Remix": 35.4, "Remix-DRW": 38.9, "DRW": 58.1, "Mixup-DRW": 42.4}
@@ -283,8 +283,8 @@ SWEEP = Experiment(
     {(label, _C10_LT100.label): value for label, value in _SWEEP_REFERENCE.items()},
     recipe="ldam",
     reference="ref",
-    reference_note="A short schedule catches a broken method; it does not rank methods (SPEC §5). The reference "
-    "(ref) numbers are SPEC §5's conventional implementation on the same data with the LDAM recipe scaled to "
+    reference_note="A short schedule catches a broken method; it does not rank methods. The reference "
+    "(ref) numbers are a conventional implementation's (per-sample Pillow transforms, fp32) on the same data with the LDAM recipe scaled to "
     "25 epochs, seed 0; its DRW used hard labels and its Mixup-DRW divided the weighted loss by the batch size.",
 )
 
@@ -296,8 +296,10 @@ def get_experiment(name: str) -> Experiment:
     try:
         return EXPERIMENTS[name]
     except KeyError:
+        from remixup.config import suggest
+
         valid = ", ".join(EXPERIMENTS)
-        raise InvalidParameterError(f"unknown table {name!r}; valid tables: {valid}") from None
+        raise InvalidParameterError(f"unknown table {name!r}{suggest(name, EXPERIMENTS)} (valid tables: {valid})") from None
 
 
 def enumerate_runs(

@@ -8,7 +8,7 @@ Every loss here is an :class:`torch.nn.Module` called as ``loss(logits, target)`
 
 Each loss defines a *per-class term* ``ℓ_nc``: the loss sample ``n`` would get if its label were class ``c``
 (for cross-entropy ``ℓ_nc = −log softmax(z_n)_c``). With per-class weights ``w`` (C,) (all ones when ``weight`` is
-None) the reductions are (SPEC §1)::
+None) the reductions are::
 
     none:       r_n  = Σ_c w_c ỹ_nc ℓ_nc                          shape (B,)
     sum:        Σ_n r_n
@@ -284,7 +284,7 @@ class SoftCrossEntropy(WeightedLoss):
 
     Args:
         weight: optional (C,) class weights (replaceable, see :meth:`set_weight`).
-        reduction: ``"mean"`` (weighted mean, SPEC §1), ``"batchmean"`` (divided by the batch size), ``"sum"`` or
+        reduction: ``"mean"`` (weighted mean), ``"batchmean"`` (divided by the batch size), ``"sum"`` or
             ``"none"`` (per-sample, (B,)).
     """
 

@@ -13,6 +13,20 @@ A method is a composition (Remix, arXiv 2007.03943, §4 and Tables 1–5):
 
 The engine reads these fields; it never branches on a method's name. Names are matched case-insensitively, and
 spaces or underscores count as hyphens, so the paper's spellings "Remix-DRW" and "Manifold Mixup" work.
+
+**Composed names.** A name that is not in the registry is read as its parts, hyphen-separated, each part at most
+once, in any order (the canonical name puts them in this order)::
+
+    name      := part ("-" part)*
+    labels    := "remix"                                   (Remix labels; the mixer is Mixup unless one is named)
+    mixer     := "mixup" | "cutmix" | "cm" | "manifold-mixup" | "manifold" | "mm"
+    loss      := "ce" | "focal" | "ldam" | "cb" | "la" | "bs"    (default ce)
+    weighting := "rw" | "drw"
+    sampling  := "rs" | "drs"
+
+So ``remix-cm-drw`` is CutMix + Remix labels + cross-entropy + DRW, ``cutmix-drw`` CutMix with plain labels and
+DRW, ``remix-mm-ldam-drw`` manifold Remix with LDAM-DRW. A composition equal to a registry method resolves to it
+(``focal-rw`` is ``rw-focal``).
 """
 
 from __future__ import annotations
@@ -136,19 +150,89 @@ def canonical_name(name: str) -> str:
     return re.sub(r"[\s_\-]+", "-", str(name).strip().lower())
 
 
+# The parts of a composed name (see the module docstring): part -> (slot, value).
+PARTS: dict[str, tuple[str, str]] = {
+    "remix": ("labels", "remix"),
+    "mixup": ("mixer", "mixup"),
+    "cutmix": ("mixer", "cutmix"),
+    "cm": ("mixer", "cutmix"),
+    "manifold": ("mixer", "manifold"),
+    "mm": ("mixer", "manifold"),
+    **{loss: ("loss", loss) for loss in ("ce", "focal", "ldam", "cb", "la", "bs")},
+    "rw": ("weighting", "rw"),
+    "drw": ("weighting", "drw"),
+    "rs": ("sampling", "rs"),
+    "drs": ("sampling", "drs"),
+}
+GRAMMAR = "[remix-][mixup|cutmix|cm|manifold-mixup|mm-][ce|focal|ldam|cb|la|bs-][rw|drw-][rs|drs]"
+_PAPER_SPELLING = {"focal": "Focal"}
+
+
+def _compose(key: str) -> Method:
+    """The method a composed (canonical) name describes; raises ``ValueError`` naming the first bad part."""
+    tokens = key.replace("manifold-mixup", "manifold").split("-")
+    slots: dict[str, str] = {}
+    for token in tokens:
+        if token not in PARTS:
+            from remixup.config import closest
+
+            close = closest(token, PARTS)
+            fixed = key.replace(token, close, 1) if close else None
+            fixed = fixed if fixed and _try_compose(fixed) else closest(key, METHODS)
+            hint = f"; did you mean {fixed!r}?" if fixed else ""
+            raise InvalidParameterError(f"unknown method {key!r}: {token!r} is not a part of a method name{hint} "
+                                        f"(a name is {GRAMMAR}; `remixup methods` lists the named ones)")  # fmt: skip
+        slot, value = PARTS[token]
+        if slot in slots:
+            raise InvalidParameterError(f"method {key!r} names two {slot} parts ({slots[slot]!r} and {value!r}); "
+                                        f"a name is {GRAMMAR}")  # fmt: skip
+        slots[slot] = value
+    labels = slots.get("labels", "plain")
+    mixer = slots.get("mixer", "mixup" if labels == "remix" else None)
+    parts = dict(mixer=mixer, labels=labels, loss=slots.get("loss", "ce"), weighting=slots.get("weighting"),
+                 sampling=slots.get("sampling"))  # fmt: skip
+    for method in METHODS.values():
+        if all(getattr(method, k) == v for k, v in parts.items()):
+            return method
+    short = {"cutmix": "cm", "manifold": "mm"}
+    if labels == "remix":
+        first = (
+            "remix" + (f"-{short[mixer]}" if mixer in short else ""),
+            "Remix" + (f"-{short[mixer].upper()}" if mixer in short else ""),
+        )
+    else:
+        first = {None: ("", ""), "mixup": ("mixup", "Mixup"), "cutmix": ("cutmix", "CutMix"),
+                 "manifold": ("manifold-mixup", "Manifold Mixup")}[mixer]  # fmt: skip
+    rest = [p for p in (parts["loss"] if parts["loss"] != "ce" else None, parts["weighting"], parts["sampling"]) if p]
+    name = "-".join(w for w in (first[0], *rest) if w)
+    paper = "-".join(w for w in (first[1], *(_PAPER_SPELLING.get(p, p.upper()) for p in rest)) if w)
+    return Method(name=name, paper_name=paper, **parts)  # type: ignore[arg-type]
+
+
+def _try_compose(key: str) -> bool:
+    try:
+        _compose(key)
+    except InvalidParameterError:
+        return False
+    return True
+
+
 def get_method(name: str) -> Method:
-    """Look a method up by name (case-insensitive; the paper's spelling works).
+    """Look a method up by name (case-insensitive; the paper's spelling works), or compose it from its parts.
 
     Raises:
         TypeError: ``name`` is not a string.
-        ValueError: unknown name; the message lists the valid ones.
+        ValueError: a name that is neither registered nor a valid composition; the message names the bad part
+            and suggests the closest valid name.
     """
     if not isinstance(name, str):
         raise InvalidTypeError(f"`method` must be a method name (str); got {name!r} of type {type(name).__name__}")
     key = canonical_name(name)
-    if key not in METHODS:
-        raise InvalidParameterError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}")
-    return METHODS[key]
+    if key in METHODS:
+        return METHODS[key]
+    if not key:
+        raise InvalidParameterError(f"`method` must name a method; got {name!r} (`remixup methods` lists them)")
+    return _compose(key)
 
 
 def build_mixing(method: Method, mixing: Any, model: nn.Module, class_counts: torch.Tensor, generator: torch.Generator) -> Mixing:

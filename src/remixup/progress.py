@@ -39,8 +39,13 @@ def epoch_bar(enabled: bool, total: int, epoch: int, epochs: int) -> Iterator[An
 
 
 def tensorboard(folder: Path, enabled: bool, start_epoch: int) -> Any:
-    """A TensorBoard ``SummaryWriter`` into ``folder`` resuming after ``start_epoch``, or None (off, or not installed)."""
-    if not enabled or importlib.util.find_spec("tensorboard") is None:
+    """A TensorBoard ``SummaryWriter`` into ``folder`` resuming after ``start_epoch``, or None: off, or not installed
+    (then a one-line note on stderr says so)."""
+    if not enabled:
+        return None
+    if importlib.util.find_spec("tensorboard") is None:
+        print("note: TensorBoard logging is off: the tensorboard package is not installed "
+              "(pip install 'remixup[tensorboard]'; run.tensorboard=off silences this note)", file=sys.stderr)  # fmt: skip
         return None
     from torch.utils.tensorboard import SummaryWriter
 

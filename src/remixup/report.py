@@ -207,7 +207,7 @@ def plot_per_class(runs: Sequence[Run], path: Path) -> Path | None:
     ax.set_xlabel("training samples in the class (log scale)")
     ax.set_ylabel("test accuracy of the class (%)")
     ax.set_ylim(-3, 103)
-    for edge in (20, 100):  # the few / medium / many-shot boundaries of SPEC §4
+    for edge in (20, 100):  # the few / medium / many-shot boundaries (< 20, 20-100, > 100)
         ax.axvline(edge, color="grey", lw=0.8, ls=":")
     ax.grid(alpha=0.3)
     ax.set_title("Per-class accuracy vs class size")

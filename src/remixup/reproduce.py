@@ -19,6 +19,7 @@ training anything.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shlex
 import shutil
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from remixup._files import ensure_writable
 from remixup.errors import InvalidParameterError
-from remixup.experiments import Experiment, RunSpec
+from remixup.experiments import Column, Experiment, RunSpec
 from remixup.rundir import RunFolder, read_summary, run_status
 
 LOG_DIR = "_logs"
@@ -460,9 +461,62 @@ def plot_sweep(experiment: Experiment, cells: dict[tuple[str, str], CellStats], 
     return path
 
 
+def _setting(recipe: str, epochs: int | None, column: Column, overrides: Sequence[str]) -> tuple[str, str, float, str]:
+    """(dataset, imbalance, ratio, model) a run of ``column`` trains on once ``overrides`` are applied."""
+    from remixup.config import build_config
+    from remixup.data import DATASETS
+
+    own = [f"data.dataset={column.dataset}", f"data.imbalance={column.imbalance}", f"data.ratio={column.ratio}"]
+    config = build_config(recipe, epochs=epochs, overrides=[*own, *overrides], validate=False)
+    d = config.data
+    model = config.model.name if config.model.name != "auto" else DATASETS[d.dataset].model if d.dataset in DATASETS else "auto"
+    return d.dataset, d.imbalance, d.ratio, model
+
+
+def _label(dataset: str, imbalance: str, ratio: float) -> str:
+    profile = "balanced" if imbalance == "none" else f"{'LT' if imbalance == 'longtail' else 'Step'}-{ratio:g}"
+    return f"{dataset} {profile}"
+
+
+def as_run(experiment: Experiment, runs: Sequence[RunSpec]) -> tuple[Experiment, dict[str, str]]:
+    """``experiment`` as its runs actually train it: where overrides (``--set data.dataset=digits``, a model, a
+    profile) change a column's dataset, imbalance profile or model, that column is relabelled, the title names
+    what was run and the reference numbers of the changed columns are dropped (they belong to other data).
+
+    Returns:
+        The experiment to show, and ``{original column label: shown label}``.
+    """
+    changed: dict[str, str] = {}
+    for column in experiment.columns:
+        spec = next((r for r in runs if r.column == column), None)
+        if spec is None:
+            continue
+        intended = _setting(experiment.recipe, spec.epochs, column, experiment.extra)
+        actual = _setting(spec.recipe, spec.epochs, column, spec.overrides)
+        if actual != intended:
+            changed[column.label] = f"{_label(*actual[:3])}, {actual[3]}"
+    if not changed:
+        return experiment, {}
+    columns = tuple(dataclasses.replace(c, label=changed.get(c.label, c.label)) for c in experiment.columns)
+    paper = {(row, changed.get(col, col)): v for (row, col), v in experiment.paper.items() if col not in changed}
+    what = "top-1 error (%)" if experiment.metric == "top1_error" else "top-1 accuracy (%)"
+    settings = "; ".join(sorted(set(changed.values())))
+    title = f"Table {experiment.name} run on {settings}: {what}"
+    note = (f"The overrides of these runs replace the table's data or model ({', '.join(changed)}), so the "
+            f"{experiment.reference} numbers, which belong to those, are not shown.")  # fmt: skip
+    return dataclasses.replace(experiment, title=title, columns=columns, paper=paper, reference_note=note), changed
+
+
 def write_results(experiment: Experiment, runs: Sequence[RunSpec], runs_dir: Path) -> tuple[Path, Path | None, str]:
-    """Write ``RUNS/<table>.md`` (and ``RUNS/<table>.png`` for a sweep); return their paths and the table text."""
+    """Write ``RUNS/<table>.md`` (and ``RUNS/<table>.png`` for a sweep); return their paths and the table text.
+
+    The title, column labels and reference numbers follow what the runs train (:func:`as_run`)."""
     cells = collect(experiment, runs, runs_dir)
+    shown, changed = as_run(experiment, runs)
+    if changed:
+        cells = {(row, changed.get(col, col)): dataclasses.replace(stats, paper=shown.paper.get((row, changed.get(col, col))))
+                 for (row, col), stats in cells.items()}  # fmt: skip
+        experiment = shown
     finished = sum(c.n for c in cells.values())
     note = f"{finished} of {len(runs)} runs finished (runs folder: `{runs_dir}`)."
     scaled = sorted({spec.epochs for spec in runs if spec.epochs is not None and spec.epochs != _recipe_epochs(spec.recipe)})

@@ -5,7 +5,7 @@ Nothing here knows about methods or data: it reads the environment and the ``run
 **DDP.** Launched by ``torchrun`` (``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` in the environment), each process joins
 the group with gloo on the CPU and nccl on CUDA. **Threads.** ``run.threads=0`` on the CPU uses the cores other
 processes leave free, decided again before every epoch (:class:`ThreadChooser`). **Allocator.** :func:`tune_malloc`.
-**Precision.** :class:`Precision`: bf16 autocast and channels-last memory.
+**Precision.** :class:`Precision`: bf16 (or fp16, CUDA only, with a gradient scaler) autocast and channels-last memory.
 """
 
 from __future__ import annotations
@@ -172,17 +172,28 @@ def tune_malloc() -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Precision:
-    """How the forward pass runs: bf16 autocast (``amp``) and channels-last memory for images (``channels_last``)."""
+    """How the forward pass runs: autocast (``amp``; bf16, or fp16 when ``fp16``) and channels-last memory for images
+    (``channels_last``). fp16 training needs a gradient scaler (:meth:`grad_scaler`); bf16 does not."""
 
     amp: bool = False
     channels_last: bool = False
+    fp16: bool = False
 
     @classmethod
     def of(cls, amp: str, channels_last: str, device: torch.device, *, images: bool) -> Precision:
-        """From ``run.amp`` (auto: on CUDA only) and ``run.channels_last`` (auto: on for image data)."""
-        return cls(amp == "bf16" or (amp == "auto" and device.type == "cuda"),
-                   images and channels_last in ("on", "auto"))  # fmt: skip
+        """From ``run.amp`` (auto: bf16 on CUDA only; fp16: CUDA only) and ``run.channels_last`` (auto: on for images)."""
+        if amp == "fp16" and device.type != "cuda":
+            raise UserError("run.amp=fp16 needs a CUDA device (fp16 autocast with a gradient scaler); "
+                            "on the CPU use run.amp=bf16 or run.amp=off")  # fmt: skip
+        return cls(amp in ("bf16", "fp16") or (amp == "auto" and device.type == "cuda"),
+                   images and channels_last in ("on", "auto"), fp16=amp == "fp16")  # fmt: skip
 
     def autocast(self, device: torch.device) -> AbstractContextManager[object]:
-        """A bf16 autocast context on ``device`` when ``amp`` is on, else a no-op."""
-        return torch.autocast(device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
+        """An autocast context (bf16, or fp16 when ``fp16``) on ``device`` when ``amp`` is on, else a no-op."""
+        dtype = torch.float16 if self.fp16 else torch.bfloat16
+        return torch.autocast(device.type, dtype=dtype) if self.amp else nullcontext()
+
+    def grad_scaler(self, device: torch.device) -> torch.amp.GradScaler | None:
+        """The gradient scaler fp16 training needs (it keeps small fp16 gradients from flushing to zero); ``None``
+        for bf16 and fp32."""
+        return torch.amp.GradScaler(device.type) if self.amp and self.fp16 else None

@@ -18,7 +18,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     from remixup.data.profiles import PROFILES
     from remixup.data.registry import DATASETS
 
-    parser.add_argument("--dataset", required=True, choices=list(DATASETS), help="registered dataset name")
+    parser.add_argument("--dataset", required=True, type=_dataset, help=f"registered dataset name: {', '.join(DATASETS)}")
     parser.add_argument("--imbalance", default="longtail", choices=list(PROFILES), help="imbalance profile (default: longtail)")
     parser.add_argument("--ratio", type=float, default=100.0, help="imbalance ratio rho = n_max / n_min, >= 1 (default: 100)")
     parser.add_argument("--mu", type=float, default=0.5, help="share of minority classes for the step profile, in (0, 1)")
@@ -31,6 +31,15 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--download", action="store_true", help="CIFAR only: download the official archive (MD5-checked)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
     parser.add_argument("--plot", metavar="FILE.png", help="also save a bar chart of the counts")
+
+
+def _dataset(name: str) -> str:
+    from remixup.config import suggest
+    from remixup.data.registry import DATASETS
+
+    if name not in DATASETS:
+        raise argparse.ArgumentTypeError(f"unknown dataset {name!r}{suggest(name, DATASETS)} (valid: {', '.join(DATASETS)})")
+    return name
 
 
 def summarize(args: argparse.Namespace) -> dict[str, Any]:

@@ -2,10 +2,11 @@
 
     remixup train --dataset cifar10 --imbalance longtail --ratio 100 --method remix-drw --recipe ldam \\
         --data-root DIR --out DIR [--epochs N] [--seed S] [--subset-seed T] [--device cpu|cuda] \\
-        [--config FILE] [--resume] [--fork CHECKPOINT] [--no-progress] [key=value ...]
+        [--config FILE] [--resume] [--fork CHECKPOINT] [--no-progress] [--print-config] [key=value ...]
 
-``key=value`` overrides any config field (``mixing.kappa=2``, ``optim.lr=0.05``, ``run.eval_every=5``); run
-``remixup train --keys`` for the list. With ``--resume`` the run continues from ``OUT/checkpoint.pt`` with the
+``key=value`` overrides any config field (``mixing.kappa=2``, ``optim.lr=0.05``, ``run.eval_every=5``), anywhere on
+the line; run ``remixup train --keys`` for the list with types, defaults and meanings, and ``--print-config`` to see
+the resolved, validated config without training. With ``--resume`` the run continues from ``OUT/checkpoint.pt`` with the
 settings saved in ``OUT/config.yaml`` (flags given again must agree with them). With ``--fork CHECKPOINT`` a new
 run starts from another run's checkpoint (e.g. ``checkpoint_e072.pt`` kept with ``run.keep_every=72``) and goes on
 under the new settings, which may change only the method, ``method.beta``, ``method.reduction``,
@@ -26,6 +27,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", help="dataset name (see `remixup data --help`); default cifar10")
     parser.add_argument("--imbalance", help="imbalance profile: longtail, step or none (default longtail)")
     parser.add_argument("--ratio", type=float, help="imbalance ratio rho = n_max / n_min (default 100)")
+    parser.add_argument("--mu", type=float, help="share of minority classes for the step profile, in (0, 1) (default 0.5)")
     parser.add_argument("--method", help="method name, e.g. remix-drw (see `remixup methods`); default erm")
     parser.add_argument("--recipe", help="recipe name (paper, ldam, inat90, inat200) or a YAML file; default paper")
     parser.add_argument("--data-root", default=None,
@@ -43,7 +45,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="start from another run's checkpoint (file or run folder) and go on under these settings, "
                              "e.g. into the DRW variant of the same method at its deferral epoch")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--keys", action="store_true", help="list the config keys that key=value accepts, and exit")
+    parser.add_argument("--keys", action="store_true", help="list the config keys that key=value accepts (type, default, "
+                        "meaning), and exit")  # fmt: skip
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config as YAML after validating it, and exit without training")  # fmt: skip
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. mixing.kappa=2 optim.lr=0.05")
 
 
@@ -55,6 +60,7 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
         "data.dataset": args.dataset,
         "data.imbalance": args.imbalance,
         "data.ratio": args.ratio,
+        "data.mu": args.mu,
         "data.root": root,
         "method.name": args.method,
         "run.out": args.out,
@@ -67,14 +73,14 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from remixup import checkpoint
-    from remixup.config import build_config, valid_keys
+    from remixup.config import build_config, format_keys
     from remixup.engine import train
     from remixup.rundir import RunFolder, checkpoint_file
 
     if args.keys:
-        print("\n".join(valid_keys()))
+        print(format_keys())
         return 0
-    if not args.out:
+    if not args.out and not args.print_config:
         raise UserError("train needs --out DIR, the run folder")
     config_file = args.config
     recipe = args.recipe
@@ -87,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
         recipe = "paper"
     config = build_config(recipe, config_file=config_file, epochs=args.epochs, values=_values(args), overrides=args.overrides,
                           base=base)  # fmt: skip
+    if args.print_config:
+        print(config.to_yaml("resolved and validated by `remixup train --print-config`; nothing was trained"), end="")
+        return 0
     summary = train(config, resume=args.resume, fork=args.fork)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 0

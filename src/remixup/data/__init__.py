@@ -1,4 +1,4 @@
-"""The data layer: imbalance profiles, dataset sources, batched augmentation and loaders (SPEC §2).
+"""The data layer: imbalance profiles, dataset sources, batched augmentation and loaders.
 
 Typical use for a small-image set::
 

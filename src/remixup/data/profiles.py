@@ -1,4 +1,4 @@
-"""Imbalance profiles (SPEC §2): which per-class counts to keep, and which samples.
+"""Imbalance profiles: which per-class counts to keep, and which samples.
 
 Long-tailed (exponential), for c = 0..C-1:
 
@@ -122,7 +122,7 @@ def make_imbalanced(dataset: D, profile: str = "longtail", ratio: float = 100.0,
 
 
 def describe_counts(counts: Any) -> dict[str, int]:
-    """Number of many-shot (> 100), medium-shot (20–100) and few-shot (< 20) classes (SPEC §4)."""
+    """Number of many-shot (> 100), medium-shot (20–100) and few-shot (< 20) classes."""
     counts = [int(n) for n in counts]
     return {
         "many": sum(n > 100 for n in counts),
