@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -132,12 +133,34 @@ class MixingConfig:
         kappa: κ ≥ 1, the class-size ratio that makes a pair eligible.
         tau: τ in [0, 1]; τ = 0 is the base mixing method.
         per_sample: one λx per sample instead of the paper's one per batch.
+        partner: who is mixed with whom (docs/family.md): ``auto`` (the method's: a permutation of the batch for
+            Mixup/Remix/MAMix, ``class-weighted`` for CMO and Balanced-MixUp, ``in-batch`` for UniMix),
+            ``permutation``, ``class-weighted`` or ``in-batch``; any method with Mixup or CutMix takes any partner.
+        partner_exponent: e of the partner's sample weights n_y^e (``null``: −1 for class-weighted, i.e.
+            class-balanced as CMO's ``weighted_alpha = 1``; −0.5 for in-batch, UniMix's CIFAR-10 value).
+        prob: probability that a batch is mixed (``null``: the method's; CMO 0.5, the others 1).
+        skip_first: epochs without mixing at the start (``null``: the method's; CMO 4, i.e. epochs 0–3).
+        skip_last: epochs without mixing at the end (``null``: the method's; CMO 3).
+        unimix_alpha: α of UniMix's ξ ~ Beta(α, α) (0.8, the authors' configs).
+        unimix_wrap: how UniMix's λ = n_j/(n_i+n_j) + ξ returns into [0, 1]: ``wrap`` (the authors' code: minus
+            1 above 1) or ``clip``.
+        balanced_alpha: α of Balanced-MixUp's partner share λ ~ Beta(α, 1) (0.2; the paper uses 0.1–0.3).
+        mamix_exponent: f of MAMix's k = n^f (−0.25, the authors' configs).
     """
 
     alpha: float = 1.0
     kappa: float = 3.0
     tau: float = 0.5
     per_sample: bool = False
+    partner: str = "auto"
+    partner_exponent: float | None = None
+    prob: float | None = None
+    skip_first: int | None = None
+    skip_last: int | None = None
+    unimix_alpha: float = 0.8
+    unimix_wrap: str = "wrap"
+    balanced_alpha: float = 0.2
+    mamix_exponent: float = -0.25
 
 
 @dataclass
@@ -279,6 +302,18 @@ class TrainConfig:
         check_number(x.alpha, "mixing.alpha", low=0.0, low_open=True)
         check_number(x.kappa, "mixing.kappa", low=1.0)
         check_number(x.tau, "mixing.tau", low=0.0, high=1.0)
+        check_choice(x.partner, "mixing.partner", ("auto", "permutation", "class-weighted", "in-batch"))
+        if x.partner_exponent is not None:
+            check_number(x.partner_exponent, "mixing.partner_exponent", low=-10.0, high=10.0)
+        if x.prob is not None:
+            check_number(x.prob, "mixing.prob", low=0.0, high=1.0)
+        for key in ("skip_first", "skip_last"):
+            if getattr(x, key) is not None:
+                check_number(getattr(x, key), f"mixing.{key}", low=0, integer=True)
+        check_number(x.unimix_alpha, "mixing.unimix_alpha", low=0.0, low_open=True)
+        check_choice(x.unimix_wrap, "mixing.unimix_wrap", ("wrap", "clip"))
+        check_number(x.balanced_alpha, "mixing.balanced_alpha", low=0.0, low_open=True)
+        check_number(x.mamix_exponent, "mixing.mamix_exponent", low=-10.0, high=10.0)
         check_number(r.epochs, "run.epochs", low=1, integer=True)
         check_number(r.seed, "run.seed", low=0, integer=True)
         check_number(r.subset_seed, "run.subset_seed", low=0, integer=True)
@@ -324,6 +359,9 @@ def _field_types(section: Any) -> dict[str, Any]:
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Return ``value`` as type ``tp`` (int, float, bool, str, list[int], list[float]) or raise TypeError."""
     origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp):  # an optional key: null or T
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else _coerce(value, inner, key)
     if origin is list:
         (inner,) = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
