@@ -166,8 +166,8 @@ METHODS: dict[str, Method] = dict(
             for name, paper, kw in (
                 ("cmo", "CMO", {}),
                 ("cmo-drw", "CMO-DRW", {"weighting": "drw"}),
-                ("cmo-bs", "BS + CMO", {"loss": "bs"}),
-                ("cmo-ldam-drw", "LDAM-DRW + CMO", {"loss": "ldam", "weighting": "drw"}),
+                ("cmo-bs", "CMO-BS", {"loss": "bs"}),
+                ("cmo-ldam-drw", "CMO-LDAM-DRW", {"loss": "ldam", "weighting": "drw"}),
             )
         ),
         # Balanced-MixUp (Galdran et al. 2021): x = (1 − λ)·x_A + λ·x_B, B class-balanced, λ ~ Beta(α, 1).
