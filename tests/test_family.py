@@ -248,3 +248,22 @@ def test_partner_mix_errors() -> None:
     cw = PartnerMix(mixer="mixup", labels=MixupLabels(), class_counts=COUNTS, partner="class-weighted")
     with pytest.raises(InvalidParameterError, match="a class-weighted `PartnerMix` needs the second batch"):
         cw.mix(*_batch())
+
+
+def test_reproduce_family_lists_its_grid(capsys, tmp_path) -> None:
+    from remixup import reproduce as rp
+    from remixup.cli import main
+    from remixup.experiments import enumerate_runs, get_experiment
+
+    family = get_experiment("family")
+    runs = enumerate_runs(family)
+    assert len(runs) == 10 * 2 * 5 and {r.recipe for r in runs} == {"ldam"}
+    assert {r.method for r in runs} >= {"cmo", "cmo-drw", "cmo-bs", "cmo-ldam-drw", "balanced-mixup", "unimix", "mamix",
+                                        "mamix-drw", "mixup-drw", "remix-drw"}  # fmt: skip
+    unimix = {r.column.dataset: r.overrides for r in runs if r.method == "unimix" and r.seed == 0}
+    assert unimix == {"cifar10": (), "cifar100": ("mixing.partner_exponent=-0.1",)}
+    forks = rp.plan_forks(enumerate_runs(family, seeds=[0])).forks
+    assert {v[0].split("_")[1] for v in forks.values()} == {"cmo", "mamix"}  # never plain CutMix or Mixup
+    assert main(["reproduce", "family", "--dry-run", "--runs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "family: 100 runs (10 rows x 2 columns x 5 seeds" in out and out.count("\n[") == 100
