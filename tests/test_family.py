@@ -267,3 +267,12 @@ def test_reproduce_family_lists_its_grid(capsys, tmp_path) -> None:
     assert main(["reproduce", "family", "--dry-run", "--runs-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "family: 100 runs (10 rows x 2 columns x 5 seeds" in out and out.count("\n[") == 100
+
+
+def test_report_plots_the_family_telemetry(tmp_path) -> None:
+    from remixup.report import Run, plot_family
+
+    rows = [{"epoch": e, "partner_few": 0.3 + 0.01 * e, "label_weight_few": 0.6} for e in (1, 2, 3)]
+    assert plot_family([Run(tmp_path / "a", None, rows)], tmp_path / "family.png") == tmp_path / "family.png"
+    assert (tmp_path / "family.png").stat().st_size > 0
+    assert plot_family([Run(tmp_path / "b", None, [{"epoch": 1, "lam_y_forced": 0.1}])], tmp_path / "none.png") is None

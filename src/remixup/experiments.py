@@ -324,9 +324,7 @@ FAMILY = Experiment(
     "methods' papers use other recipes or datasets, so their cells have no reference here.",
 )
 
-EXPERIMENTS: dict[str, Experiment] = {
-    e.name: e for e in (TABLE1, TABLE5, CINIC10, INAT, KAPPA, TAU, C10LT, SWEEP, FAMILY)
-}
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (TABLE1, TABLE5, CINIC10, INAT, KAPPA, TAU, C10LT, SWEEP, FAMILY)}
 
 
 def get_experiment(name: str) -> Experiment:
@@ -378,8 +376,10 @@ def enumerate_runs(
                             subset_seed=int(subset_seed),
                             recipe=recipe or experiment.recipe,
                             epochs=epochs,
-                            overrides=tuple(experiment.extra) + tuple(row.overrides)
-                            + dict(row.cell_overrides).get(column.label, ()) + tuple(overrides),
+                            overrides=tuple(experiment.extra)
+                            + tuple(row.overrides)
+                            + dict(row.cell_overrides).get(column.label, ())
+                            + tuple(overrides),
                         )
                     )
     return runs

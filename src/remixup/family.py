@@ -367,7 +367,9 @@ class PartnerMix:
         y0, y1 = (cy - cut_h // 2).clamp(0, height), (cy + cut_h // 2).clamp(0, height)
         x0, x1 = (cx - cut_w // 2).clamp(0, width), (cx + cut_w // 2).clamp(0, width)
         rows, cols = torch.arange(height), torch.arange(width)
-        mask = ((rows >= y0[:, None]) & (rows < y1[:, None]))[:, :, None] & ((cols >= x0[:, None]) & (cols < x1[:, None]))[:, None, :]
+        in_rows = (rows >= y0[:, None]) & (rows < y1[:, None])  # (n, H)
+        in_cols = (cols >= x0[:, None]) & (cols < x1[:, None])  # (n, W)
+        mask = in_rows[:, :, None] & in_cols[:, None, :]
         kept = 1.0 - ((y1 - y0) * (x1 - x0)).double() / (height * width)
         return kept.float().expand(b).contiguous(), mask
 

@@ -289,7 +289,7 @@ def _build_family(method: Method, m: Any, class_counts: torch.Tensor, generator:
             return loader
 
         partners = LoaderPartners(make_loader, sampler)
-    return PartnerMix(mixer=method.mixer, labels=labels, class_counts=counts, partner=partner, exponent=exponent,  # type: ignore[arg-type]
+    return PartnerMix(mixer=method.mixer, labels=labels, class_counts=counts, partner=partner, exponent=exponent,
                       partners=partners, draw=method.draw, alpha=alpha, per_sample=m.per_sample, wrap=m.unimix_wrap,
                       prob=method.prob if m.prob is None else m.prob,
                       skip_first=method.skip_first if m.skip_first is None else m.skip_first,

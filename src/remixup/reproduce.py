@@ -69,6 +69,7 @@ def plain_twin(method: str) -> str | None:
         return None
     if m.weighting == "rw" or m.sampling == "rs":
         return None
+
     def family(x: Any) -> tuple[Any, ...]:  # the mixing family's axes (partner, λ draw, CMO's probability and window)
         return (x.partner, x.draw, x.prob, x.skip_first, x.skip_last)
 
