@@ -217,8 +217,8 @@ def test_build_mixing_routes_the_family_and_the_overrides() -> None:
     assert build_mixing(get_method("balanced-mixup"), MixingConfig(partner="permutation"), model, counts, g).alpha == 0.2
     with pytest.raises(ConfigError, match="a class-weighted partner draws from the training set"):
         build_mixing(get_method("cmo"), MixingConfig(), model, counts, g)
-    with pytest.raises(ConfigError, match="work with Mixup and CutMix only; method 'remix-mm'"):
-        build_mixing(get_method("remix-mm"), MixingConfig(partner="in-batch"), model, counts, g)
+    mm = build_mixing(get_method("remix-mm"), MixingConfig(partner="in-batch"), model, counts, g)
+    assert type(mm) is PartnerMix and (mm.mixer, mm.partner, mm.points) == ("manifold", "in-batch", ["input"])
 
 
 def test_config_keys_parse_and_validate() -> None:
@@ -276,3 +276,55 @@ def test_report_plots_the_family_telemetry(tmp_path) -> None:
     assert plot_family([Run(tmp_path / "a", None, rows)], tmp_path / "family.png") == tmp_path / "family.png"
     assert (tmp_path / "family.png").stat().st_size > 0
     assert plot_family([Run(tmp_path / "b", None, [{"epoch": 1, "lam_y_forced": 0.1}])], tmp_path / "none.png") is None
+
+
+class _Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 16), nn.BatchNorm1d(16), nn.ReLU())
+        self.head = nn.Linear(16, 4)
+        self.mixing_points = ["input", "body"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def test_manifold_with_a_permutation_partner_draws_what_manifold_mixup_draws() -> None:
+    from remixup.manifold import ManifoldMixup
+
+    torch.manual_seed(0)
+    net = _Net()
+    x, y = _batch(16)
+    old = ManifoldMixup(net, net.mixing_points, labels=RemixLabels(COUNTS), num_classes=4, alpha=0.5,
+                        generator=torch.Generator().manual_seed(3))  # fmt: skip
+    new = PartnerMix(mixer="manifold", labels=RemixLabels(COUNTS), class_counts=COUNTS, alpha=0.5, model=net,
+                     points=net.mixing_points, generator=torch.Generator().manual_seed(3))  # fmt: skip
+    for _ in range(4):  # both points get drawn
+        a, b = old.mix_forward(net, x, y), new.mix_forward(net, x, y)
+        assert torch.equal(a.logits, b.logits) and torch.equal(a.target, b.target)
+
+
+@pytest.mark.parametrize("partner", ["in-batch", "class-weighted"])
+def test_manifold_with_other_partners(partner: str) -> None:
+    class Source:
+        def next(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return _batch(b + 3, seed=7)
+
+    net = _Net()
+    x, y = _batch(16)
+    mix = PartnerMix(mixer="manifold", labels=MixupLabels(), class_counts=COUNTS, partner=partner, partners=Source(),
+                     model=net, points=["body"], generator=torch.Generator().manual_seed(0))  # fmt: skip
+    out = mix.mix_forward(net, x, y)
+    assert out.logits.shape == (16, 4) and out.target.shape == (16, 4)
+    if partner == "class-weighted":
+        assert torch.equal(out.record.y_partner, _batch(19, seed=7)[1][:16])
+    net.eval()  # BatchNorm statistics differ once the batch holds the partners: compare in eval mode
+    mix2 = PartnerMix(mixer="manifold", labels=MixupLabels(), class_counts=COUNTS, partner=partner, partners=Source(),
+                      model=net, points=["body"], generator=torch.Generator().manual_seed(0))  # fmt: skip
+    out2 = mix2.mix_forward(net, x, y)
+    lam = out2.record.lam_x[:, None]
+    h = net.body(x)
+    hp = h[out2.record.perm] if partner == "in-batch" else net.body(_batch(19, seed=7)[0][:16])
+    torch.testing.assert_close(out2.logits, net.head(lam * h + (1 - lam) * hp))
+    with pytest.raises(InvalidParameterError, match="call `mix_forward`"):
+        mix.mix(x, y)

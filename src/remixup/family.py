@@ -38,7 +38,8 @@ import torch.distributed as dist
 from torch import nn
 
 from remixup._validation import check_batch, check_choice, check_class_counts, check_labels, check_number
-from remixup.errors import InvalidParameterError
+from remixup.errors import InvalidParameterError, InvalidTypeError
+from remixup.manifold import ManifoldMixup
 from remixup.metrics import FEW_BELOW, MANY_ABOVE
 from remixup.mixing import MixedBatch, MixRecord, sample_beta, soft_targets
 from remixup.partners import DEFAULT_EXPONENT, PARTNERS, LoaderPartners, in_batch_partners
@@ -56,7 +57,7 @@ __all__ = [
 ]
 
 DRAWS = ("beta", "beta-1", "unimix")
-FAMILY_MIXERS = ("mixup", "cutmix")
+FAMILY_MIXERS = ("mixup", "cutmix", "manifold")
 UNIMIX_WRAPS = ("wrap", "clip")
 STATS_COLUMNS = ("partner_many", "partner_medium", "partner_few", "label_to_minority", "minority_label_share",
                  "label_weight_many", "label_weight_medium", "label_weight_few")  # fmt: skip
@@ -201,7 +202,8 @@ class PartnerMix:
     """A mixing of the family: partner × λ draw × operator × label rule, with a probability and an epoch window.
 
     Args:
-        mixer: ``"mixup"`` or ``"cutmix"``.
+        mixer: ``"mixup"``, ``"cutmix"`` or ``"manifold"`` (hidden states mixed at one of ``points`` per batch; a
+            class-weighted partner batch then runs through the layers before the point together with the batch).
         labels: a label policy ``(y, y_partner, lam_x) -> lam_y`` (``MixupLabels``, ``RemixLabels``,
             :class:`MAMixLabels`).
         class_counts: (C,) training samples per class (in-batch partner, UniMix's λ, telemetry; C = target width).
@@ -218,6 +220,7 @@ class PartnerMix:
         skip_first, skip_last: epoch e (0-based) of ``epochs`` is mixed only when skip_first ≤ e < epochs − skip_last.
         epochs: the run's length E (needed by ``skip_last``).
         generator: the generator of the pairing, λ, the boxes and the per-batch coin.
+        model, points: for ``"manifold"``: the model and its mixing points (``"input"`` or module names).
     """
 
     def __init__(
@@ -238,6 +241,8 @@ class PartnerMix:
         skip_last: int = 0,
         epochs: int | None = None,
         generator: torch.Generator | None = None,
+        model: nn.Module | None = None,
+        points: list[str] | None = None,
     ) -> None:
         owner = type(self).__name__
         check_choice(mixer, "mixer", FAMILY_MIXERS, owner=owner)
@@ -251,6 +256,8 @@ class PartnerMix:
         check_number(skip_last, "skip_last", owner=owner, low=0, integer=True)
         if exponent is not None:
             check_number(exponent, "exponent", owner=owner)
+        if mixer == "manifold" and (model is None or not points):
+            raise InvalidParameterError(f"manifold mixing in `{owner}` needs `model` and a non-empty list of `points`")
         if skip_last and epochs is None:
             raise InvalidParameterError(f"`skip_last` of `{owner}` needs `epochs` (the run's length)")
         self.mixer = mixer
@@ -268,6 +275,9 @@ class PartnerMix:
         self.skip_last = skip_last
         self.epochs = epochs
         self.generator = generator
+        self.model = model
+        self.points = list(points or [])
+        self._modules = {name: ManifoldMixup._resolve(model, name) for name in self.points} if model is not None else {}
         self.num_classes = int(self._counts.numel())
         self.stats = MixStats(self._counts)
         self.epoch = 0
@@ -334,6 +344,8 @@ class PartnerMix:
                 ignored by the other partners.
         """
         owner = type(self).__name__
+        if self.mixer == "manifold":
+            raise InvalidParameterError(f"manifold mixing in `{owner}` mixes inside the forward pass: call `mix_forward`")
         check_batch(x, y, owner=owner)
         check_labels(y, self.num_classes, owner=owner)
         if not (x.is_floating_point() or x.is_complex()):
@@ -393,6 +405,49 @@ class PartnerMix:
         """The :class:`~remixup.mixing.Mixing` protocol: mix (or not, by window and coin), then ``model``."""
         if not self._mixes_now():
             return MixedBatch(model(x), y, None)
+        if self.mixer == "manifold":
+            return self._manifold_forward(model, x, y)
         x_mixed, target, record = self.mix(x, y)
         self.stats.update(record)
         return MixedBatch(model(x_mixed), target, record)
+
+    def _manifold_forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MixedBatch:
+        # ManifoldMixup's draws in its order (the point, the pairing, λ), with any partner: an index into the batch
+        # (permutation, in-batch), or a second batch run through the layers before the point with the first.
+        check_batch(x, y, owner=type(self).__name__)
+        check_labels(y, self.num_classes, owner=type(self).__name__)
+        point = self.points[int(torch.randint(0, len(self.points), (1,), generator=self.generator))]
+        module = self._modules[point]
+        b = x.shape[0]
+        xp, yp, perm = self._pair(x, y, None)
+        lam = self._target_lam(y, yp, self._lam_count(b)).to(x.device).expand(b).contiguous()
+        external = self.partner == "class-weighted"
+
+        def mixed(h: torch.Tensor, hp: torch.Tensor) -> torch.Tensor:
+            return torch.lerp(hp, h, lam.to(dtype=h.dtype).reshape((-1,) + (1,) * (h.ndim - 1)))
+
+        if module is None:
+            logits = model(mixed(x, xp))
+        else:
+            calls = 0
+
+            def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+                nonlocal calls
+                calls += 1
+                if calls > 1:  # a module used twice in one forward is mixed at its first use only
+                    return None
+                if not isinstance(output, torch.Tensor) or output.ndim < 1 or output.shape[0] != (2 * b if external else b):
+                    raise InvalidTypeError(f"mixing point {point!r} must output a tensor of shape (B, ...)")
+                return mixed(output[:b], output[b:]) if external else mixed(output, output[perm])
+
+            handle = module.register_forward_hook(hook)
+            try:
+                logits = model(torch.cat([x, xp]) if external else x)
+            finally:
+                handle.remove()
+            if calls == 0:
+                raise RuntimeError(f"mixing point {point!r} was not reached by the model's forward pass")
+        lam_y = self.labels(y, yp, lam)
+        record = MixRecord(lam_x=lam, lam_y=lam_y, perm=perm, y=y, y_partner=yp)
+        self.stats.update(record)
+        return MixedBatch(logits, soft_targets(y, yp, lam_y, self.num_classes), record)

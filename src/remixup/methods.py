@@ -80,7 +80,6 @@ class Method:
         # Internal invariants of the registry below, not user input.
         assert self.mixer in MIXERS and self.labels in LABEL_POLICIES, self
         assert self.partner in PARTNERS and self.draw in DRAWS, self
-        assert self.is_classic or self.mixer in ("mixup", "cutmix"), self
         assert self.weighting in WEIGHTINGS and self.sampling in SAMPLINGS, self
         assert self.labels == "plain" or self.mixer is not None, self
 
@@ -229,7 +228,8 @@ def build_mixing(method: Method, mixing: Any, model: nn.Module, class_counts: to
         return NoMixing()
     m = mixing
     if _uses_family(method, m):
-        return _build_family(method, m, class_counts, generator, data=data, config=config, rank=rank, world_size=world_size)
+        return _build_family(method, m, model, class_counts, generator, data=data, config=config, rank=rank,
+                             world_size=world_size)  # fmt: skip
     labels = RemixLabels(class_counts.tolist(), kappa=m.kappa, tau=m.tau) if method.labels == "remix" else MixupLabels()
     if method.mixer == "manifold":
         inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
@@ -248,8 +248,8 @@ def _uses_family(method: Method, mixing: Any) -> bool:
     return not method.is_classic or overridden
 
 
-def _build_family(method: Method, m: Any, class_counts: torch.Tensor, generator: torch.Generator, *, data: RunData | None,
-                  config: TrainConfig | None, rank: int, world_size: int) -> Mixing:  # fmt: skip
+def _build_family(method: Method, m: Any, model: nn.Module, class_counts: torch.Tensor, generator: torch.Generator, *,
+                  data: RunData | None, config: TrainConfig | None, rank: int, world_size: int) -> Mixing:  # fmt: skip
     import math
 
     from remixup import seeding
@@ -259,9 +259,7 @@ def _build_family(method: Method, m: Any, class_counts: torch.Tensor, generator:
     from remixup.partners import DEFAULT_EXPONENT, ClassWeightedSampler, LoaderPartners
 
     partner = method.partner if m.partner == "auto" else m.partner
-    if method.mixer not in ("mixup", "cutmix"):
-        raise ConfigError(f"mixing.partner={partner} and CMO's probability and window work with Mixup and CutMix only; "
-                          f"method {method.name!r} mixes with {method.mixer!r}")  # fmt: skip
+    assert method.mixer is not None  # build_mixing returned NoMixing before
     counts = class_counts.tolist()
     labels: Any
     if method.labels == "remix":
@@ -294,4 +292,16 @@ def _build_family(method: Method, m: Any, class_counts: torch.Tensor, generator:
                       prob=method.prob if m.prob is None else m.prob,
                       skip_first=method.skip_first if m.skip_first is None else m.skip_first,
                       skip_last=method.skip_last if m.skip_last is None else m.skip_last,
-                      epochs=config.run.epochs if config is not None else None, generator=generator)  # fmt: skip
+                      epochs=config.run.epochs if config is not None else None, generator=generator,
+                      **_manifold_args(method, model))  # fmt: skip
+
+
+def _manifold_args(method: Method, model: nn.Module) -> dict[str, Any]:
+    from torch import nn
+
+    from remixup.models import get_mixing_points
+
+    if method.mixer != "manifold":
+        return {}
+    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    return {"model": model, "points": get_mixing_points(inner)}
