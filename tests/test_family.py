@@ -328,3 +328,23 @@ def test_manifold_with_other_partners(partner: str) -> None:
     torch.testing.assert_close(out2.logits, net.head(lam * h + (1 - lam) * hp))
     with pytest.raises(InvalidParameterError, match="call `mix_forward`"):
         mix.mix(x, y)
+
+
+def test_forks_respect_the_family_axes_and_cmo_window(tmp_path) -> None:
+    from pathlib import Path
+
+    from remixup.compat import continue_config
+    from remixup.errors import UserError
+
+    def cfg(method: str, epochs: int) -> TrainConfig:
+        c = TrainConfig()
+        c.method.name, c.run.epochs = method, epochs
+        return c
+
+    path = Path(tmp_path / "checkpoint.pt")
+    with pytest.raises(UserError, match="mix, label or compute the loss differently"):
+        continue_config(cfg("cmo-drw", 20), cfg("cutmix", 20).to_dict(), path, mode="fork", epoch=10)
+    assert continue_config(cfg("cmo-drw", 20), cfg("cmo", 20).to_dict(), path, mode="fork", epoch=10).method.name == "cmo-drw"
+    with pytest.raises(UserError, match="epoch 18 would have mixed differently"):
+        continue_config(cfg("cmo-drw", 30), cfg("cmo", 20).to_dict(), path, mode="fork", epoch=18)
+    assert continue_config(cfg("cmo-drw", 30), cfg("cmo", 20).to_dict(), path, mode="fork", epoch=16).run.epochs == 30
