@@ -117,3 +117,24 @@ def test_the_migration_example_of_the_docs_runs() -> None:
     cmo = namespace["cmo"]
     assert [e for e in range(10) if cmo.active(e)] == [4, 5, 6]
     assert torch.isfinite(namespace["loss"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
+def test_ddp_class_weighted_partner_and_its_telemetry_over_both_ranks(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    args = ["-m", "remixup", "train", "--dataset", "moons", "--ratio", "10", "--method", "balanced-mixup", "--epochs", "1",
+            "--no-progress", "optim.batch_size=64", "run.threads=1"]  # fmt: skip
+    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", *args, "--out",
+                          str(tmp_path / "two")], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert two.returncode == 0, two.stderr[-3000:]
+    (a,) = [json.loads(line) for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    (b,) = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert sum(b["partner_classes"]) == sum(a["partner_classes"]) > 0  # both ranks' pairs are counted
+    assert b["partner_classes"] != a["partner_classes"]  # each rank draws its own partners, not one shard
+    for row in (a, b):  # a class-balanced partner: about half of each of the two classes
+        assert abs(row["partner_classes"][1] / sum(row["partner_classes"]) - 0.5) < 0.1
