@@ -11,6 +11,7 @@ PAPER_NAMES = [
     "ERM", "Focal", "RW-Focal", "RS", "RW", "DRS", "DRW", "LDAM", "LDAM-DRW", "Mixup", "Manifold Mixup", "CutMix",
     "Mixup-DRW", "Mixup-DRS", "Remix", "Remix-RS", "Remix-RW", "Remix-DRS", "Remix-DRW", "Remix-LDAM-DRW",
     "Remix-LDAM-DRS", "Remix-MM", "Remix-CM", "LA", "BS", "Remix-LA", "Remix-BS",
+    "CMO", "CMO-DRW", "CMO-BS", "CMO-LDAM-DRW", "Balanced-MixUp", "UniMix", "MAMix", "MAMix-DRW",
 ]  # fmt: skip
 
 
@@ -45,7 +46,7 @@ def test_compositions(name: str, mixer: str | None, labels: str, loss: str, weig
 
 
 def test_ldam_methods_use_the_normalised_classifier() -> None:
-    assert {n for n, m in METHODS.items() if m.classifier == "norm"} == {"ldam", "ldam-drw", "remix-ldam-drw", "remix-ldam-drs"}
+    assert {n for n, m in METHODS.items() if m.classifier == "norm"} == {"ldam", "ldam-drw", "remix-ldam-drw", "remix-ldam-drs", "cmo-ldam-drw"}
 
 
 def test_methods_are_frozen_data() -> None:
@@ -115,6 +116,8 @@ def test_each_method_builds_the_mixing_its_fields_name(name: str) -> None:
     method = get_method(name)
     config = MixingConfig(alpha=0.7, kappa=2.5, tau=0.4, per_sample=True)
     gen = torch.Generator()
+    if not method.is_classic:  # the mixing family (tests/test_family.py)
+        return
     mixing = build_mixing(method, config, build_model("mlp", 3), torch.tensor([50, 10, 2]), gen)
     if method.mixer is None:
         assert type(mixing) is NoMixing

@@ -145,3 +145,17 @@ def check_batch(x: torch.Tensor, y: torch.Tensor | None = None, *, owner: str | 
         raise InvalidParameterError(f"the batch size{where} must be >= 2 to form pairs; got x of shape {tuple(x.shape)}")
     if y is not None and (y.ndim != 1 or y.shape[0] != x.shape[0]):
         raise InvalidParameterError(f"`y`{where} must have shape ({x.shape[0]},) to match x; got {tuple(y.shape)}")
+
+
+def closest(name: str, choices: Any) -> str | None:
+    """The choice closest to ``name`` by :func:`difflib.get_close_matches`, or ``None`` when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def suggest(name: str, choices: Any) -> str:
+    """``"; did you mean 'x'?"`` for the choice closest to ``name``, or ``""`` when none is close."""
+    close = closest(name, choices)
+    return f"; did you mean {close!r}?" if close else ""

@@ -84,11 +84,19 @@ def _check_fork_epochs(config: TrainConfig, old: TrainConfig, path: Path, epoch:
         raise UserError(f"cannot fork from {path}: it has trained {epoch} epochs and run.epochs={config.run.epochs} "
                         "leaves none to train; set --epochs (run.epochs) higher")  # fmt: skip
     before, after = get_method(old.method.name), get_method(config.method.name)
-    if (before.mixer, before.labels, before.loss) != (after.mixer, after.labels, after.loss):
+    family = ("partner", "draw", "prob", "skip_first", "skip_last")  # the mixing family's axes (remixup.family)
+    if (before.mixer, before.labels, before.loss, *(getattr(before, k) for k in family)) != (
+        after.mixer, after.labels, after.loss, *(getattr(after, k) for k in family)
+    ):  # fmt: skip
         raise UserError(f"cannot fork {after.name} from {path} ({before.name}): the two methods mix, label or compute "
                         "the loss differently from the first epoch; fork only between methods that differ in "
                         "(deferred) re-weighting or re-sampling")  # fmt: skip
+    skip_last = after.skip_last if config.mixing.skip_last is None else config.mixing.skip_last
     for e in range(epoch):
+        if skip_last and (e < old.run.epochs - skip_last) != (e < config.run.epochs - skip_last):
+            raise UserError(f"cannot fork {after.name} from {path} at epoch {epoch}: with run.epochs={config.run.epochs} "
+                            f"epoch {e + 1} would have mixed differently (the mixing window ends {skip_last} epochs "
+                            "before the last)")  # fmt: skip
         was = balancing_at(before, e, old.schedule.deferral_epoch)
         now = balancing_at(after, e, config.schedule.deferral_epoch)
         changed = was != now or (any(was) and old.method.beta != config.method.beta)

@@ -285,7 +285,8 @@ class Training:
         ids = [self.device.index] if self.device.type == "cuda" else None
         self.net: nn.Module = nn.parallel.DistributedDataParallel(self.model, device_ids=ids) if wrap else self.model
         self.mix_generator = torch.Generator()
-        self.mixing = build_mixing(self.method, self.config.mixing, self.net, self.data.class_counts, self.mix_generator)
+        self.mixing = build_mixing(self.method, self.config.mixing, self.net, self.data.class_counts, self.mix_generator,
+                                   data=self.data, config=self.config, rank=self.world.rank, world_size=self.world.world_size)  # fmt: skip
         if self.config.run.compile == "on":  # "auto" is off for now (docs/performance.md); evaluation stays eager
             if self.method.mixer == "manifold":
                 raise UserError(
@@ -333,6 +334,8 @@ class Training:
             self.loader.sampler = self.sampler if sampled else None
             self.loader.set_epoch(epoch)
             self.mix_generator.manual_seed(seeding.epoch_seed(r.seed, epoch, seeding.mix_stream(self.world.rank)))
+            if (set_epoch := getattr(self.mixing, "set_epoch", None)) is not None:  # the family's window and partners
+                set_epoch(epoch)
             tic = time.perf_counter()
             with epoch_bar(r.progress and self.world.main, len(self.loader), epoch, r.epochs) as bar:
                 stats = train_one_epoch(self.net, self.loader, self.mixing, self.criterion, self.optimizer, amp=self.precision.amp,
@@ -343,6 +346,7 @@ class Training:
                 "epoch": epoch + 1,
                 "lr": lr,
                 **{k: stats[k] for k in ("train_loss", "train_acc", "lam_y_forced", "images_per_s")},
+                **getattr(self.mixing, "epoch_stats", dict)(),  # the family's partner and label telemetry
             }
             if (epoch + 1) % r.eval_every == 0 or epoch + 1 == r.epochs:
                 batch = r.eval_batch_size or eval_batch_size(self.device)

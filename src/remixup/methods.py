@@ -11,6 +11,12 @@ A method is a composition (Remix, arXiv 2007.03943, §4 and Tables 1–5):
   epoch);
 - ``sampling``: ``None``, ``"rs"`` (class-balanced re-sampling from the start) or ``"drs"`` (deferred).
 
+The class-aware mixing family (:mod:`remixup.family`, docs/family.md) adds three fields: ``partner``
+(``"permutation"``, ``"class-weighted"``, ``"in-batch"``), ``draw`` (how λx is drawn: ``"beta"``, ``"beta-1"``,
+``"unimix"``) and CMO's per-batch probability and epoch window (``prob``, ``skip_first``, ``skip_last``); the label
+rule gains ``"mamix"``. The config's ``mixing.partner`` and friends override them for any method, so that, for
+example, Remix with a class-balanced partner is ``mixing.partner=class-weighted``.
+
 The engine reads these fields; it never branches on a method's name. Names are matched case-insensitively, and
 spaces or underscores count as hyphens, so the paper's spellings "Remix-DRW" and "Manifold Mixup" work.
 
@@ -41,10 +47,14 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from remixup.config import TrainConfig
+    from remixup.data.run import RunData
     from remixup.mixing import Mixing
 
 MIXERS = (None, "mixup", "cutmix", "manifold")
-LABEL_POLICIES = ("plain", "remix")
+LABEL_POLICIES = ("plain", "remix", "mamix")
+PARTNERS = ("permutation", "class-weighted", "in-batch")
+DRAWS = ("beta", "beta-1", "unimix")
 WEIGHTINGS = (None, "rw", "drw")
 SAMPLINGS = (None, "rs", "drs")
 
@@ -61,6 +71,10 @@ class Method:
         weighting: ``None`` | ``"rw"`` | ``"drw"``.
         sampling: ``None`` | ``"rs"`` | ``"drs"``.
         paper_name: the spelling used in the paper's tables.
+        partner: ``"permutation"`` | ``"class-weighted"`` | ``"in-batch"`` (:mod:`remixup.partners`).
+        draw: ``"beta"`` | ``"beta-1"`` | ``"unimix"`` (:mod:`remixup.family`).
+        prob: probability that a batch is mixed (CMO: 0.5).
+        skip_first, skip_last: epochs without mixing at the start and the end (CMO: 4 and 3, i.e. 3 < e < E − 3).
     """
 
     name: str
@@ -70,10 +84,16 @@ class Method:
     weighting: str | None = None
     sampling: str | None = None
     paper_name: str = ""
+    partner: str = "permutation"
+    draw: str = "beta"
+    prob: float = 1.0
+    skip_first: int = 0
+    skip_last: int = 0
 
     def __post_init__(self) -> None:
         # Internal invariants of the registry below, not user input.
         assert self.mixer in MIXERS and self.labels in LABEL_POLICIES, self
+        assert self.partner in PARTNERS and self.draw in DRAWS, self
         assert self.weighting in WEIGHTINGS and self.sampling in SAMPLINGS, self
         assert self.labels == "plain" or self.mixer is not None, self
 
@@ -81,6 +101,13 @@ class Method:
     def mixes(self) -> bool:
         """True when the method trains on mixed samples."""
         return self.mixer is not None
+
+    @property
+    def is_classic(self) -> bool:
+        """True for the methods before the family: a permuted partner, λx ~ Beta(α, α), plain or Remix labels, always."""
+        return (self.partner, self.draw, self.prob, self.skip_first, self.skip_last) == ("permutation", "beta", 1.0, 0, 0) and (
+            self.labels != "mamix"
+        )
 
     @property
     def deferred(self) -> bool:
@@ -101,10 +128,14 @@ class Method:
             f"weighting={self.weighting or 'none'}",
             f"sampling={self.sampling or 'none'}",
         ]
+        if not self.is_classic:
+            parts += [f"partner={self.partner}", f"draw={self.draw}"]
+            if (self.prob, self.skip_first, self.skip_last) != (1.0, 0, 0):
+                parts.append(f"prob={self.prob:g}, skip={self.skip_first}/{self.skip_last}")
         return f"{self.name}: " + ", ".join(parts)
 
 
-def _m(name: str, paper: str, **kw: str | None) -> tuple[str, Method]:
+def _m(name: str, paper: str, **kw: str | float | None) -> tuple[str, Method]:
     return name, Method(name=name, paper_name=paper, **kw)  # type: ignore[arg-type]
 
 
@@ -141,6 +172,24 @@ METHODS: dict[str, Method] = dict(
         _m("bs", "BS", loss="bs"),
         _m("remix-la", "Remix-LA", mixer="mixup", labels="remix", loss="la"),
         _m("remix-bs", "Remix-BS", mixer="mixup", labels="remix", loss="bs"),
+        # The class-aware mixing family (remixup.family, docs/family.md), with their authors' code's settings.
+        # CMO (Park et al. 2022): a CutMix box of a class-weighted batch pasted into the batch, p = 0.5, 3 < e < E − 3.
+        *(
+            _m(name, paper, mixer="cutmix", partner="class-weighted", prob=0.5, skip_first=4, skip_last=3, **kw)
+            for name, paper, kw in (
+                ("cmo", "CMO", {}),
+                ("cmo-drw", "CMO-DRW", {"weighting": "drw"}),
+                ("cmo-bs", "CMO-BS", {"loss": "bs"}),
+                ("cmo-ldam-drw", "CMO-LDAM-DRW", {"loss": "ldam", "weighting": "drw"}),
+            )
+        ),
+        # Balanced-MixUp (Galdran et al. 2021): x = (1 − λ)·x_A + λ·x_B, B class-balanced, λ ~ Beta(α, 1).
+        _m("balanced-mixup", "Balanced-MixUp", mixer="mixup", partner="class-weighted", draw="beta-1"),
+        # UniMix with its Bayias loss (Xu et al. 2021); on a balanced test set Bayias is the logit-adjusted loss, τ = 1.
+        _m("unimix", "UniMix", mixer="mixup", partner="in-batch", draw="unimix", loss="la"),
+        # MAMix (imbalanced-DL): a permuted partner, the label weight piecewise linear in λx.
+        _m("mamix", "MAMix", mixer="mixup", labels="mamix"),
+        _m("mamix-drw", "MAMix-DRW", mixer="mixup", labels="mamix", weighting="drw"),
     ]
 )
 
@@ -174,7 +223,7 @@ def _compose(key: str) -> Method:
     slots: dict[str, str] = {}
     for token in tokens:
         if token not in PARTS:
-            from remixup.config import closest
+            from remixup._validation import closest
 
             close = closest(token, PARTS)
             fixed = key.replace(token, close, 1) if close else None
@@ -191,8 +240,8 @@ def _compose(key: str) -> Method:
     mixer = slots.get("mixer", "mixup" if labels == "remix" else None)
     parts = dict(mixer=mixer, labels=labels, loss=slots.get("loss", "ce"), weighting=slots.get("weighting"),
                  sampling=slots.get("sampling"))  # fmt: skip
-    for method in METHODS.values():
-        if all(getattr(method, k) == v for k, v in parts.items()):
+    for method in METHODS.values():  # a composed name never means a family method (its partner is not a part)
+        if method.is_classic and all(getattr(method, k) == v for k, v in parts.items()):
             return method
     short = {"cutmix": "cm", "manifold": "mm"}
     if labels == "remix":
@@ -235,15 +284,23 @@ def get_method(name: str) -> Method:
     return _compose(key)
 
 
-def build_mixing(method: Method, mixing: Any, model: nn.Module, class_counts: torch.Tensor, generator: torch.Generator) -> Mixing:
+def build_mixing(method: Method, mixing: Any, model: nn.Module, class_counts: torch.Tensor, generator: torch.Generator, *,
+                 data: RunData | None = None, config: TrainConfig | None = None, rank: int = 0,
+                 world_size: int = 1) -> Mixing:  # fmt: skip
     """The :class:`~remixup.mixing.Mixing` of ``method``: nothing, Mixup/CutMix on the input, or manifold mixing.
 
     Args:
-        method: the method (its ``mixer`` and ``labels``).
-        mixing: the config's ``mixing`` section (α, κ, τ, per-sample λ).
+        method: the method (its ``mixer`` and ``labels``, and the family's ``partner``, ``draw``, ``prob``, window).
+        mixing: the config's ``mixing`` section (α, κ, τ, per-sample λ, and the family's keys).
         model: the network being trained (manifold mixing hooks its ``mixing_points``; a DDP wrapper is looked into).
         class_counts: (C,) training counts (the Remix rule and the target width).
-        generator: the generator every draw of the mixing comes from.
+        generator: the generator every draw of the mixing comes from (the class-weighted partner has its own).
+        data: the run's data; a class-weighted partner draws its second batch from ``data.train_loader``.
+        config: the run's config (seed, batch size, augmentation, workers, epochs), for the family's mixings.
+        rank, world_size: this process's place in a DDP job (each rank draws its own class-weighted partners).
+
+    A method of the family, or any method with ``mixing.partner`` (or the probability and window keys) set,
+    becomes a :class:`~remixup.family.PartnerMix`; the other methods are built exactly as before.
     """
     from torch import nn
 
@@ -254,6 +311,9 @@ def build_mixing(method: Method, mixing: Any, model: nn.Module, class_counts: to
     if method.mixer is None:
         return NoMixing()
     m = mixing
+    if _uses_family(method, m):
+        return _build_family(method, m, model, class_counts, generator, data=data, config=config, rank=rank,
+                             world_size=world_size)  # fmt: skip
     labels = RemixLabels(class_counts.tolist(), kappa=m.kappa, tau=m.tau) if method.labels == "remix" else MixupLabels()
     if method.mixer == "manifold":
         inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
@@ -261,3 +321,71 @@ def build_mixing(method: Method, mixing: Any, model: nn.Module, class_counts: to
                              per_sample=m.per_sample, generator=generator)  # fmt: skip
     mixer = (CutMixMixer if method.mixer == "cutmix" else MixupMixer)(m.alpha, per_sample=m.per_sample, generator=generator)
     return MixTransform(mixer, labels, num_classes=class_counts.numel())
+
+
+_FAMILY_KEYS = ("prob", "skip_first", "skip_last")
+
+
+def _uses_family(method: Method, mixing: Any) -> bool:
+    """Whether the method (or the config's family keys) asks for more than the classic permuted Mixup/CutMix."""
+    overridden = getattr(mixing, "partner", "auto") != "auto" or any(getattr(mixing, k, None) is not None for k in _FAMILY_KEYS)
+    return not method.is_classic or overridden
+
+
+def _build_family(method: Method, m: Any, model: nn.Module, class_counts: torch.Tensor, generator: torch.Generator, *,
+                  data: RunData | None, config: TrainConfig | None, rank: int, world_size: int) -> Mixing:  # fmt: skip
+    import math
+
+    from remixup import seeding
+    from remixup.errors import ConfigError
+    from remixup.family import MAMixLabels, PartnerMix
+    from remixup.mixing import MixupLabels, RemixLabels
+    from remixup.partners import DEFAULT_EXPONENT, ClassWeightedSampler, LoaderPartners
+
+    partner = method.partner if m.partner == "auto" else m.partner
+    assert method.mixer is not None  # build_mixing returned NoMixing before
+    counts = class_counts.tolist()
+    labels: Any
+    if method.labels == "remix":
+        labels = RemixLabels(counts, kappa=m.kappa, tau=m.tau)
+    elif method.labels == "mamix":
+        labels = MAMixLabels(counts, exponent=m.mamix_exponent)
+    else:
+        labels = MixupLabels()
+    alpha = {"beta": m.alpha, "beta-1": m.balanced_alpha, "unimix": m.unimix_alpha}[method.draw]
+    exponent = DEFAULT_EXPONENT.get(partner, 0.0) if m.partner_exponent is None else m.partner_exponent
+    partners = None
+    if partner == "class-weighted":
+        if data is None or config is None:
+            raise ConfigError("a class-weighted partner draws from the training set: build_mixing needs `data` and `config`")
+        run = config.run
+        sampler = ClassWeightedSampler(data.y_train, exponent=exponent, num_samples=math.ceil(data.y_train.numel() / world_size),
+                                       seed=run.seed, rank=rank)  # fmt: skip
+        # The second loader augments from its own seed, so a sample and its partner do not share a crop.
+        seed = seeding.epoch_seed(run.seed, 0, seeding.partner_stream(rank)) & 0x7FFFFFFF
+
+        def make_loader(s: ClassWeightedSampler) -> Any:
+            loader = data.train_loader(batch_size=config.optim.batch_size // world_size, seed=seed, rank=0, world_size=1,
+                                       augment=config.data.augment, channels_last=False, workers=run.workers)  # fmt: skip
+            loader.sampler = s
+            return loader
+
+        partners = LoaderPartners(make_loader, sampler)
+    return PartnerMix(mixer=method.mixer, labels=labels, class_counts=counts, partner=partner, exponent=exponent,
+                      partners=partners, draw=method.draw, alpha=alpha, per_sample=m.per_sample, wrap=m.unimix_wrap,
+                      prob=method.prob if m.prob is None else m.prob,
+                      skip_first=method.skip_first if m.skip_first is None else m.skip_first,
+                      skip_last=method.skip_last if m.skip_last is None else m.skip_last,
+                      epochs=config.run.epochs if config is not None else None, generator=generator,
+                      **_manifold_args(method, model))  # fmt: skip
+
+
+def _manifold_args(method: Method, model: nn.Module) -> dict[str, Any]:
+    from torch import nn
+
+    from remixup.models import get_mixing_points
+
+    if method.mixer != "manifold":
+        return {}
+    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    return {"model": model, "points": get_mixing_points(inner)}

@@ -268,6 +268,31 @@ def plot_lam_y_forced(runs: Sequence[Run], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def plot_family(runs: Sequence[Run], path: Path) -> Path | None:
+    """The mixing family's telemetry per epoch: the share of partners from few-shot classes, and the mean label
+    share of a few-shot pair member (``remixup.family.MixStats``); ``None`` when no run logged them."""
+    series = [(run, _series(run, "partner_few"), _series(run, "label_weight_few")) for run in runs]
+    series = [item for item in series if item[1][0] or item[2][0]]
+    if not series:
+        return None
+    plt = _pyplot()
+    fig, (ax_p, ax_w) = plt.subplots(1, 2, figsize=(10 if len(series) <= _INLINE_LEGEND_MAX else 12, 3.5), layout="constrained")
+    for k, (run, (px, py), (wx, wy)) in enumerate(series):
+        ax_p.plot(px, py, color=_color(k, len(series)), label=run.label, marker="o", ms=3)
+        ax_w.plot(wx, wy, color=_color(k, len(series)), label=run.label, marker="o", ms=3)
+    ax_p.set_ylabel("share of partners from few-shot classes")
+    ax_w.set_ylabel("mean label share of a few-shot member")
+    ax_w.axhline(0.5, color="grey", lw=0.8, ls=":")
+    for ax in (ax_p, ax_w):
+        ax.set_xlabel("epoch")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    ax_p.set_title("Who is mixed with whom")
+    ax_w.set_title("Where the label goes")
+    _legend(fig, ax_w, len(series))
+    return _save(fig, path)
+
+
 def plot_confusion(run: Run, path: Path) -> Path | None:
     """Confusion matrix heatmap, rows (true class) normalised to percentages; numbers shown up to 12 classes."""
     matrix = (run.summary or {}).get("confusion")
@@ -386,6 +411,7 @@ def make_report(run_dirs: Sequence[Path | str], out: Path | str, *, per_run: boo
             plot_per_class(runs, out / "compare_per_class.png"),
             plot_curves(runs, out / "compare_curves.png"),
             plot_lam_y_forced(runs, out / "compare_lam_y_forced.png"),
+            plot_family(runs, out / "compare_family.png"),
         ]
         images = [p for p in compared if p is not None]
         if images:
@@ -401,6 +427,7 @@ def make_report(run_dirs: Sequence[Path | str], out: Path | str, *, per_run: boo
             plot_curves([run], folder / "curves.png"),
             plot_lam_y_forced([run], folder / "lam_y_forced.png"),
             plot_confusion(run, folder / "confusion.png"),
+            plot_family([run], folder / "family.png"),
         ]
         md += [f"## {run.label}", "", f"Folder: `{run.path}`" + ("" if run.finished else " — **unfinished**"), ""]
         md += [f"![{p.stem}]({rel(p)})" for p in plots if p is not None]

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from remixup._files import ensure_writable
 from remixup.errors import InvalidParameterError
@@ -69,8 +70,14 @@ def plain_twin(method: str) -> str | None:
         return None
     if m.weighting == "rw" or m.sampling == "rs":
         return None
+
+    def family(x: Any) -> tuple[Any, ...]:  # the mixing family's axes (partner, λ draw, CMO's probability and window)
+        return (x.partner, x.draw, x.prob, x.skip_first, x.skip_last)
+
     for twin in METHODS.values():
-        if (twin.mixer, twin.labels, twin.loss, twin.weighting, twin.sampling) == (m.mixer, m.labels, m.loss, None, None):
+        if (twin.mixer, twin.labels, twin.loss, twin.weighting, twin.sampling) == (m.mixer, m.labels, m.loss, None, None) and (
+            family(twin) == family(m)
+        ):
             return twin.name
     return None
 

@@ -13,6 +13,9 @@ stream                     what draws from it                      value
 :func:`mix_stream`         λx, the pairing, CutMix boxes, the      1000 + rank
                            manifold mixing point (per DDP rank)
 :func:`file_stream`        augmentation of one image file          1,000,000 + index
+:func:`partner_stream`     the class-weighted partner batch: its   500,000 + rank
+                           indices, and the augmentation seed of
+                           its batches (per DDP rank)
 =========================  ======================================  =====================================
 
 The values are those of every earlier release, so seeds give the same numbers as before.
@@ -22,13 +25,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ORDER", "SAMPLER", "augment_stream", "epoch_seed", "file_stream", "mix_stream"]
+__all__ = ["ORDER", "SAMPLER", "augment_stream", "epoch_seed", "file_stream", "mix_stream", "partner_stream"]
 
 ORDER = 0
 SAMPLER = 7
 _AUGMENT, _AUGMENT_PER_RANK = 1, 2_000
 _MIX = 1_000
 _FILE = 1_000_000
+_PARTNER = 500_000
 
 
 def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
@@ -53,3 +57,8 @@ def mix_stream(rank: int = 0) -> int:
 def file_stream(index: int) -> int:
     """The augmentation stream of image file ``index``: the same crop whichever worker decodes the file."""
     return _FILE + index
+
+
+def partner_stream(rank: int = 0) -> int:
+    """The stream of the class-weighted partner batches of DDP rank ``rank``: each rank draws its own partners."""
+    return _PARTNER + rank
