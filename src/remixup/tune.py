@@ -204,7 +204,9 @@ def open_storage(path: Path, url: str, *, heartbeat: int = 60, grace: int = 180)
         kwargs["engine_kwargs"]["connect_args"] = {"connect_timeout": 10}
         kwargs.update(heartbeat_interval=heartbeat, grace_period=grace, heartbeat_stale_trial_callback=retry_once)
     try:
-        return optuna.storages.RDBStorage(url, **kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat options
+            return optuna.storages.RDBStorage(url, **kwargs)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot open the storage {_redact(url)}: {first}") from exc
