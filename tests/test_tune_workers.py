@@ -104,7 +104,7 @@ def test_killed_worker_trial_is_failed_and_retried(tmp_path, storage):
         assert time.monotonic() < deadline and p.poll() is None
         time.sleep(0.2)
     p.send_signal(signal.SIGKILL)
-    p.wait()
+    p.communicate()
     assert [t.number for t in tune.load(study.path).trials("RUNNING")] == [0]
     if storage != "journal":
         time.sleep(3)  # past the heartbeat's grace period
