@@ -493,7 +493,7 @@ def _heartbeat(s: Study | None, trial: Any) -> Iterator[None]:
     import threading
 
     storage = s.study._storage if s is not None and trial is not None else None
-    if storage is None or not getattr(storage, "is_heartbeat_enabled", lambda: False)():
+    if not callable(getattr(storage, "record_heartbeat", None)) or storage.get_heartbeat_interval() is None:
         yield
         return
     stop = threading.Event()
@@ -527,7 +527,7 @@ def _next_trial(s: Study, n_trials: int, worker: int, deadline: float | None,
     for _ in range(50):  # duplicates are asked again, a few times
         if deadline is not None and time.monotonic() > deadline:
             return None
-        if isinstance(s.study._storage, optuna.storages.RDBStorage) and s.settings["storage"].startswith("postgresql"):
+        if s.settings["storage"].startswith("postgresql"):  # fail the trials whose heartbeat stopped; retry them once
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(s.study)
