@@ -140,7 +140,9 @@ def test_training_logs_validation_metrics_and_the_hook_stops_it(tmp_path):
 
     values = {"data.dataset": "digits", "data.ratio": 10.0, "method.name": "remix", "run.out": str(tmp_path / "a"),
               "run.progress": False, "data.val_fraction": 0.2}  # fmt: skip
-    config = build_config("paper", values=values, epochs=2, overrides=["run.eval_every=1", "optim.batch_size=64", "run.threads=1"])
+    config = build_config(
+        "paper", values=values, epochs=2, overrides=["run.eval_every=1", "optim.batch_size=64", "run.threads=1"]
+    )
     seen: list[tuple[int, float]] = []
     summary = train(config, on_epoch=lambda epoch, row: seen.append((epoch, row["val_balanced_acc"])))
     assert [e for e, _ in seen] == [1, 2] and summary["val_balanced_acc"] == seen[-1][1]

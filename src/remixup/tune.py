@@ -492,7 +492,7 @@ def _heartbeat(s: Study | None, trial: Any) -> Iterator[None]:
     """Beat the storage's heartbeat for ``trial`` while it runs (storages that have one: PostgreSQL)."""
     import threading
 
-    storage = s.study._storage if s is not None and trial is not None else None
+    storage: Any = s.study._storage if s is not None and trial is not None else None
     if not callable(getattr(storage, "record_heartbeat", None)) or storage.get_heartbeat_interval() is None:
         yield
         return
@@ -581,9 +581,9 @@ def _run_trial(s: Study | None, trial: Any, params: dict[str, Any], world: int) 
     n_seeds = int(s.settings["objective"]["seeds_per_trial"])
     number = trial.number if trial is not None else -1
     if world > 1:
-        box = [number]
-        dist.broadcast_object_list(box, src=0)
-        number = int(box[0])  # type: ignore[arg-type]
+        numbers: list[Any] = [number]
+        dist.broadcast_object_list(numbers, src=0)
+        number = int(numbers[0])
     base = s.base_config()
 
     def hook(epoch: int, row: dict[str, Any]) -> None:
