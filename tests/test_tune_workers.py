@@ -149,3 +149,32 @@ def test_submitit_local_runs_a_grid_of_two(tmp_path):
         os.environ.pop("PYTHONPATH") if old is None else os.environ.__setitem__("PYTHONPATH", old)
     assert failed == 0
     assert all((tmp_path / spec.run_id / "summary.json").is_file() for spec in runs)
+
+
+def test_ddp_worker_under_torchrun(tmp_path):
+    """Two gloo ranks run each trial together: rank 0 asks, broadcasts the parameters and the prune decisions."""
+    study = create(tmp_path / "s", "journal", epochs=2)
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "remixup", "tune", "run",
+            str(study.path), "--n-trials", "2", "--worker", "0"]  # fmt: skip
+    out = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    done = finished(study)
+    assert len(done) == 2 and all(t.state.name == "COMPLETE" for t in done)
+    assert out.stdout.count("this worker ran 2 trial(s)") == 1  # rank 0 reports
+
+
+def test_requeued_worker_finishes_its_running_trial(tmp_path):
+    """A SLURM time-out requeues the worker (submitit calls `checkpoint`): the new job takes up the trial it ran."""
+    pytest.importorskip("submitit")
+    from remixup.slurm import TuneJob
+
+    study = create(tmp_path / "s", "journal")
+    trial = study.study.ask()  # the trial the first job was running when time ran out
+    tune._own(study, trial, 0)
+    job = TuneJob(study.path, 1, None, 0)
+    job._running(trial.number)
+    again = job.checkpoint()
+    assert again.kwargs == {"resume_trial": trial.number}
+    assert again.function(**again.kwargs) == 1
+    trials = tune.load(study.path).trials()
+    assert [(t.number, t.state.name) for t in trials] == [(0, "COMPLETE")]

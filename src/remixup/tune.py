@@ -447,10 +447,24 @@ def run_worker(path: str | Path, *, n_trials: int, timeout: float | None = None,
     import torch.distributed as dist
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
+    owned = world > 1 and not dist.is_initialized()
+    if owned:
         import torch
 
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        return _work(path, n_trials, timeout, worker, resume_trial, on_trial, world)
+    finally:
+        if owned and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _work(path: str | Path, n_trials: int, timeout: float | None, worker: int | None, resume_trial: int | None,
+          on_trial: Callable[[int | None], None] | None, world: int) -> int:  # fmt: skip
+    import torch.distributed as dist
+
     main = world == 1 or dist.get_rank() == 0
     s = load(path) if main else None
     if worker is None:
