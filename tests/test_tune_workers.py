@@ -92,8 +92,8 @@ def test_three_workers_share_the_budget(tmp_path, storage):
     workers = {t.user_attrs["worker"]["index"] for t in done}
     assert len(workers) >= 2  # the budget was shared
     for t in done:  # each trial is an ordinary run folder linked to its number
-        assert Path(t.user_attrs["run_folders"][0]).name == f"{t.number:04d}_seed0"
-        assert (Path(t.user_attrs["run_folders"][0]) / "summary.json").is_file()
+        assert t.user_attrs["run_folders"] == [f"trials/{t.number:04d}_seed0"]
+        assert (study.path / t.user_attrs["run_folders"][0] / "summary.json").is_file()
 
 
 def test_killed_worker_trial_is_failed_and_retried(tmp_path, storage):

@@ -4,7 +4,8 @@ A study lives in a folder::
 
     STUDY_DIR/study.yaml      what ``create`` fixed: space, base config, objective, sampler, pruner, storage, versions
     STUDY_DIR/journal.log     the default storage (Optuna's journal file; one machine, any number of processes)
-    STUDY_DIR/trials/NNNN_seedS/   one ordinary run folder per trial and seed (config.yaml, metrics.*, summary.json)
+    STUDY_DIR/trials/NNNN_seedS/   one run folder per trial and seed (config.yaml, metrics.*, summary.json), named
+                              in the trial's user attribute ``run_folders`` (relative to STUDY_DIR)
     STUDY_DIR/confirm/        the runs of ``tune confirm`` and confirm.json
 
 **Fairness.** Every trial holds out a validation split of the (imbalanced) training split (``data.val_fraction``,
@@ -574,8 +575,9 @@ def _own(s: Study, trial: Any, worker: int) -> None:
     trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": pid, "start": _proc_start(pid), "index": worker})
 
 
-def _trial_folder(s: Study, number: int, seed_index: int) -> Path:
-    return s.path / "trials" / f"{number:04d}_seed{seed_index}"
+def _trial_folder(number: int, seed_index: int) -> str:
+    """A trial's run folder for one seed, relative to the study folder (so that the folder can move)."""
+    return f"trials/{number:04d}_seed{seed_index}"
 
 
 def _run_trial(s: Study | None, trial: Any, params: dict[str, Any], world: int) -> None:
@@ -617,12 +619,12 @@ def _run_trial(s: Study | None, trial: Any, params: dict[str, Any], world: int) 
             raise _Pruned(f"pruned at epoch {epoch}")
 
     values: list[float] = []
-    folders = [str(_trial_folder(s, number, i)) for i in range(n_seeds)]
+    folders = [_trial_folder(number, i) for i in range(n_seeds)]
     if trial is not None:
         trial.set_user_attr("run_folders", folders)
     state, reason = "COMPLETE", ""
     for i in range(n_seeds):
-        config = s.trial_config(params, seed=base.run.seed + i, out=Path(folders[i]))
+        config = s.trial_config(params, seed=base.run.seed + i, out=s.path / folders[i])
         try:
             summary = train(config, resume="auto", on_epoch=hook if i == 0 else None)
         except _Pruned as exc:
@@ -688,7 +690,7 @@ def best_table(s: Study, top: int) -> str:
         cells = [str(rank), str(t.number), f"{t.value:.2f}"]
         cells += [f"{t.params[k]:.4g}" if isinstance(t.params.get(k), float) else str(t.params.get(k)) for k in keys]
         folders = t.user_attrs.get("run_folders", [])
-        cells += [str(len(t.user_attrs.get("seed_values", []))), os.path.relpath(folders[0], s.path) if folders else ""]
+        cells += [str(len(t.user_attrs.get("seed_values", []))), folders[0] if folders else ""]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
