@@ -83,10 +83,10 @@ def assert_unique(trials: list) -> None:
 
 def test_three_workers_share_the_budget(tmp_path, storage):
     study = create(tmp_path / "s", storage)
-    finish([worker(study.path, 7, i) for i in range(3)])
+    finish([worker(study.path, 6, i) for i in range(3)])
     trials = tune.load(study.path).trials()
     done = [t for t in trials if t.state.name in tune.FINISHED]
-    assert len(done) == 7
+    assert len(done) == 6
     assert_unique(done)
     assert not [t for t in trials if t.user_attrs.get("duplicate_of") is not None]  # the samplers never repeated
     workers = {t.user_attrs["worker"]["index"] for t in done}
@@ -97,7 +97,7 @@ def test_three_workers_share_the_budget(tmp_path, storage):
 
 
 def test_killed_worker_trial_is_failed_and_retried(tmp_path, storage):
-    study = create(tmp_path / "s", storage, epochs=30)
+    study = create(tmp_path / "s", storage, epochs=10)
     p = worker(study.path, 2, 0)
     deadline = time.monotonic() + 120
     while not list((study.path / "trials").glob("0000_seed0/metrics.jsonl")):
