@@ -367,7 +367,7 @@ class Training:
                 f"the last good checkpoint is {self.folder.checkpoint} (epoch {epoch})" if epoch else "no checkpoint was written"
             )
             raise DivergedError(f"training loss became {loss} in epoch {epoch + 1}; the run stopped and {kept}. "
-                            "Try a smaller optim.lr or run.amp=off")  # fmt: skip
+                                "Try a smaller optim.lr or run.amp=off")  # fmt: skip
 
     def _record_epoch(self, row: dict[str, Any]) -> None:
         """The epoch's log line on stdout, metrics.jsonl/csv, and TensorBoard scalars."""
