@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "toy": ("remixup.commands.toy", "decision boundaries of ERM, Mixup and Remix on imbalanced 2-D toy sets"),
     "reproduce": ("remixup.commands.reproduce", "run a paper table as a resumable grid of runs"),
     "report": ("remixup.commands.report", "plots and a Markdown summary of finished runs"),
+    "tune": ("remixup.commands.tune", "a hyperparameter search on Optuna, selected on a validation split"),
 }
 
 

@@ -46,6 +46,11 @@ class DataConfig:
         mu: share of minority classes for the step profile, in (0, 1).
         download: allow the opt-in download (with checksum verification).
         augment: batched random crop + flip for image data (normalisation is always applied).
+        val_fraction: share of each class held out of the (imbalanced) training split as a validation split,
+            in [0, 1); 0 (the default) holds out nothing. Its metrics are logged as ``val_*``; the test split
+            stays untouched (what ``remixup tune`` selects on).
+        val_seed: seed of the validation split's per-class choice (independent of the other seeds).
+        val_min_per_class: at least this many validation samples per class (when ``val_fraction`` > 0).
     """
 
     dataset: str = "cifar10"
@@ -55,6 +60,9 @@ class DataConfig:
     mu: float = 0.5
     download: bool = False
     augment: bool = True
+    val_fraction: float = 0.0
+    val_seed: int = 0
+    val_min_per_class: int = 1
 
 
 @dataclass
@@ -284,6 +292,9 @@ class TrainConfig:
         check_choice(d.imbalance, "data.imbalance", IMBALANCE_PROFILES)
         check_number(d.ratio, "data.ratio", low=1.0)
         check_number(d.mu, "data.mu", low=0.0, high=1.0, low_open=True, high_open=True)
+        check_number(d.val_fraction, "data.val_fraction", low=0.0, high=1.0, high_open=True)
+        check_number(d.val_seed, "data.val_seed", low=0, integer=True)
+        check_number(d.val_min_per_class, "data.val_min_per_class", low=1, integer=True)
         _check_model(self.model.name)
         check_number(m.beta, "method.beta", low=0.0, high=1.0, high_open=True)
         check_choice(m.reduction, "method.reduction", METHOD_REDUCTIONS)

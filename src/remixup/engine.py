@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -38,8 +38,8 @@ from remixup.balancing import ClassBalancedSampler, class_weights
 from remixup.compat import balancing_at, continue_config
 from remixup.config import TrainConfig
 from remixup.data.run import RunData, load_run_data
-from remixup.errors import UserError
-from remixup.evaluation import evaluate, evaluate_batches, evaluate_checkpoint, evaluate_data
+from remixup.errors import DivergedError, UserError
+from remixup.evaluation import evaluate, evaluate_batches, evaluate_checkpoint, evaluate_data, evaluate_val
 from remixup.methods import Method, get_method
 from remixup.mixing import Mixing, forced_count
 from remixup.progress import epoch_bar, log_line, tensorboard
@@ -141,8 +141,11 @@ def train_one_epoch(
     }
 
 
+OnEpoch = Callable[[int, dict[str, Any]], None]  # (epoch, its history row), after the row is logged; may raise to stop
+
+
 def train(config: TrainConfig, *, resume: bool | str = False, model: nn.Module | None = None,
-          fork: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
+          fork: str | Path | None = None, on_epoch: OnEpoch | None = None) -> dict[str, Any]:  # fmt: skip
     """Train a model as ``config`` says and write the run folder ``config.run.out``.
 
     Args:
@@ -160,6 +163,8 @@ def train(config: TrainConfig, *, resume: bool | str = False, model: nn.Module |
             over and training goes on from its epoch under ``config``, into a new run folder. ``config`` may
             differ from the checkpoint's only as :mod:`remixup.compat` allows; the result then equals a run of
             ``config`` from scratch. When ``resume`` finds a checkpoint in the run folder, that is continued.
+        on_epoch: called on every rank after each epoch is logged and checkpointed, with the epoch (1-based) and its
+            history row (``val_*`` metrics where the epoch was evaluated); what it raises stops the run (pruning).
 
     Returns:
         The summary dict written to ``OUT/summary.json``.
@@ -174,7 +179,7 @@ def train(config: TrainConfig, *, resume: bool | str = False, model: nn.Module |
         tune_malloc()
     threads = torch.get_num_threads()
     try:
-        run = Training(config, world, device)
+        run = Training(config, world, device, on_epoch)
         finished = run.setup(resume=resume, model=model, fork=fork)
         return finished if finished is not None else run.fit()
     finally:
@@ -186,8 +191,8 @@ def train(config: TrainConfig, *, resume: bool | str = False, model: nn.Module |
 class Training:
     """One run, set up in named steps (``setup`` → ``_setup_*``), then trained epoch by epoch (``fit``)."""
 
-    def __init__(self, config: TrainConfig, world: Dist, device: torch.device) -> None:
-        self.config, self.world, self.device = config, world, device
+    def __init__(self, config: TrainConfig, world: Dist, device: torch.device, on_epoch: OnEpoch | None = None) -> None:
+        self.config, self.world, self.device, self.on_epoch = config, world, device, on_epoch
         self.method: Method = get_method(config.method.name)
         self.folder = RunFolder(config.run.out)
         self.history: list[dict[str, Any]] = []
@@ -243,7 +248,8 @@ class Training:
         d, r = self.config.data, self.config.run
         self.data: RunData = load_run_data(d.dataset, d.root, device=self.device, imbalance=d.imbalance, ratio=d.ratio,
                                            mu=d.mu, subset_seed=r.subset_seed, download=d.download, augment=d.augment,
-                                           seed=r.seed)  # fmt: skip
+                                           seed=r.seed, val_fraction=d.val_fraction, val_seed=d.val_seed,
+                                           val_min_per_class=d.val_min_per_class)  # fmt: skip
         self.precision = Precision.of(r.amp, r.channels_last, self.device, images=self.data.is_image)
         self.scaler = self.precision.grad_scaler(self.device)
 
@@ -353,6 +359,8 @@ class Training:
                 self.last_eval = evaluate_data(self.model, self.data, batch_size=batch, precision=self.precision, rank=self.world.rank,
                                                world_size=self.world.world_size, workers=r.workers)  # fmt: skip
                 row.update({k: self.last_eval[k] for k in ("top1", "top5", "balanced_acc", "many", "medium", "few")})
+                row.update(evaluate_val(self.model, self.data, batch_size=batch, precision=self.precision, rank=self.world.rank,
+                                        world_size=self.world.world_size, workers=r.workers))  # fmt: skip
             row["time_s"] = time.perf_counter() - tic
             self.history.append(row)
             if self.world.main:  # log, then checkpoint: a resumed run rewrites the logs from the checkpoint's history
@@ -360,6 +368,8 @@ class Training:
                 self._save_checkpoint(epoch + 1)
             if self.world.world_size > 1:
                 dist.barrier()
+            if self.on_epoch is not None:
+                self.on_epoch(epoch + 1, row)
         if self.board is not None:
             self.board.close()
         summary = self.summary()
@@ -372,8 +382,8 @@ class Training:
             kept = (
                 f"the last good checkpoint is {self.folder.checkpoint} (epoch {epoch})" if epoch else "no checkpoint was written"
             )
-            raise UserError(f"training loss became {loss} in epoch {epoch + 1}; the run stopped and {kept}. "
-                            "Try a smaller optim.lr or run.amp=off")  # fmt: skip
+            raise DivergedError(f"training loss became {loss} in epoch {epoch + 1}; the run stopped and {kept}. "
+                                "Try a smaller optim.lr or run.amp=off")  # fmt: skip
 
     def _record_epoch(self, row: dict[str, Any]) -> None:
         """The epoch's log line on stdout, metrics.jsonl/csv, and TensorBoard scalars."""

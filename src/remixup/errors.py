@@ -31,3 +31,7 @@ class InvalidTypeError(UserError, TypeError):
 
 class ConfigError(UserError, ValueError):
     """A configuration key, value or file is wrong (unknown key, bad type, value out of range)."""
+
+
+class DivergedError(UserError):
+    """Training produced a non-finite loss (too large a learning rate, for example); the last good checkpoint is kept."""

@@ -24,7 +24,9 @@ from remixup.metrics import MetricCounts, logit_adjustment, summarize
 from remixup.rundir import checkpoint_file
 from remixup.runtime import Precision, resolve_device
 
-__all__ = ["evaluate", "evaluate_batches", "evaluate_checkpoint", "evaluate_data"]
+__all__ = ["VAL_METRICS", "evaluate", "evaluate_batches", "evaluate_checkpoint", "evaluate_data", "evaluate_val"]
+
+VAL_METRICS = ("top1", "top5", "balanced_acc", "many", "medium", "few")  # logged per evaluation as val_<name>
 
 
 @torch.no_grad()
@@ -110,12 +112,23 @@ def evaluate(
 
 
 def evaluate_data(model: nn.Module, data: RunData, *, batch_size: int, precision: Precision, rank: int = 0,
-                  world_size: int = 1, workers: int = 4, logit_adjust: float = 0.0) -> dict[str, Any]:  # fmt: skip
-    """Evaluate ``model`` on a run's evaluation split (its shard ``rank::world_size`` under DDP)."""
+                  world_size: int = 1, workers: int = 4, logit_adjust: float = 0.0, split: str = "test") -> dict[str, Any]:  # fmt: skip
+    """Evaluate ``model`` on a run's evaluation split (``split="val"``: its validation split), its shard
+    ``rank::world_size`` under DDP."""
     batches = data.eval_batches(batch_size=batch_size, rank=rank, world_size=world_size,
-                                channels_last=precision.channels_last, workers=workers)  # fmt: skip
+                                channels_last=precision.channels_last, workers=workers, split=split)  # fmt: skip
     return evaluate_batches(model, batches, class_counts=data.class_counts, amp=precision.amp, channels_last=precision.channels_last,
                             world_size=world_size, logit_adjust=logit_adjust)  # fmt: skip
+
+
+def evaluate_val(model: nn.Module, data: RunData, *, batch_size: int, precision: Precision, rank: int = 0,
+                 world_size: int = 1, workers: int = 4) -> dict[str, Any]:  # fmt: skip
+    """The validation split's metrics as ``val_<name>`` for ``name`` in :data:`VAL_METRICS`; ``{}`` without one."""
+    if not data.has_val:
+        return {}
+    m = evaluate_data(model, data, batch_size=batch_size, precision=precision, rank=rank, world_size=world_size,
+                      workers=workers, split="val")  # fmt: skip
+    return {f"val_{k}": m[k] for k in VAL_METRICS}
 
 
 def evaluate_checkpoint(

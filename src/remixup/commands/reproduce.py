@@ -9,6 +9,7 @@ Examples::
     remixup reproduce table1 --table-only                   # just (re)write the table from finished runs
     remixup reproduce sweep --epochs 25 --seeds 0 --rows erm,remix-drw   # only these rows of the grid
     remixup reproduce c10lt --fork-deferred ...             # DRW/DRS runs start from their plain twin's checkpoint
+    remixup reproduce kappa --slurm --partition gpu --time 240 --gpus 1   # one SLURM job per run, requeued on time-out
 """
 
 from __future__ import annotations
@@ -86,6 +87,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from remixup.slurm import add_slurm_options
+
+    add_slurm_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -139,7 +143,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"# {counts['done']} done, {counts['resume']} to resume, {counts['todo']} to run")
             continue
         rp.check_runs_dir(runs_dir)
-        if not args.table_only:
+        if not args.table_only and args.slurm:
+            from remixup.slurm import submit_grid
+
+            failed += submit_grid(mine, runs_dir, run_command, args)
+            if not args.wait:
+                continue
+        elif not args.table_only:
             result = rp.run_grid(mine, runs_dir, command=run_command, fail_fast=args.fail_fast, progress=not args.no_progress)
             failed += len(result.failed)
             print(

@@ -25,9 +25,9 @@ from remixup.data.datasets import ArrayDataset, ImageFileDataset
 from remixup.data.loaders import FileLoader, TensorLoader
 from remixup.data.profiles import make_imbalanced
 from remixup.data.registry import DatasetSpec, get_spec, load_dataset
-from remixup.errors import UserError
+from remixup.errors import DataError, UserError
 
-__all__ = ["FileData", "RunData", "TensorData", "load_run_data"]
+__all__ = ["FileData", "RunData", "TensorData", "hold_out", "load_run_data"]
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -43,6 +43,7 @@ class RunData(ABC):
         input_shape: one sample as the model sees it: (C, H, W) for images, (D,) for vectors.
         data_sha256: which data made the run: the SHA-256 of the full training split as loaded, before any subset
             (:func:`training_data_sha256`); ``None`` when only the evaluation split was loaded.
+        has_val: whether a validation split was held out of the training split (``data.val_fraction`` > 0).
     """
 
     spec: DatasetSpec
@@ -51,6 +52,7 @@ class RunData(ABC):
     y_train: torch.Tensor
     input_shape: tuple[int, ...]
     data_sha256: str | None = None
+    has_val: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -67,17 +69,22 @@ class RunData(ABC):
         DDP ranks, last short batch dropped. Its ``sampler`` may be set between epochs (re-sampling)."""
 
     @abstractmethod
-    def eval_batches(self, *, batch_size: int, rank: int, world_size: int, channels_last: bool, workers: int) -> Batches:
-        """The evaluation split's shard ``rank::world_size`` as normalised ``(x float (B, ...), y (B,))`` batches."""
+    def eval_batches(self, *, batch_size: int, rank: int, world_size: int, channels_last: bool, workers: int,
+                     split: str = "test") -> Batches:  # fmt: skip
+        """The evaluation split's (``split="val"``: the validation split's) shard ``rank::world_size`` as
+        normalised ``(x float (B, ...), y (B,))`` batches."""
 
 
 class TensorData(RunData):
     """Both splits held as tensors on the training device (uint8 images (N, H, W, C) or float vectors (N, D))."""
 
-    def __init__(self, spec: DatasetSpec, train: ArrayDataset, test: ArrayDataset, device: torch.device) -> None:
+    def __init__(self, spec: DatasetSpec, train: ArrayDataset, test: ArrayDataset, device: torch.device,
+                 val: ArrayDataset | None = None) -> None:  # fmt: skip
         self.spec = spec
         self.x_train, self.y_train_device = train.x.to(device), train.y.to(device)
         self.x_test, self.y_test = test.x.to(device), test.y.to(device)
+        self.has_val = val is not None
+        self.x_val, self.y_val = (val.x.to(device), val.y.to(device)) if val is not None else (self.x_test[:0], self.y_test[:0])
         self.y_train = train.y.cpu()
         self.class_counts = train.class_counts.cpu()
         self.classes = list(train.classes)
@@ -92,15 +99,17 @@ class TensorData(RunData):
                             augment=self.spec.train_augment(channels_last=channels_last) if augment else None,  # type: ignore[arg-type]
                             seed=seed, rank=rank, world_size=world_size)  # fmt: skip
 
-    def eval_batches(self, *, batch_size: int, rank: int, world_size: int, channels_last: bool, workers: int) -> Batches:
+    def eval_batches(self, *, batch_size: int, rank: int, world_size: int, channels_last: bool, workers: int,
+                     split: str = "test") -> Batches:  # fmt: skip
         transform = self.spec.eval_transform(channels_last=channels_last)
-        index = torch.arange(rank, self.y_test.shape[0], world_size, device=self.y_test.device)
+        x, y = (self.x_val, self.y_val) if split == "val" else (self.x_test, self.y_test)
+        index = torch.arange(rank, y.shape[0], world_size, device=y.device)
 
         def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
             for start in range(0, index.numel(), batch_size):
                 idx = index[start : start + batch_size]
-                xb = self.x_test[idx]
-                yield (transform(xb) if transform is not None else xb.float()), self.y_test[idx]  # type: ignore[arg-type]
+                xb = x[idx]
+                yield (transform(xb) if transform is not None else xb.float()), y[idx]  # type: ignore[arg-type]
 
         return batches()
 
@@ -109,11 +118,13 @@ class FileData(RunData):
     """Both splits as image files, decoded and transformed by DataLoader workers; only the labels are in memory."""
 
     def __init__(self, spec: DatasetSpec, train: ImageFileDataset, test: ImageFileDataset, device: torch.device, *,
-                 augment: bool, seed: int) -> None:  # fmt: skip
+                 augment: bool, seed: int, val: ImageFileDataset | None = None) -> None:  # fmt: skip
         self.spec = spec
         self.device = device
         train.transform = spec.train_augment() if augment else spec.eval_transform()  # type: ignore[assignment]
         test.transform = spec.eval_transform()  # type: ignore[assignment]
+        self.has_val, self.val_files = val is not None, val if val is not None else test.subset([])
+        self.val_files.transform = spec.eval_transform()  # type: ignore[assignment]
         train.seed = seed
         self.train_files, self.test_files = train, test
         self.y_train = train.labels.cpu()
@@ -127,14 +138,49 @@ class FileData(RunData):
         return FileLoader(self.train_files, batch_size=batch_size, device=self.device, seed=seed, rank=rank,
                           world_size=world_size, num_workers=workers)  # fmt: skip
 
-    def eval_batches(self, *, batch_size: int, rank: int, world_size: int, channels_last: bool, workers: int) -> Batches:
-        shard = list(range(rank, len(self.test_files), world_size))
-        return DataLoader(self.test_files, batch_size=batch_size, sampler=shard, num_workers=workers)  # type: ignore[arg-type]
+    def eval_batches(self, *, batch_size: int, rank: int, world_size: int, channels_last: bool, workers: int,
+                     split: str = "test") -> Batches:  # fmt: skip
+        files = self.val_files if split == "val" else self.test_files
+        shard = list(range(rank, len(files), world_size))
+        return DataLoader(files, batch_size=batch_size, sampler=shard, num_workers=workers)  # type: ignore[arg-type]
+
+
+def hold_out(dataset: Any, fraction: float, *, seed: int, min_per_class: int = 1) -> tuple[Any, Any]:
+    """Split ``dataset`` into (train, validation), stratified: round(fraction · n_c) of each class c, at least
+    ``min_per_class``, drawn with a generator seeded by ``seed`` (independent of the training seed).
+
+    Args:
+        dataset: an :class:`ArrayDataset` or :class:`ImageFileDataset` (anything with ``labels``, ``num_classes``
+            and ``subset(indices)``).
+        fraction: share of each class held out, in (0, 1).
+        seed: seed of the per-class choice.
+        min_per_class: validation samples per class at least.
+
+    Returns:
+        ``(train, val)`` of the dataset's type; both keep the sample order of ``dataset``.
+
+    Raises:
+        DataError: a class too small to give ``min_per_class`` samples and keep one for training.
+    """
+    labels = torch.as_tensor(dataset.labels).cpu()
+    generator = torch.Generator().manual_seed(int(seed))
+    val_index: list[torch.Tensor] = []
+    for c in range(dataset.num_classes):
+        members = torch.nonzero(labels == c).flatten()
+        n = int(members.numel())
+        k = max(int(min_per_class), int(fraction * n + 0.5))
+        if n and k >= n:
+            raise DataError(f"class {dataset.classes[c]!r} has {n} training samples: too few to hold out {k} for "
+                            "validation and keep one for training; lower data.val_min_per_class or data.val_fraction")  # fmt: skip
+        val_index.append(members[torch.randperm(n, generator=generator)[:k]] if n else members)
+    chosen = torch.zeros(labels.numel(), dtype=torch.bool)
+    chosen[torch.cat(val_index)] = True
+    return dataset.subset(torch.nonzero(~chosen).flatten().numpy()), dataset.subset(torch.nonzero(chosen).flatten().numpy())
 
 
 def load_run_data(dataset: str, root: str | None, *, device: torch.device, imbalance: str = "none", ratio: float = 1.0,
                   mu: float = 0.5, subset_seed: int = 0, download: bool = False, augment: bool = True, seed: int = 0,
-                  train: bool = True) -> RunData:  # fmt: skip
+                  train: bool = True, val_fraction: float = 0.0, val_seed: int = 0, val_min_per_class: int = 1) -> RunData:  # fmt: skip
     """Load ``dataset``, make its training split imbalanced (``subset_seed``) and wrap both splits for a run.
 
     Args:
@@ -145,6 +191,8 @@ def load_run_data(dataset: str, root: str | None, *, device: torch.device, imbal
         seed: base seed of the per-file augmentation (file datasets).
         train: ``False`` skips the training split's pixels where it can (evaluation only); the class counts then
             come from the caller.
+        val_fraction, val_seed, val_min_per_class: a validation split held out of the imbalanced training split
+            (:func:`hold_out`); 0 holds out nothing. The class counts are those of what is left for training.
 
     Raises:
         UserError: the splits disagree on the number of classes; data errors from the loaders.
@@ -160,11 +208,14 @@ def load_run_data(dataset: str, root: str | None, *, device: torch.device, imbal
         train_set = make_imbalanced(train_set, imbalance, ratio=ratio, mu=mu, subset_seed=subset_seed)
     if test_set.num_classes != train_set.num_classes:
         raise UserError(f"{dataset}: the test split has {test_set.num_classes} classes but training has {train_set.num_classes}")
+    val_set = None
+    if train and val_fraction > 0:
+        train_set, val_set = hold_out(train_set, val_fraction, seed=val_seed, min_per_class=val_min_per_class)
     data: RunData
     if isinstance(train_set, ImageFileDataset):
-        data = FileData(spec, train_set, test_set, device, augment=augment, seed=seed)
+        data = FileData(spec, train_set, test_set, device, augment=augment, seed=seed, val=val_set)
     else:
-        data = TensorData(spec, train_set, test_set, device)
+        data = TensorData(spec, train_set, test_set, device, val=val_set)
     data.data_sha256 = sha
     return data
 
