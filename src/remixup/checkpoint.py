@@ -136,7 +136,9 @@ def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: 
     missing = [k for k in own if k not in state]
     extra = [k for k in state if k not in own]
     shapes = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape
+        f"{k} {tuple(state[k].shape)} in the checkpoint, {tuple(v.shape)} here"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
     ]
     if missing or extra or shapes:
         parts = [f"{label} {', '.join(items[:3])}{', ...' if len(items) > 3 else ''}"
