@@ -212,7 +212,7 @@ def test_a_killed_owner_leaves_no_stale_lock(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_two_runs_started_together_on_one_folder_do_not_both_succeed(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    argv = [sys.executable, "-m", "remixup", *TRAIN, "--epochs", "3", "--out", str(out)]
+    argv = [sys.executable, "-m", "remixup", *TRAIN, "--epochs", "2", "--out", str(out)]
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [(p.wait(timeout=300), p.stderr.read() if p.stderr else "") for p in procs]
     for p in procs:
@@ -223,7 +223,7 @@ def test_two_runs_started_together_on_one_folder_do_not_both_succeed(tmp_path: P
     assert codes == [0, 2], results
     refused = next(err for code, err in results if code == 2)
     assert "is in use by another remixup process" in refused or "already holds a run" in refused
-    assert json.loads((out / "summary.json").read_text())["epochs"] == 3
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 2
 
 
 # 3. User files are not overwritten ------------------------------------------------------------------------------
@@ -409,15 +409,3 @@ def test_sync_batchnorm_converts_under_ddp_only_and_needs_cuda() -> None:
 def test_sync_bn_is_a_config_key() -> None:
     assert build_config("paper", overrides=["model.sync_bn=true"]).model.sync_bn is True
     assert build_config("paper").model.sync_bn is False
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
-def test_sync_bn_on_cpu_processes_is_refused_and_leaves_no_folder(tmp_path: Path) -> None:
-    out = tmp_path / "new" / "run"
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "remixup",
-                        *TRAIN, "model.sync_bn=true", "--epochs", "1", "--out", str(out)],
-                       capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert r.returncode != 0
-    assert "remixup: error: model.sync_bn=true needs CUDA" in r.stderr + r.stdout, r.stderr[-3000:]
-    assert not (tmp_path / "new").exists()
