@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -332,11 +333,9 @@ class Training:
                 row.update({k: self.last_eval[k] for k in ("top1", "top5", "balanced_acc", "many", "medium", "few")})
             row["time_s"] = time.perf_counter() - tic
             self.history.append(row)
-            if self.world.main:  # log, then checkpoint: a resumed run rewrites the logs from the checkpoint's history
-                self._record_epoch(row)
-                self._save_checkpoint(epoch + 1)
-            if self.world.world_size > 1:
-                dist.barrier()
+            # Rank 0 logs, then checkpoints (a resumed run rewrites the logs from the checkpoint's history); the
+            # other ranks wait for it, and stop with its error if it fails (a full disk).
+            runtime.on_main(self.world, partial(self._record_epoch, row))
         if self.board is not None:
             self.board.close()
         summary = self.summary()
@@ -345,13 +344,14 @@ class Training:
         return summary
 
     def _record_epoch(self, row: dict[str, Any]) -> None:
-        """The epoch's log line on stdout, metrics.jsonl/csv, and TensorBoard scalars."""
+        """The epoch's log line on stdout, metrics.jsonl/csv, TensorBoard scalars, then its checkpoint."""
         print(log_line(row, self.config.run.epochs), flush=True)
         self.folder.write_logs(self.history)
         if self.board is not None:
             for key in LOG_COLUMNS[1:]:
                 if row.get(key) is not None:
                     self.board.add_scalar(key, row[key], row["epoch"])
+        self._save_checkpoint(row["epoch"])
 
     def _save_checkpoint(self, epoch: int) -> None:
         ckpt = {"format": checkpoint.FORMAT, "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
