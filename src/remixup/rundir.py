@@ -147,19 +147,21 @@ class RunFolder:
             raise
 
     def _claim(self, resume: bool | str) -> None:
-        path = self.path
+        path, created = self.path, False
         if not path.exists():
             if resume is True:
                 raise UserError(f"cannot resume {path}: the folder does not exist; start the run without --resume")
             missing = [p for p in (path, *path.parents) if not p.exists()]
             try:
                 path.mkdir(parents=True)
+                self._created, created = missing, True
+            except FileExistsError:
+                pass  # another process created it just now: claim it as an existing folder
             except OSError as exc:
                 raise UserError(f"cannot write the output folder {path}: {exc.strerror or exc}") from None
-            self._created = missing
-        elif not path.is_dir():
+        if not created and not path.is_dir():
             raise UserError(f"--out {path} is a file, not a folder; choose a new or empty folder")
-        else:
+        if not created:
             self._check_foreign()
         for _ in range(8):
             fd = self._open_marker()
