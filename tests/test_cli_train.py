@@ -85,7 +85,12 @@ def test_unwritable_output_folder(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_resume_mistakes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     err = _error(capsys, ["train", "--out", str(tmp_path / "none"), "--resume", *TINY])
-    assert f"no checkpoint at {tmp_path / 'none' / 'checkpoint.pt'}" in err
+    assert f"cannot resume {tmp_path / 'none'}: the folder does not exist" in err
+    assert not (tmp_path / "none").exists()  # not created by the failed resume
+    (tmp_path / "empty").mkdir()
+    err = _error(capsys, ["train", "--out", str(tmp_path / "empty"), "--resume", *TINY])
+    assert f"no checkpoint at {tmp_path / 'empty' / 'checkpoint.pt'}" in err
+    assert list((tmp_path / "empty").iterdir()) == []
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "checkpoint.pt").write_bytes(b"\x80\x02 truncated")

@@ -126,3 +126,17 @@ def test_truncated_archive_and_cached_file(tmp_path: Path) -> None:
     with pytest.raises(ChecksumError, match=r"a.tar.gz exists but its MD5 is .*delete it and download again"):
         download_file("http://127.0.0.1:9/never", archive, md5="0" * 32)
     assert download_file("http://127.0.0.1:9/never", archive, md5=hashlib.md5(archive.read_bytes()).hexdigest()) == archive
+
+
+def test_a_link_planted_at_the_download_temp_name_is_not_written_through(server: tuple[str, Path], tmp_path: Path) -> None:
+    url, served = server
+    md5 = _cifar10_archive(served / "good.tar.gz")
+    root = tmp_path / "root"
+    root.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (root / "cifar-10-python.tar.gz.part").symlink_to(victim)  # the name the download once wrote through
+    download_file(f"{url}/good.tar.gz", root / "cifar-10-python.tar.gz", md5=md5)
+    assert victim.read_text() == "precious"
+    assert md5sum(root / "cifar-10-python.tar.gz") == md5
+    assert sorted(p.name for p in root.iterdir()) == ["cifar-10-python.tar.gz", "cifar-10-python.tar.gz.part"]  # no temp left

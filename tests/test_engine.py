@@ -51,7 +51,8 @@ def test_every_method_trains_one_epoch(tmp_path: Path, method: str) -> None:
 def test_run_folder_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     summary = train(tiny(out, "remix-drw", 2))
-    assert {p.name for p in out.iterdir()} == {"config.yaml", "checkpoint.pt", "metrics.jsonl", "metrics.csv", "summary.json"}
+    assert {p.name for p in out.iterdir()} == {"config.yaml", "checkpoint.pt", "metrics.jsonl", "metrics.csv", "summary.json",
+                                               ".remixup-run"}  # fmt: skip
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2] and all(set(LOG_KEYS) <= set(r) for r in rows)
     with open(out / "metrics.csv") as fh:

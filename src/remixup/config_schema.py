@@ -75,10 +75,13 @@ class ModelConfig:
             Remix reimplementation (``ntucllab/imbalanced-DL``); a bias is one place a long-tailed classifier stores
             the training label prior. LDAM's cosine classifier has no bias either way. Checkpoints record it, so
             ``eval``, ``--resume`` and ``--fork`` rebuild the same head.
+        sync_bn: under DDP, normalise BatchNorm layers with the statistics of the whole global batch
+            (``torch.nn.SyncBatchNorm``, CUDA only) instead of each process's share; no effect in one process.
     """
 
     name: str = "auto"
     classifier_bias: bool = True
+    sync_bn: bool = False
 
 
 @dataclass

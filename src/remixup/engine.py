@@ -9,7 +9,8 @@ concern; what runs where lives in :mod:`remixup.runtime`, the data in :mod:`remi
 **DDP.** Every rank holds the whole dataset, computes the same epoch order and keeps every ``world_size``-th index,
 so the ranks' batches together are the single-process global batch (``optim.batch_size`` is global and must divide
 by the number of ranks). Class-balanced re-sampling shards one global draw the same way. Gradients are averaged by
-DDP; evaluation shards the test set and all-reduces the confusion matrix. BatchNorm statistics stay per rank.
+DDP; evaluation shards the test set and all-reduces the confusion matrix. BatchNorm statistics stay per rank unless
+``model.sync_bn`` (CUDA). Rank 0 alone claims and writes the run folder; the ranks leave the group together.
 
 **Determinism.** Model initialisation uses ``run.seed`` inside :func:`torch.random.fork_rng` (the caller's global RNG
 is left alone); the epoch order and augmentation derive from (seed, epoch) in the data loader; mixing draws from a
@@ -22,10 +23,10 @@ the last epoch's, never a model chosen on the test set.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -33,12 +34,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from remixup import checkpoint, seeding
+from remixup import checkpoint, runtime, seeding
 from remixup.balancing import ClassBalancedSampler, class_weights
+from remixup.checkpoint import check_finite
 from remixup.compat import balancing_at, continue_config
 from remixup.config import TrainConfig
 from remixup.data.run import RunData, load_run_data
-from remixup.errors import DivergedError, UserError
+from remixup.errors import UserError
 from remixup.evaluation import evaluate, evaluate_batches, evaluate_checkpoint, evaluate_data, evaluate_val
 from remixup.methods import Method, get_method
 from remixup.mixing import Mixing, forced_count
@@ -73,19 +75,9 @@ class EpochStats(TypedDict):
     images_per_s: float
 
 
-def train_one_epoch(
-    model: nn.Module,
-    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    mixing: Mixing,
-    criterion: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    *,
-    amp: bool,
-    channels_last: bool,
-    bar: Any,
-    world: Dist,
-    scaler: torch.amp.GradScaler | None = None,
-) -> EpochStats:
+def train_one_epoch(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], mixing: Mixing, criterion: nn.Module,
+                    optimizer: torch.optim.Optimizer, *, amp: bool, channels_last: bool, bar: Any, world: Dist,
+                    scaler: torch.amp.GradScaler | None = None) -> EpochStats:  # fmt: skip
     """One pass over ``loader``; returns train_loss, train_acc (%), lam_y_forced, images and images_per_s.
 
     Train accuracy of a mixed sample counts the class holding the larger label share (λy ≥ ½ → y_i, else y_j).
@@ -170,22 +162,23 @@ def train(config: TrainConfig, *, resume: bool | str = False, model: nn.Module |
         The summary dict written to ``OUT/summary.json``.
 
     Raises:
-        UserError: configuration, data, checkpoint and output-folder problems, and a non-finite training loss
-            (the last good checkpoint is kept).
+        UserError: configuration, data, checkpoint and output-folder problems (another process owns it, it holds
+            files of its own), and non-finite training (the last good checkpoint is kept).
     """
     config.validate()
     world, device, owned_group = setup_processes(config.run.device)
     if config.run.malloc == "on" or (config.run.malloc == "auto" and device.type == "cpu"):
         tune_malloc()
-    threads = torch.get_num_threads()
+    threads, clean, run = torch.get_num_threads(), False, Training(config, world, device, on_epoch)
     try:
-        run = Training(config, world, device, on_epoch)
         finished = run.setup(resume=resume, model=model, fork=fork)
-        return finished if finished is not None else run.fit()
+        summary, clean = (finished if finished is not None else run.fit()), True
+        return summary
     finally:
+        run.folder.release(failed=not clean)  # a failed run that wrote nothing leaves no folder behind
+        del run
         torch.set_num_threads(threads)  # the caller's setting, not this run's
-        if owned_group and dist.is_initialized():
-            dist.destroy_process_group()
+        runtime.teardown_processes(owned_group, clean=clean)
 
 
 class Training:
@@ -201,7 +194,7 @@ class Training:
 
     def setup(self, *, resume: bool | str, model: nn.Module | None, fork: str | Path | None) -> dict[str, Any] | None:
         """Prepare everything ``fit`` needs; return the summary instead when resuming a finished run."""
-        resuming = self.folder.prepare(resume)
+        resuming = runtime.on_main(self.world, lambda: self.folder.prepare(resume))
         if resuming and (summary := self.folder.read_summary()) is not None:
             return summary
         state = self._setup_state(resuming, fork)
@@ -219,13 +212,13 @@ class Training:
 
     def _setup_state(self, resuming: bool, fork: str | Path | None) -> dict[str, Any] | None:
         """The checkpoint to continue (resume or fork), with the config that continues it."""
-        state = None
+        state, self.source = None, checkpoint_file(fork) if fork is not None else self.folder.checkpoint
         if resuming:
-            state = checkpoint.load(self.folder.checkpoint)
+            state = checkpoint.load(self.folder.checkpoint, to_continue=True)
             self.config = continue_config(self.config, state["config"], self.folder.checkpoint, mode="resume")
         elif fork is not None:
-            path = checkpoint_file(fork)
-            state = checkpoint.load(path)
+            path = self.source
+            state = checkpoint.load(path, to_continue=True)
             continue_config(self.config, state["config"], path, mode="fork", epoch=state["epoch"])
             state["forked_from"] = {"checkpoint": str(path), "epoch": state["epoch"]}
         self.forked_from = state.get("forked_from") if state is not None else None
@@ -265,6 +258,7 @@ class Training:
                 model = build_model_for(self.model_name, self.data.num_classes, self.data.input_shape,
                                         classifier=self.method.classifier, classifier_bias=self.config.model.classifier_bias)  # fmt: skip
         memory = torch.channels_last if self.precision.channels_last else torch.preserve_format
+        model = runtime.sync_batchnorm(model, self.world, self.device, self.config.model.sync_bn)
         self.model: nn.Module = model.to(self.device, memory_format=memory)  # type: ignore[call-overload]
 
     def _setup_optimizer(self) -> None:
@@ -277,8 +271,9 @@ class Training:
                                          nesterov=o.nesterov)  # fmt: skip
 
     def _restore(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        what = f"{self.model_name} for {self.config.data.dataset} {tuple(self.data.input_shape)} with {self.data.num_classes} classes"
+        checkpoint.load_model_state(self.model, state["model"], self.source, what=what)
+        checkpoint.load_optimizer_state(self.optimizer, state["optimizer"], self.source)
         torch.set_rng_state(state["rng"]["torch"])
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -295,9 +290,8 @@ class Training:
                                    data=self.data, config=self.config, rank=self.world.rank, world_size=self.world.world_size)  # fmt: skip
         if self.config.run.compile == "on":  # "auto" is off for now (docs/performance.md); evaluation stays eager
             if self.method.mixer == "manifold":
-                raise UserError(
-                    "run.compile=on does not support manifold mixing (it mixes in forward hooks); use run.compile=off"
-                )
+                raise UserError("run.compile=on does not support manifold mixing (it mixes in forward hooks); "
+                                "use run.compile=off")  # fmt: skip
             self.net = torch.compile(self.net)  # type: ignore[assignment]
 
     def _setup_loader(self) -> None:
@@ -347,7 +341,7 @@ class Training:
                 stats = train_one_epoch(self.net, self.loader, self.mixing, self.criterion, self.optimizer, amp=self.precision.amp,
                                         channels_last=self.precision.channels_last, bar=bar, world=self.world,
                                         scaler=self.scaler)  # fmt: skip
-            self._check_finite(stats["train_loss"], epoch)
+            check_finite(self.model, stats["train_loss"], epoch, self.world, last=self.folder.checkpoint)
             row: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "lr": lr,
@@ -363,11 +357,9 @@ class Training:
                                         world_size=self.world.world_size, workers=r.workers))  # fmt: skip
             row["time_s"] = time.perf_counter() - tic
             self.history.append(row)
-            if self.world.main:  # log, then checkpoint: a resumed run rewrites the logs from the checkpoint's history
-                self._record_epoch(row)
-                self._save_checkpoint(epoch + 1)
-            if self.world.world_size > 1:
-                dist.barrier()
+            # Rank 0 logs, then checkpoints (a resumed run rewrites the logs from the checkpoint's history); the
+            # other ranks wait for it, and stop with its error if it fails (a full disk).
+            runtime.on_main(self.world, partial(self._record_epoch, row))
             if self.on_epoch is not None:
                 self.on_epoch(epoch + 1, row)
         if self.board is not None:
@@ -377,22 +369,15 @@ class Training:
             self.folder.write_summary(summary)  # written last: the run is complete
         return summary
 
-    def _check_finite(self, loss: float, epoch: int) -> None:
-        if not math.isfinite(loss):
-            kept = (
-                f"the last good checkpoint is {self.folder.checkpoint} (epoch {epoch})" if epoch else "no checkpoint was written"
-            )
-            raise DivergedError(f"training loss became {loss} in epoch {epoch + 1}; the run stopped and {kept}. "
-                                "Try a smaller optim.lr or run.amp=off")  # fmt: skip
-
     def _record_epoch(self, row: dict[str, Any]) -> None:
-        """The epoch's log line on stdout, metrics.jsonl/csv, and TensorBoard scalars."""
+        """The epoch's log line on stdout, metrics.jsonl/csv, TensorBoard scalars, then its checkpoint."""
         print(log_line(row, self.config.run.epochs), flush=True)
         self.folder.write_logs(self.history)
         if self.board is not None:
             for key in LOG_COLUMNS[1:]:
                 if row.get(key) is not None:
                     self.board.add_scalar(key, row[key], row["epoch"])
+        self._save_checkpoint(row["epoch"])
 
     def _save_checkpoint(self, epoch: int) -> None:
         ckpt = {"format": checkpoint.FORMAT, "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),

@@ -157,7 +157,8 @@ def evaluate_checkpoint(
         ``class_counts``, ``logit_adjust`` (τ) and ``logit_scale`` (``s``; 1 for every loss but LDAM).
 
     Raises:
-        UserError: a missing or corrupt checkpoint, or a dataset whose classes do not match.
+        UserError: a missing, corrupt or incomplete checkpoint, a dataset whose classes do not match, or weights that
+            do not fit the model built for the dataset's input shape.
     """
     from remixup.losses import build_loss
     from remixup.models import build_model_for
@@ -179,7 +180,8 @@ def evaluate_checkpoint(
     data.class_counts = counts
     model = build_model_for(state["model_name"], counts.numel(), data.input_shape, classifier=method.classifier,
                             classifier_bias=config.model.classifier_bias)  # fmt: skip
-    model.load_state_dict(state["model"])
+    what = f"{state['model_name']} for {name} {tuple(data.input_shape)} with {counts.numel()} classes"
+    checkpoint.load_model_state(model, state["model"], path, what=what)
     model.to(dev)
     precision = Precision(amp=dev.type == "cuda" and config.run.amp != "off")
     # LDAM trains on s·z: adjusting z itself by τ·log π would be an s-times (30×) stronger correction.

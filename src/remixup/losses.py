@@ -178,6 +178,9 @@ def soft_cross_entropy(
     Returns:
         A scalar, or (B,) for ``reduction="none"``; float32 for low-precision logits.
 
+    Logits and targets are not checked for NaN or infinity (a device synchronisation per batch): a non-finite logit
+    or target gives a NaN loss.
+
     Raises:
         ValueError: for a bad ``reduction``, bad shapes or labels out of range (CPU).
     """

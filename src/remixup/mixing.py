@@ -17,6 +17,12 @@ The pieces compose freely: a *mixer* (:class:`MixupMixer`, :class:`CutMixMixer`)
 the mixed input and what it drew; a *label policy* (:class:`MixupLabels`, :class:`RemixLabels`) turns
 ``(y, y_partner, lam_x)`` into ``lam_y``; :func:`soft_targets` builds the (B, C) targets. :class:`MixTransform` (and
 its preset :class:`Remix`) chains them into a drop-in ``(x, y) -> (x_mixed, y_soft)`` batch transform.
+
+**Non-finite values.** Parameters (α, κ, τ, class counts) are checked when a piece is built; tensors passed per batch
+are not checked for NaN or infinity, since that would cost a device synchronisation every step. Such values flow
+through: a NaN or infinite input gives NaN mixed inputs, a NaN λx a NaN λy, and a NaN count leaves its pairs
+ineligible (λy = λx); :func:`remixup.losses.soft_cross_entropy` then returns NaN. The training engine stops a run whose
+loss, weights or BatchNorm statistics become non-finite.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from torch import nn
 from torch.utils.data import get_worker_info
 
 from remixup._validation import check_batch, check_choice, check_class_counts, check_labels, check_number
+from remixup.errors import InvalidParameterError
 
 __all__ = [
     "MixOutput",
@@ -141,11 +148,19 @@ def remix_label_factor(
     Returns:
         λy with the broadcast shape of the inputs, in λx's floating dtype (float32 for a Python float).
 
+    Python numbers (and sequences, NumPy arrays) are checked: λx in [0, 1], counts positive and finite. Tensors are
+    not (see the module docstring on non-finite values).
+
     Raises:
-        ValueError: for κ < 1 or τ outside [0, 1].
+        ValueError: for κ < 1, τ outside [0, 1], or (given as numbers) λx outside [0, 1] or a count ≤ 0.
     """
     check_number(kappa, "kappa", owner="remix_label_factor", low=1.0)
     check_number(tau, "tau", owner="remix_label_factor", low=0.0, high=1.0)
+    if not isinstance(lam_x, torch.Tensor):
+        check_number(lam_x, "lam_x", owner="remix_label_factor", low=0.0, high=1.0)
+    for name, n in (("n_i", n_i), ("n_j", n_j)):
+        if not isinstance(n, torch.Tensor) and not bool(np.all(np.isfinite(v := np.asarray(n, dtype=np.float64)) & (v > 0))):
+            raise InvalidParameterError(f"`{name}` of `remix_label_factor` must hold positive finite counts; got {n!r}")
     n_i = torch.as_tensor(n_i)
     n_j = torch.as_tensor(n_j)
     if isinstance(lam_x, torch.Tensor) and lam_x.is_floating_point():
@@ -417,6 +432,9 @@ class MixTransform:
 
     def __init__(self, mixer: _BetaMixer, labels: MixupLabels | RemixLabels, *, num_classes: int):
         check_number(num_classes, "num_classes", owner=type(self).__name__, low=2, integer=True)
+        if getattr(labels, "num_classes", num_classes) != num_classes:
+            raise InvalidParameterError(f"`num_classes` of `MixTransform` must equal the number of classes of `labels` "
+                                        f"({labels.num_classes} class counts); got {num_classes}")  # type: ignore[union-attr]  # fmt: skip
         self.mixer = mixer
         self.labels = labels
         self.num_classes = num_classes

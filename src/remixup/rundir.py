@@ -7,18 +7,35 @@ A run folder ``OUT`` holds::
     checkpoint.pt        the latest epoch (atomic; ``checkpoint_eNNN.pt`` every ``run.keep_every`` epochs)
     summary.json         the result, written last: its presence means the run is finished
     tensorboard/         scalars per epoch, when TensorBoard is installed and ``run.tensorboard`` is on
+    .remixup-run         marks the folder as a run's, and is the lock of the process that owns it
+
+**Ownership.** One process at a time writes a run folder: :meth:`RunFolder.prepare` takes an exclusive
+``flock`` on ``.remixup-run`` (the operating system drops it when the process ends, even by SIGKILL, so no stale
+lock is left) and a second process is refused with the folder and the owner's pid. ``--out`` may be a new or an
+empty folder, or a run folder (one holding ``.remixup-run``, or a ``checkpoint.pt``/``summary.json`` among run files
+only); a folder holding anything else is refused before a file is written in it. Temporary files that a killed
+save left behind are removed when the folder is claimed, and a run that fails before writing anything removes the
+folders it created (:meth:`RunFolder.release`).
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from remixup._files import atomic_write, ensure_writable
+from remixup._files import atomic_write, ensure_writable, is_temp, remove_stale_temps
 from remixup.errors import UserError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows: the folder is then not locked
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["LOG_COLUMNS", "RunFolder", "checkpoint_file", "read_summary", "run_status"]
 
@@ -28,6 +45,10 @@ SUMMARY = "summary.json"
 METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
 TENSORBOARD = "tensorboard"
+MARKER = ".remixup-run"
+_RUN_FILE = re.compile(
+    r"^(config\.yaml|metrics\.jsonl|metrics\.csv|checkpoint\.pt|checkpoint_e\d+\.pt|summary\.json|tensorboard)$"
+)
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "lam_y_forced", "images_per_s", "time_s",
                "top1", "top5", "balanced_acc", "many", "medium", "few",
                # the mixing family's telemetry (remixup.family.MixStats); empty for the other methods
@@ -71,6 +92,8 @@ class RunFolder:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._lock: int | None = None  # the locked marker's descriptor while this process owns the folder
+        self._created: list[Path] = []  # folders prepare() created, deepest first
 
     @property
     def config(self) -> Path:
@@ -99,25 +122,117 @@ class RunFolder:
         return read_summary(self.path)
 
     def prepare(self, resume: bool | str) -> bool:
-        """Create and probe the folder; return True when its checkpoint should be resumed.
+        """Claim the folder for this process (see Ownership above); return True when its checkpoint should be resumed.
 
         Args:
-            resume: ``True`` (resume; the checkpoint must exist), ``"auto"`` (resume when there is a run) or ``False``.
+            resume: ``True`` (resume; the folder must exist), ``"auto"`` (resume when there is a run) or ``False``.
 
         Raises:
-            UserError: the folder cannot be written, or it already holds a run and ``resume`` is False.
+            UserError: the folder cannot be written, holds files that are not a run's, is owned by another process,
+                does not exist and ``resume`` is True, or already holds a run and ``resume`` is False. Nothing is
+                written or created then.
         """
-        ensure_writable(self.path)
-        has_run = self.status() != "todo"
-        if resume is True:
-            return True
-        if resume == "auto":
-            return has_run
-        if has_run:
-            raise UserError(
-                f"{self.path} already holds a run ({CHECKPOINT}); pass --resume to continue it or choose another --out"
-            )
-        return False
+        self._claim(resume)
+        try:
+            ensure_writable(self.path)
+            has_run = self.status() != "todo"
+            if resume is True:
+                return True
+            if resume == "auto":
+                return has_run
+            if has_run:
+                raise UserError(
+                    f"{self.path} already holds a run ({CHECKPOINT}); pass --resume to continue it or choose another --out"
+                )
+            return False
+        except BaseException:
+            self.release(failed=True)
+            raise
+
+    def _claim(self, resume: bool | str) -> None:
+        path, created = self.path, False
+        if not path.exists():
+            if resume is True:
+                raise UserError(f"cannot resume {path}: the folder does not exist; start the run without --resume")
+            missing = [p for p in (path, *path.parents) if not p.exists()]
+            try:
+                path.mkdir(parents=True)
+                self._created, created = missing, True
+            except FileExistsError:
+                pass  # another process created it just now: claim it as an existing folder
+            except OSError as exc:
+                raise UserError(f"cannot write the output folder {path}: {exc.strerror or exc}") from None
+        if not created and not path.is_dir():
+            raise UserError(f"--out {path} is a file, not a folder; choose a new or empty folder")
+        if not created:
+            self._check_foreign()
+        for _ in range(8):
+            fd = self._open_marker()
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as exc:
+                    os.close(fd)
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                        raise UserError(f"cannot lock the run folder {path}: {exc.strerror or exc}") from None
+                    raise UserError(f"{path} is in use by another remixup process (pid {self._owner()}); wait for it "
+                                    "to finish, or choose another --out") from None  # fmt: skip
+            try:
+                same = os.fstat(fd).st_ino == os.lstat(path / MARKER).st_ino
+            except OSError:
+                same = False
+            if same:  # not a marker its previous owner removed while we waited for it
+                break
+            os.close(fd)
+        else:
+            raise UserError(f"cannot lock the run folder {path}: its lock file keeps changing")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock = fd
+        remove_stale_temps(path, only_dead=False)  # we own the folder: no save of another process is under way
+
+    def _check_foreign(self) -> None:
+        """Refuse a folder holding files that are not a run's (the user's own config.yaml, notes, data)."""
+        names = sorted(n for n in os.listdir(self.path) if not is_temp(n))
+        if not names or MARKER in names:
+            return
+        foreign = [n for n in names if not _RUN_FILE.match(n)]
+        if foreign or not {CHECKPOINT, SUMMARY} & set(names):
+            shown = foreign or names
+            listed = ", ".join(shown[:3]) + (", ..." if len(shown) > 3 else "")
+            raise UserError(f"--out {self.path} holds files that remixup did not write ({listed}); choose a new or empty "
+                            f"folder, or a run folder (one with {MARKER})")  # fmt: skip
+
+    def _open_marker(self) -> int:
+        try:
+            return os.open(self.path / MARKER, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as exc:
+            raise UserError(f"cannot write the output folder {self.path}: {exc.strerror or exc} ({MARKER})") from None
+
+    def _owner(self) -> str:
+        try:
+            pid = (self.path / MARKER).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            pid = ""
+        return pid if pid.isdigit() else "unknown"
+
+    def release(self, *, failed: bool = False) -> None:
+        """Give the folder up (the lock goes). ``failed``: when the run wrote nothing, remove its marker and the
+        folders :meth:`prepare` created, so a failed run leaves the file system as it found it."""
+        if self._lock is None:
+            return
+        try:
+            if failed and os.listdir(self.path) == [MARKER]:
+                (self.path / MARKER).unlink(missing_ok=True)
+                for folder in self._created:
+                    try:
+                        folder.rmdir()
+                    except OSError:
+                        break
+        finally:
+            os.close(self._lock)
+            self._lock = None
+            self._created = []
 
     def write_config(self, yaml_text: str) -> None:
         atomic_write(self.config, yaml_text)

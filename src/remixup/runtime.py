@@ -12,19 +12,25 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import gc
 import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from remixup.errors import UserError
 
-__all__ = ["Dist", "Precision", "ThreadChooser", "auto_threads", "busy_cores", "eval_batch_size", "resolve_device",
-           "setup_processes", "tune_malloc"]  # fmt: skip
+__all__ = ["Dist", "Precision", "ThreadChooser", "any_rank", "auto_threads", "busy_cores", "eval_batch_size", "on_main",
+           "resolve_device", "setup_processes", "sync_batchnorm", "teardown_processes", "tune_malloc"]  # fmt: skip
+
+T = TypeVar("T")
 
 _DEFAULT_THREADS = torch.get_num_threads()  # torch's choice (physical cores) before any run changed it
 
@@ -149,6 +155,71 @@ def setup_processes(device_name: str) -> tuple[Dist, torch.device, bool]:
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Dist(rank, world, local), device, owned
+
+
+def teardown_processes(owned: bool, *, clean: bool) -> None:
+    """Leave the process group that :func:`setup_processes` joined (``owned``).
+
+    ``clean`` (every rank finished): first free what still holds the group (DDP's reducer sits in reference
+    cycles, with the work it ran) while the interpreter is whole, then wait at a barrier until every rank is done
+    with the group, then destroy it; no rank tears its connections down while another still uses them. After a
+    failure the group is destroyed without the barrier (the other ranks may be inside a collective).
+    """
+    if not (owned and dist.is_initialized()):
+        return
+    gc.collect()
+    try:
+        if clean:
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def on_main(world: Dist, step: Callable[[], T]) -> T:
+    """Run ``step`` on rank 0 only and hand its (picklable) result to every rank.
+
+    A :class:`~remixup.errors.UserError` raised by ``step`` is raised on every rank, with rank 0's message, so that
+    all of them stop (rather than wait for rank 0 at the next collective)."""
+    if world.world_size == 1:
+        return step()
+    box: list[Any] = [None]
+    error: BaseException | None = None
+    if world.main:
+        try:
+            box = [("ok", step())]
+        except BaseException as exc:
+            error, box = exc, [("error", str(exc) if isinstance(exc, UserError) else f"rank 0 failed: {type(exc).__name__}")]
+    dist.broadcast_object_list(box, src=0)
+    kind, value = box[0]
+    if error is not None:
+        raise error
+    if kind == "error":
+        raise UserError(value)
+    return value
+
+
+def any_rank(world: Dist, flag: bool) -> bool:
+    """Whether ``flag`` holds on any rank (an all-reduce under DDP; every rank must call it)."""
+    if world.world_size == 1:
+        return flag
+    t = torch.tensor([float(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def sync_batchnorm(model: nn.Module, world: Dist, device: torch.device, enabled: bool) -> nn.Module:
+    """``model.sync_bn``: under DDP, BatchNorm layers that normalise with the whole global batch's statistics
+    (:class:`torch.nn.SyncBatchNorm`, sharing the layers' parameters and buffers); a single process keeps ``model``.
+
+    Raises:
+        UserError: on the CPU under DDP (PyTorch's SyncBatchNorm runs on GPUs only).
+    """
+    if not enabled or world.world_size == 1:
+        return model
+    if device.type != "cuda":
+        raise UserError("model.sync_bn=true needs CUDA devices (PyTorch's SyncBatchNorm has no CPU implementation); "
+                        "set model.sync_bn=false to keep per-process BatchNorm statistics")  # fmt: skip
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def tune_malloc() -> bool:

@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from remixup._files import remove_stale_temps, temp_file
 from remixup.errors import ChecksumError, DataError
 
 # The official archives and their published MD5 sums (https://www.cs.toronto.edu/~kriz/cifar.html).
@@ -44,8 +45,9 @@ def md5sum(path: str | Path) -> str:
 def download_file(url: str, dest: str | Path, *, md5: str, timeout: float = 60.0) -> Path:
     """Download ``url`` to ``dest`` and verify its MD5; an existing ``dest`` with the right sum is reused.
 
-    The bytes go to ``dest.part`` first and are renamed only after the checksum matches, so a failed or
-    interrupted download never leaves a file that looks complete.
+    The bytes go to a new temporary file next to ``dest`` first (created exclusively, never through an existing
+    file or link: :func:`remixup._files.temp_file`) and are renamed only after the checksum matches, so a failed or
+    interrupted download never leaves a file that looks complete; temporary files of killed downloads are removed.
 
     Raises:
         ChecksumError: the downloaded (or cached) file does not match ``md5``.
@@ -57,16 +59,21 @@ def download_file(url: str, dest: str | Path, *, md5: str, timeout: float = 60.0
             return dest
         raise ChecksumError(f"{dest} exists but its MD5 is {md5sum(dest)}, expected {md5}; delete it and download again")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
+    remove_stale_temps(dest.parent)  # of downloads whose process is gone
     digest = hashlib.md5(usedforsecurity=False)
+    part: Path | None = None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
-            for chunk in iter(lambda: response.read(_CHUNK), b""):
-                digest.update(chunk)
-                out.write(chunk)
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            part, out = temp_file(dest)
+            with out:
+                for chunk in iter(lambda: response.read(_CHUNK), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
     except (urllib.error.URLError, OSError) as exc:
-        part.unlink(missing_ok=True)
+        if part is not None:
+            part.unlink(missing_ok=True)
         raise DataError(f"cannot download {url}: {exc}; check the network or place the files in {dest.parent} yourself") from exc
+    assert part is not None
     if digest.hexdigest() != md5:
         part.unlink(missing_ok=True)
         raise ChecksumError(
