@@ -198,3 +198,35 @@ def test_fused_groups_are_checked(tmp_path: Path) -> None:
     uneven = [tiny(tmp_path / "u0", "erm", 0, 0, 1), tiny(tmp_path / "u1", "erm", 1, 0, 1, "data.ratio=2")]
     with pytest.raises(UserError, match="same number of steps per epoch"):
         fused.train_fused(uneven)
+
+
+def _in_process(argv: list[str], log_file: Path) -> int:
+    """The grid's executor, in this process: ``python -m remixup.fused ...`` or ``python -m remixup train ...``."""
+    from remixup.cli import main
+
+    return fused.main(argv[3:]) if argv[2] == "remixup.fused" else main(argv[3:])
+
+
+@pytest.mark.slow
+def test_reproduce_fuse_groups_runs_and_skips_finished_ones(tmp_path: Path) -> None:
+    from functools import partial
+
+    from remixup import reproduce as rp
+    from remixup.experiments import Column, Row, RunSpec
+    from remixup.rundir import run_status
+
+    column = Column("digits", "longtail", 10, "digits LT-10")
+    extra = ("optim.batch_size=64", "run.threads=1", "run.eval_every=1", "run.tensorboard=false")
+    grid = [RunSpec("t", Row(m, m), column, seed, 0, "ldam", 1, extra)
+            for m, seed in [("remix-drw", 0), ("erm", 1), ("remix-mm", 0), ("drs", 2)]]  # fmt: skip
+    command = partial(rp.build_command, device="cpu")
+    groups = rp.fuse_groups(grid, 2, command, tmp_path)
+    assert [[s.method for s in g] for g in groups] == [["remix-drw", "erm"], ["drs"], ["remix-mm"]]
+    assert rp.fused_command(groups[0], tmp_path, command)[1:3] == ["-m", "remixup.fused"]
+    result = rp.run_grid_fused(grid, tmp_path, fuse=2, command=command, executor=_in_process, progress=False)
+    assert sorted(result.finished) == sorted(s.run_id for s in grid) and not result.failed
+    assert all(run_status(tmp_path / s.run_id) == "done" for s in grid)
+    assert json.loads((tmp_path / grid[0].run_id / "summary.json").read_text())["fused"] == {"runs": 2}
+    (tmp_path / grid[1].run_id / "summary.json").unlink()  # a run killed after its last checkpoint: resumed
+    again = rp.run_grid_fused(grid, tmp_path, fuse=2, command=command, executor=_in_process, progress=False)
+    assert again.finished == [grid[1].run_id] and len(again.skipped) == 3
