@@ -40,7 +40,7 @@ from remixup.config import TrainConfig
 from remixup.engine import Training, lr_at
 from remixup.errors import UserError
 from remixup.metrics import MetricCounts, summarize
-from remixup.mixing import MixTransform, NoMixing, forced_count
+from remixup.mixing import MixRecord, MixTransform, NoMixing, forced_count
 from remixup.progress import epoch_bar
 from remixup.runtime import Dist, Precision, eval_batch_size, resolve_device, tune_malloc
 
@@ -124,7 +124,7 @@ class FusedGroup:
         self.runs = list(runs)
         self.device = runs[0].device
         self.precision = precision
-        params, buffers = stack_module_state([r.model for r in self.runs])  # type: ignore[arg-type]
+        params, buffers = stack_module_state([r.model for r in self.runs])
         self.params = {n: p.detach().contiguous().requires_grad_(True) for n, p in params.items()}
         self.buffers = {n: b.contiguous() for n, b in buffers.items()}
         self.base = copy.deepcopy(self.runs[0].model).to("meta")  # the architecture; its tensors live in params
@@ -143,7 +143,7 @@ class FusedGroup:
         if graphs:
             if self.device.type != "cuda":
                 raise UserError("fused graphs (CUDA graphs) need a CUDA device; the CPU trains eagerly")
-            self._loss = torch.compile(self._logits_and_losses, mode="reduce-overhead")  # type: ignore[assignment]
+            self._loss = torch.compile(self._logits_and_losses, mode="reduce-overhead")
 
     def _load_momentum(self) -> None:
         """Stack the runs' SGD momentum buffers (present once a run has stepped) into the fused optimiser."""
@@ -151,7 +151,7 @@ class FusedGroup:
         for i, fused in enumerate(self.params.values()):
             bufs = [r.optimizer.state.get(ps[i], {}).get("momentum_buffer") for r, ps in zip(self.runs, per_run, strict=True)]
             if all(b is not None for b in bufs):
-                self.optimizer.state[fused]["momentum_buffer"] = torch.stack(bufs).contiguous()  # type: ignore[arg-type]
+                self.optimizer.state[fused]["momentum_buffer"] = torch.stack(bufs).contiguous()
             elif any(b is not None for b in bufs):
                 raise UserError("cannot fuse runs of which some have stepped their optimiser and some have not")
 
@@ -194,15 +194,22 @@ class FusedGroup:
         start = time.perf_counter()
         autocast = self.precision.autocast(self.device)
         for batches in zip(*(r.loader for r in self.runs), strict=True):
-            xs, targets, hard, records = [], [], [], []
+            xs: list[torch.Tensor] = []
+            targets: list[torch.Tensor] = []
+            hard: list[torch.Tensor] = []
+            records: list[MixRecord | None] = []
             with autocast:  # the mixing runs under autocast, as in the single-run loop
                 for run, (x, y) in zip(self.runs, batches, strict=True):
                     if isinstance(run.mixing, NoMixing):
-                        xs.append(x), targets.append(y), hard.append(y), records.append(None)
-                        continue
-                    assert isinstance(run.mixing, MixTransform)  # fusable() keeps manifold mixing out
-                    x_mixed, target, record = run.mixing.mix(x, y)
-                    xs.append(x_mixed), targets.append(target), hard.append(record.hard_labels), records.append(record)
+                        x_mixed, target, labels, record = x, y, y, None
+                    else:
+                        assert isinstance(run.mixing, MixTransform)  # fusable() keeps manifold mixing out
+                        x_mixed, target, record = run.mixing.mix(x, y)
+                        labels = record.hard_labels
+                    xs.append(x_mixed)
+                    targets.append(target)
+                    hard.append(labels)
+                    records.append(record)
             stacked = torch.stack([x.contiguous() for x in xs])
             logits, losses = self._loss(self.params, self.buffers, stacked, targets)
             self.optimizer.zero_grad(set_to_none=True)
@@ -339,7 +346,9 @@ def _train_epoch(group: FusedGroup, epoch: int) -> None:
     rows = []
     for run, st in zip(runs, stats, strict=True):
         run._check_finite(st["train_loss"], epoch)
-        rows.append({"epoch": epoch + 1, "lr": lr, **{k: st[k] for k in ("train_loss", "train_acc", "lam_y_forced", "images_per_s")}})
+        rows.append(
+            {"epoch": epoch + 1, "lr": lr, **{k: st[k] for k in ("train_loss", "train_acc", "lam_y_forced", "images_per_s")}}
+        )
     due = [run for run in runs if (epoch + 1) % run.config.run.eval_every == 0 or epoch + 1 == run.config.run.epochs]
     if due:
         for run, metrics in zip(due, group.evaluate(due), strict=True):
@@ -352,7 +361,6 @@ def _train_epoch(group: FusedGroup, epoch: int) -> None:
         run.history.append(row)
         run._record_epoch(row)
         run._save_checkpoint(epoch + 1)
-
 
 
 def config_from_train_args(argv: Sequence[str]) -> TrainConfig:
