@@ -274,6 +274,10 @@ def main() -> None:
         variants.append((f"d fused K={k}{' + graphs' if graphs else ''}",
                          lambda k=k, prof=prof: time_fused(root, scratch, device, args, k, graphs=graphs, profile=prof)))  # fmt: skip
     for label, fn in variants:
+        if time.perf_counter() - start > args.budget - 30:
+            results["errors"][label] = f"skipped: {args.budget:.0f} s budget spent"
+            print(f"{label}: {results['errors'][label]}", flush=True)
+            continue
         t0 = time.perf_counter()
         try:
             rate = fn()

@@ -20,6 +20,10 @@ set size). Manifold mixing mixes inside the network through forward hooks and ca
 alone. A group resumes from its runs' checkpoints: runs that stopped at different epochs are brought level first
 (the ones behind train fused among themselves), finished runs are left as they are.
 
+In a fused run's metrics ``images_per_s`` counts the run's own images over the fused epoch's wall time (the group
+trains the sum of its runs' rates) and ``time_s`` is the run's share of that wall time (divided by the number of
+runs), so the runs' ``wall_time_s`` add up to the group's; ``summary.json`` also says ``"fused": {"runs": K}``.
+
 On CUDA, ``graphs=True`` compiles the fused forward, loss and backward with ``torch.compile(mode="reduce-overhead")``
 (CUDA graphs) and steps the optimiser with the fused SGD kernel; bf16 autocast is on by default there
 (``run.amp=auto``). It is opt-in and refused on the CPU, whose path is the eager one.
@@ -143,6 +147,10 @@ class FusedGroup:
         if graphs:
             if self.device.type != "cuda":
                 raise UserError("fused graphs (CUDA graphs) need a CUDA device; the CPU trains eagerly")
+            for tensor in (*self.params.values(), *self.buffers.values()):
+                # fixed addresses: the graphs may update BatchNorm statistics in place and read parameters the
+                # optimiser steps in place, without copying them in and out of the graph's buffers every step
+                torch._dynamo.mark_static_address(tensor)
             self._loss = torch.compile(self._logits_and_losses, mode="reduce-overhead")
 
     def _load_momentum(self) -> None:
