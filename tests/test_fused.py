@@ -230,3 +230,20 @@ def test_reproduce_fuse_groups_runs_and_skips_finished_ones(tmp_path: Path) -> N
     (tmp_path / grid[1].run_id / "summary.json").unlink()  # a run killed after its last checkpoint: resumed
     again = rp.run_grid_fused(grid, tmp_path, fuse=2, command=command, executor=_in_process, progress=False)
     assert again.finished == [grid[1].run_id] and len(again.skipped) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")  # dynamo's own
+def test_the_compiled_step_traces_and_equals_the_eager_one(tmp_path: Path) -> None:
+    # what graphs=True compiles on CUDA (torch.compile of the fused forward and losses), traced here by dynamo with
+    # the eager backend: the same numbers as the eager step, bit for bit
+    torch.set_num_threads(1)
+    members = [("remix-drw", 0), ("erm", 1)]
+    compiled = fused.FusedGroup(_setup([tiny(tmp_path / f"c{s}", m, s, 0, 1) for m, s in members]), precision=Precision())
+    eager = fused.FusedGroup(_setup([tiny(tmp_path / f"e{s}", m, s, 0, 1) for m, s in members]), precision=Precision())
+    compiled.compile(backend="eager")
+    for run in compiled.runs + eager.runs:
+        fused._start_epoch(run, 0, 0.1)
+    got, want = compiled.train_epoch(), eager.train_epoch()
+    assert [g["train_loss"] for g in got] == [w["train_loss"] for w in want]
+    assert all(torch.equal(compiled.params[n], eager.params[n]) for n in eager.params)

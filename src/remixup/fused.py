@@ -147,11 +147,19 @@ class FusedGroup:
         if graphs:
             if self.device.type != "cuda":
                 raise UserError("fused graphs (CUDA graphs) need a CUDA device; the CPU trains eagerly")
-            for tensor in (*self.params.values(), *self.buffers.values()):
-                # fixed addresses: the graphs may update BatchNorm statistics in place and read parameters the
-                # optimiser steps in place, without copying them in and out of the graph's buffers every step
-                torch._dynamo.mark_static_address(tensor)
-            self._loss = torch.compile(self._logits_and_losses, mode="reduce-overhead")
+            self.compile(mode="reduce-overhead")
+
+    def compile(self, **options: Any) -> None:
+        """Compile the fused forward and losses (and so their backward) with ``torch.compile(**options)``.
+
+        ``graphs=True`` calls it with ``mode="reduce-overhead"`` (CUDA graphs); the tests call it with
+        ``backend="eager"`` to check on the CPU that the step traces and computes what the eager step does.
+        """
+        for tensor in (*self.params.values(), *self.buffers.values()):
+            # fixed addresses: the graphs may update BatchNorm statistics in place and read parameters the
+            # optimiser steps in place, without copying them in and out of the graph's buffers every step
+            torch._dynamo.mark_static_address(tensor)
+        self._loss = torch.compile(self._logits_and_losses, **options)
 
     def _load_momentum(self) -> None:
         """Stack the runs' SGD momentum buffers (present once a run has stepped) into the fused optimiser."""
