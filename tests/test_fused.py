@@ -4,8 +4,8 @@ Tolerance. A fused step computes every run's forward and backward pass in batche
 summation order differs from the single run's. In float32 that is ~1e-7 per step, until some activation sits
 within rounding of a ReLU's or max-pool's kink: there the two runs take different branches and from then on differ
 as any two runs with different summation order do (after ~7 steps at lr 0.1 on the digits CNN). So the
-step-by-step test runs in float64: the rounding is then ~1e-16 and no branch flips in 210 steps; the test allows
-1e-9 (the largest difference seen was 9e-14). A real difference (one other mixing draw, a missed re-weighting or
+step-by-step test runs in float64: the rounding is then ~1e-16 and no branch flips in 217 steps; the test allows
+1e-9 (the largest difference seen was 9e-14 over 210 steps at batch 32). A real difference (one other mixing draw, a missed re-weighting or
 learning-rate step) moves parameters by 1e-2 or more, which ``test_the_comparison_sees_a_different_run`` checks
 the comparison can see. The float32 end-to-end test uses a small learning rate so that its runs stay within
 rounding of each other, and compares final metrics within two test images.
@@ -72,8 +72,9 @@ def _worst(group: fused.FusedGroup, singles: list[engine.Training]) -> float:
 @pytest.mark.slow
 def test_fused_runs_step_by_step_equal_single_runs(tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    configs = [tiny(tmp_path / f"f{k}", m, s, t) for k, (m, s, t) in enumerate(MEMBERS)]
-    alone = _setup([tiny(tmp_path / f"s{k}", m, s, t) for k, (m, s, t) in enumerate(MEMBERS)], torch.float64)
+    small = ("optim.batch_size=16",)  # 31 steps per epoch, 217 in 7 epochs
+    configs = [tiny(tmp_path / f"f{k}", m, s, t, 7, *small) for k, (m, s, t) in enumerate(MEMBERS)]
+    alone = _setup([tiny(tmp_path / f"s{k}", m, s, t, 7, *small) for k, (m, s, t) in enumerate(MEMBERS)], torch.float64)
     runs = _setup(configs, torch.float64)
     group = fused.FusedGroup(runs, precision=Precision())
     assert _worst(group, alone) == 0.0  # the same seeded initialisation
@@ -86,11 +87,11 @@ def test_fused_runs_step_by_step_equal_single_runs(tmp_path: Path) -> None:
             fused._start_epoch(single, epoch, lr)
             for g in single.optimizer.param_groups:
                 g["lr"] = lr
-        assert {len(r.loader) for r in runs + alone} == {15}
+        assert {len(r.loader) for r in runs + alone} == {31}
         fused_batches = [iter(r.loader) for r in runs]
         single_batches = [iter(s.loader) for s in alone]
         originals = [r.loader for r in runs]
-        for _ in range(15):
+        for _ in range(31):
             for run, it in zip(runs, fused_batches, strict=True):
                 run.loader = OneStep(it)  # type: ignore[assignment]
             stats = group.train_epoch()
@@ -104,7 +105,7 @@ def test_fused_runs_step_by_step_equal_single_runs(tmp_path: Path) -> None:
             assert worst < 1e-9, f"step {steps}: fused parameters moved {worst:.2e} from the single runs"
         for run, loader in zip(runs, originals, strict=True):
             run.loader = loader
-    assert steps == 210
+    assert steps == 217
     for run in runs:  # the re-balanced phase and the learning-rate step ran: both lie inside the run
         assert 0 < run.config.schedule.deferral_epoch < run.config.run.epochs
         assert engine.lr_at(0, run.config) > engine.lr_at(run.config.run.epochs - 1, run.config)
