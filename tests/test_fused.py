@@ -76,7 +76,7 @@ def test_fused_runs_step_by_step_equal_single_runs(tmp_path: Path) -> None:
     configs = [tiny(tmp_path / f"f{k}", m, s, t, 7, *small) for k, (m, s, t) in enumerate(MEMBERS)]
     alone = _setup([tiny(tmp_path / f"s{k}", m, s, t, 7, *small) for k, (m, s, t) in enumerate(MEMBERS)], torch.float64)
     runs = _setup(configs, torch.float64)
-    group = fused.FusedGroup(runs, precision=Precision())
+    group = fused.FusedGroup(runs, precision=Precision(), strategy="stack")
     assert _worst(group, alone) == 0.0  # the same seeded initialisation
     steps, worst = 0, 0.0
     for epoch in range(configs[0].run.epochs):
@@ -118,7 +118,7 @@ def test_the_comparison_sees_a_different_run(tmp_path: Path) -> None:
     # the same check fails when one run's mixing draws differ (its seed shifted by one): the tolerance is meaningful
     runs = _setup([tiny(tmp_path / "f0", "remix", 0, epochs=1)])
     alone = _setup([tiny(tmp_path / "s0", "remix", 0, epochs=1)])
-    group = fused.FusedGroup(runs, precision=Precision())
+    group = fused.FusedGroup(runs, precision=Precision(), strategy="stack")
     fused._start_epoch(runs[0], 0, 0.1)
     fused._start_epoch(alone[0], 0, 0.1)
     alone[0].mix_generator.manual_seed(12345)
@@ -133,10 +133,12 @@ def _strip(rows: list[dict]) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_train_fused_writes_run_folders_like_train(tmp_path: Path) -> None:
-    # float32 and a small learning rate: rounding differences stay rounding-sized for the 45 steps
+@pytest.mark.parametrize("strategy", ["loop", "stack"])
+def test_train_fused_writes_run_folders_like_train(tmp_path: Path, strategy: str) -> None:
+    # float32 and a small learning rate: the stacked runs' rounding differences stay rounding-sized for the 45 steps;
+    # the loop strategy runs the single runs' own kernels and equals them exactly
     configs = [tiny(tmp_path / f"f{k}", m, s, t, 3, "optim.lr=0.02") for k, (m, s, t) in enumerate(MEMBERS)]
-    summaries = fused.train_fused(configs)
+    summaries = fused.train_fused(configs, strategy=strategy)
     singles = [engine.train(tiny(tmp_path / f"s{k}", m, s, t, 3, "optim.lr=0.02")) for k, (m, s, t) in enumerate(MEMBERS)]
     n_test = 500
     for k, (got, want) in enumerate(zip(summaries, singles, strict=True)):
@@ -144,6 +146,9 @@ def test_train_fused_writes_run_folders_like_train(tmp_path: Path) -> None:
         assert got["fused"] == {"runs": 3}
         assert set(want) <= set(got) and got["method"] == want["method"] and got["seed"] == want["seed"]
         assert got["class_counts"] == want["class_counts"]  # the run's own subset
+        if strategy == "loop":
+            assert {k: got[k] for k in want if k not in ("images_per_s", "wall_time_s")} == {
+                k: want[k] for k in want if k not in ("images_per_s", "wall_time_s")}  # fmt: skip
         assert got["top1"] == pytest.approx(want["top1"], abs=2 * 100 / n_test)  # within two test images
         assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-3)
         out = tmp_path / f"f{k}"
@@ -153,7 +158,7 @@ def test_train_fused_writes_run_folders_like_train(tmp_path: Path) -> None:
         again = evaluate_checkpoint(out, device="cpu")
         assert again["top1"] == pytest.approx(got["top1"], abs=100 / n_test) and again["epoch"] == 3
     # finished runs are returned as they are
-    assert fused.train_fused(configs) == summaries
+    assert fused.train_fused(configs, strategy=strategy) == summaries
 
 
 @pytest.mark.slow
@@ -161,7 +166,7 @@ def test_resumed_fused_group_is_bit_identical(tmp_path: Path, monkeypatch: pytes
     def configs(root: Path) -> list[TrainConfig]:
         return [tiny(root / f"r{k}", m, s, t, 4, "run.keep_every=1") for k, (m, s, t) in enumerate(MEMBERS[:2])]
 
-    whole = fused.train_fused(configs(tmp_path / "whole"))
+    whole = fused.train_fused(configs(tmp_path / "whole"), strategy="stack")
     real = fused._train_epoch
 
     def killed_after_two(group: fused.FusedGroup, epoch: int) -> None:
@@ -171,12 +176,12 @@ def test_resumed_fused_group_is_bit_identical(tmp_path: Path, monkeypatch: pytes
 
     monkeypatch.setattr(fused, "_train_epoch", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
-        fused.train_fused(configs(tmp_path / "cut"))
+        fused.train_fused(configs(tmp_path / "cut"), strategy="stack")
     monkeypatch.setattr(fused, "_train_epoch", real)
     # a kill between the two runs' checkpoints: run 1 one epoch behind run 0; the group brings it level first
     behind = tmp_path / "cut" / "r1"
     shutil.copy(behind / "checkpoint_e001.pt", behind / "checkpoint.pt")
-    resumed = fused.train_fused(configs(tmp_path / "cut"))
+    resumed = fused.train_fused(configs(tmp_path / "cut"), strategy="stack")
     state_whole = torch.load(tmp_path / "whole" / "r0" / "checkpoint.pt", weights_only=True)
     state_cut = torch.load(tmp_path / "cut" / "r0" / "checkpoint.pt", weights_only=True)
     for name, value in state_whole["model"].items():
@@ -200,6 +205,9 @@ def test_fused_groups_are_checked(tmp_path: Path) -> None:
     runs = _setup([tiny(tmp_path / "g", "erm", 0, epochs=1)])
     with pytest.raises(UserError, match="need a CUDA device"):
         fused.FusedGroup(runs, precision=Precision(), graphs=True)
+    with pytest.raises(UserError, match="strategy must be one of auto, stack, loop"):
+        fused.FusedGroup(runs, precision=Precision(), strategy="threads")
+    assert not fused.FusedGroup(runs, precision=Precision()).stacked  # auto on the CPU: the loop
     uneven = [tiny(tmp_path / "u0", "erm", 0, 0, 1), tiny(tmp_path / "u1", "erm", 1, 0, 1, "data.ratio=2")]
     with pytest.raises(UserError, match="same number of steps per epoch"):
         fused.train_fused(uneven)
@@ -244,8 +252,10 @@ def test_the_compiled_step_traces_and_equals_the_eager_one(tmp_path: Path) -> No
     # the eager backend: the same numbers as the eager step, bit for bit
     torch.set_num_threads(1)
     members = [("remix-drw", 0), ("erm", 1)]
-    compiled = fused.FusedGroup(_setup([tiny(tmp_path / f"c{s}", m, s, 0, 1) for m, s in members]), precision=Precision())
-    eager = fused.FusedGroup(_setup([tiny(tmp_path / f"e{s}", m, s, 0, 1) for m, s in members]), precision=Precision())
+    compiled = fused.FusedGroup(_setup([tiny(tmp_path / f"c{s}", m, s, 0, 1) for m, s in members]), precision=Precision(),
+                                strategy="stack")  # fmt: skip
+    eager = fused.FusedGroup(_setup([tiny(tmp_path / f"e{s}", m, s, 0, 1) for m, s in members]), precision=Precision(),
+                             strategy="stack")  # fmt: skip
     compiled.compile(backend="eager")
     for run in compiled.runs + eager.runs:
         fused._start_epoch(run, 0, 0.1)

@@ -48,7 +48,14 @@ from remixup.mixing import MixRecord, MixTransform, NoMixing, forced_count
 from remixup.progress import epoch_bar
 from remixup.runtime import Dist, Precision, eval_batch_size, resolve_device, tune_malloc
 
-__all__ = ["PER_RUN", "FusedGroup", "fusable", "group_key", "train_fused"]
+__all__ = ["PER_RUN", "STRATEGIES", "FusedGroup", "fusable", "group_key", "train_fused"]
+
+STRATEGIES = ("auto", "stack", "loop")
+"""How a group trains: ``stack`` (one stacked model, vmapped), ``loop`` (each run's own model in turn, in one
+process: the single runs' kernels, bit-identical to them); ``auto``: stack on CUDA, loop on the CPU, where the
+measured stacked step was slower (docs/performance.md)."""
+
+StepStats = tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[bool]]
 
 PER_RUN = (
     "recipe",
@@ -122,12 +129,19 @@ class FusedGroup:
     momentum into each run's own model and optimiser, whose state dicts the checkpoints hold.
     """
 
-    def __init__(self, runs: Sequence[Training], *, precision: Precision, graphs: bool = False) -> None:
+    def __init__(self, runs: Sequence[Training], *, precision: Precision, graphs: bool = False, strategy: str = "auto") -> None:
         from torch.func import functional_call, stack_module_state
 
         self.runs = list(runs)
         self.device = runs[0].device
         self.precision = precision
+        if strategy not in STRATEGIES:
+            raise UserError(f"fused strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
+        self.stacked = strategy == "stack" or (strategy == "auto" and self.device.type == "cuda")
+        if graphs and not (self.stacked and self.device.type == "cuda"):
+            raise UserError("fused graphs (CUDA graphs) need a CUDA device and the stacked strategy; the CPU trains eagerly")
+        if not self.stacked:
+            return
         params, buffers = stack_module_state([r.model for r in self.runs])
         self.params = {n: p.detach().contiguous().requires_grad_(True) for n, p in params.items()}
         self.buffers = {n: b.contiguous() for n, b in buffers.items()}
@@ -145,8 +159,6 @@ class FusedGroup:
         self._eval_forward = torch.vmap(one, in_dims=(0, 0, None))
         self._loss: Callable[..., tuple[torch.Tensor, torch.Tensor]] = self._logits_and_losses
         if graphs:
-            if self.device.type != "cuda":
-                raise UserError("fused graphs (CUDA graphs) need a CUDA device; the CPU trains eagerly")
             self.compile(mode="reduce-overhead")
 
     def compile(self, **options: Any) -> None:
@@ -174,6 +186,8 @@ class FusedGroup:
     @torch.no_grad()
     def write_back(self) -> None:
         """Copy the stacked parameters, buffers and momentum into each run's own model and optimiser."""
+        if not self.stacked:
+            return  # the loop strategy trains the runs' own models
         fused = list(self.params.values())
         for k, run in enumerate(self.runs):
             for name, p in run.model.named_parameters():
@@ -194,7 +208,7 @@ class FusedGroup:
         return logits, losses
 
     def set_lr(self, lr: float) -> None:
-        for group in self.optimizer.param_groups:
+        for group in self.optimizer.param_groups if self.stacked else ():
             group["lr"] = lr
         for run in self.runs:
             for group in run.optimizer.param_groups:
@@ -204,42 +218,23 @@ class FusedGroup:
         """One epoch of every run (their loaders set for the epoch); per run: train_loss, train_acc, lam_y_forced,
         images, images_per_s (the run's own images over the fused epoch's wall time)."""
         k_runs = len(self.runs)
-        self.base.train()
+        if self.stacked:
+            self.base.train()
+        else:
+            for run in self.runs:
+                run.model.train()
+        step = self._stacked_step if self.stacked else self._loop_step
         totals = torch.zeros(k_runs, 3, dtype=torch.float64, device=self.device)  # loss sum, correct, forced
         seen, pairs, steps = [0] * k_runs, [0] * k_runs, 0
         start = time.perf_counter()
-        autocast = self.precision.autocast(self.device)
         for batches in zip(*(r.loader for r in self.runs), strict=True):
-            xs: list[torch.Tensor] = []
-            targets: list[torch.Tensor] = []
-            hard: list[torch.Tensor] = []
-            records: list[MixRecord | None] = []
-            with autocast:  # the mixing runs under autocast, as in the single-run loop
-                for run, (x, y) in zip(self.runs, batches, strict=True):
-                    if isinstance(run.mixing, NoMixing):
-                        x_mixed, target, labels, record = x, y, y, None
-                    else:
-                        assert isinstance(run.mixing, MixTransform)  # fusable() keeps manifold mixing out
-                        x_mixed, target, record = run.mixing.mix(x, y)
-                        labels = record.hard_labels
-                    xs.append(x_mixed)
-                    targets.append(target)
-                    hard.append(labels)
-                    records.append(record)
-            stacked = torch.stack([x.contiguous() for x in xs])
-            logits, losses = self._loss(self.params, self.buffers, stacked, targets)
-            self.optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()  # d(sum)/d(params of run k) = run k's own gradient
-            self.optimizer.step()
+            losses, correct, forced, mixed = step(batches)
             with torch.no_grad():
-                correct = (logits.argmax(2) == torch.stack(hard)).sum(1)
-                forced = torch.stack([forced_count(r.lam_x, r.lam_y) if r is not None else torch.zeros_like(correct[0])
-                                      for r in records])  # fmt: skip
-                totals += torch.stack([losses.detach().double(), correct.double(), forced.double()], 1)
+                totals += torch.stack([losses.double(), correct.double(), forced.double()], 1)
             steps += 1
             for k, (_, y) in enumerate(batches):
                 seen[k] += y.shape[0]
-                pairs[k] += y.shape[0] if records[k] is not None else 0
+                pairs[k] += y.shape[0] if mixed[k] else 0
             if bar is not None:
                 bar.update(1)
         elapsed = max(time.perf_counter() - start, 1e-9)
@@ -250,9 +245,65 @@ class FusedGroup:
                         "images_per_s": seen[k] / elapsed})  # fmt: skip
         return out
 
+    def _loop_step(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> StepStats:
+        """One step of each run on its own model, exactly as the single-run loop (``engine.train_one_epoch``) does it."""
+        losses, correct, forced, mixed = [], [], [], []
+        for run, (x, y) in zip(self.runs, batches, strict=True):
+            if run.precision.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self.precision.autocast(self.device):
+                out = run.mixing.mix_forward(run.model, x, y)
+            loss = run.criterion(out.logits.float(), out.target)
+            run.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            run.optimizer.step()
+            with torch.no_grad():
+                record = out.record
+                correct.append((out.logits.argmax(1) == (y if record is None else record.hard_labels)).sum())
+                forced.append(forced_count(record.lam_x, record.lam_y) if record is not None else torch.zeros_like(correct[-1]))
+            losses.append(loss.detach())
+            mixed.append(record is not None)
+        return torch.stack(losses), torch.stack(correct), torch.stack(forced), mixed
+
+    def _stacked_step(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> StepStats:
+        """One step of all runs as one stacked model: per-run mixing, one vmapped forward/backward, one SGD step."""
+        autocast = self.precision.autocast(self.device)
+        xs: list[torch.Tensor] = []
+        targets: list[torch.Tensor] = []
+        hard: list[torch.Tensor] = []
+        records: list[MixRecord | None] = []
+        with autocast:  # the mixing runs under autocast, as in the single-run loop
+            for run, (x, y) in zip(self.runs, batches, strict=True):
+                if isinstance(run.mixing, NoMixing):
+                    x_mixed, target, labels, record = x, y, y, None
+                else:
+                    assert isinstance(run.mixing, MixTransform)  # fusable() keeps manifold mixing out
+                    x_mixed, target, record = run.mixing.mix(x, y)
+                    labels = record.hard_labels
+                xs.append(x_mixed)
+                targets.append(target)
+                hard.append(labels)
+                records.append(record)
+        stacked = torch.stack([x.contiguous() for x in xs])
+        logits, losses = self._loss(self.params, self.buffers, stacked, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # d(sum)/d(params of run k) = run k's own gradient
+        self.optimizer.step()
+        with torch.no_grad():
+            correct = (logits.argmax(2) == torch.stack(hard)).sum(1)
+            forced = torch.stack([forced_count(r.lam_x, r.lam_y) if r is not None else torch.zeros_like(correct[0])
+                                  for r in records])  # fmt: skip
+        return losses.detach(), correct, forced, [r is not None for r in records]
+
     @torch.no_grad()
     def evaluate(self, runs: Sequence[Training]) -> list[dict[str, Any]]:
-        """Metrics of ``runs`` (members of the group) on their shared evaluation split, one batched pass for all."""
+        """Metrics of ``runs`` (members of the group) on their shared evaluation split, one batched pass for all
+        (the loop strategy evaluates each run's own model, as a single run does)."""
+        if not self.stacked:
+            from remixup.evaluation import evaluate_data
+
+            return [evaluate_data(r.model, r.data, batch_size=r.config.run.eval_batch_size or eval_batch_size(self.device),
+                                  precision=r.precision, workers=r.config.run.workers) for r in runs]  # fmt: skip
         index = torch.tensor([self.runs.index(r) for r in runs], device=self.device)
         params = {n: p.detach().index_select(0, index) for n, p in self.params.items()}
         buffers = {n: b.index_select(0, index) for n, b in self.buffers.items()}
@@ -289,7 +340,8 @@ def _finish(run: Training, fused_with: int) -> dict[str, Any]:
     return summary
 
 
-def train_fused(configs: Sequence[TrainConfig], *, resume: bool | str = "auto", graphs: bool = False) -> list[dict[str, Any]]:
+def train_fused(configs: Sequence[TrainConfig], *, resume: bool | str = "auto", graphs: bool = False,
+                strategy: str = "auto") -> list[dict[str, Any]]:  # fmt: skip
     """Train the runs of ``configs`` together in this process, each into its own run folder ``config.run.out``.
 
     Args:
@@ -299,6 +351,7 @@ def train_fused(configs: Sequence[TrainConfig], *, resume: bool | str = "auto", 
             or returns its summary when finished; ``True`` requires every checkpoint; ``False`` refuses a folder
             that holds a run.
         graphs: CUDA only: the CUDA-graph step (see the module docstring).
+        strategy: one of :data:`STRATEGIES` (default ``auto``: stacked on CUDA, a loop over the runs on the CPU).
 
     Returns:
         The runs' summaries, in the order of ``configs``; a run's ``summary.json`` also says ``"fused": {"runs": K}``.
@@ -332,7 +385,7 @@ def train_fused(configs: Sequence[TrainConfig], *, resume: bool | str = "auto", 
             if group is None or group.runs != active:
                 if group is not None:
                     group.write_back()
-                group = FusedGroup(active, precision=precision, graphs=graphs)
+                group = FusedGroup(active, precision=precision, graphs=graphs, strategy=strategy)
             _train_epoch(group, epoch)
             for run in [r for r in active if len(r.history) == r.config.run.epochs]:
                 summaries[runs.index(run)] = _finish(run, fused_size)
