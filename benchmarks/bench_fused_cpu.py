@@ -1,7 +1,8 @@
 """Fused runs on the CPU: K runs trained as one stacked model (remixup.fused) against the same K runs one after another.
 
-Both variants run the real loops on CIFAR-10 LT-100, ResNet-32, batch 128 per run: the sequential one calls
-``remixup.engine.train_one_epoch`` for each run in turn, the fused one ``remixup.fused.FusedGroup.train_epoch``; each
+All variants run the real loops on CIFAR-10 LT-100, ResNet-32, batch 128 per run: the sequential one calls
+``remixup.engine.train_one_epoch`` for each run in turn, the fused ones ``remixup.fused.FusedGroup.train_epoch``
+with the stacked model (``strategy="stack"``) and with the loop over the runs' own models (``"loop"``); each
 run has its own method, seed, loader, mixing and loss, set up by ``remixup.engine.Training``. Timings are
 interleaved (see _common.py) and reported as images/s per run and the ratio fused / sequential.
 
@@ -52,10 +53,11 @@ def main() -> None:
             runs.append(run)
         return runs
 
-    alone, together = setup("s"), setup("f")
-    group = FusedGroup(together, precision=together[0].precision)
+    alone, together, looped = setup("s"), setup("f"), setup("l")
+    group = FusedGroup(together, precision=together[0].precision, strategy="stack")
+    loop = FusedGroup(looped, precision=looped[0].precision, strategy="loop")
     takes = [Take(run.loader, args.steps) for run in alone]
-    for run in together:
+    for run in together + looped:
         run.loader = Take(run.loader, args.steps)  # type: ignore[assignment]
     cl = alone[0].precision.channels_last
 
@@ -64,10 +66,14 @@ def main() -> None:
             engine.train_one_epoch(run.model, take, run.mixing, run.criterion, run.optimizer, amp=False, channels_last=cl,
                                    bar=None, world=Dist())  # fmt: skip
 
-    def fused() -> None:
+    def stacked() -> None:
         group.train_epoch()
 
-    times = interleave({"sequential": sequential, "fused": fused}, warmup=1, repeats=args.repeats, label="fused-cpu")
+    def looping() -> None:
+        loop.train_epoch()
+
+    variants = {"sequential": sequential, "fused, strategy=stack": stacked, "fused, strategy=loop (the CPU default)": looping}
+    times = interleave(variants, warmup=1, repeats=args.repeats, label="fused-cpu")
     images = args.k * args.steps * args.batch
     print(f"# {machine()}")
     print(f"# CIFAR-10 LT-100, ResNet-32, batch {args.batch} per run, K = {args.k} runs ({', '.join(r.method.name for r in alone)}),"

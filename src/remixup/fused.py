@@ -5,14 +5,18 @@ stacks their K models' parameters and buffers (:func:`torch.func.stack_module_st
 backward pass for all of them (:func:`torch.vmap` over :func:`torch.func.functional_call`): every convolution of the
 K models becomes one grouped convolution, so a step launches as many kernels as a single run's step does.
 
+That is the ``stack`` strategy, the default on CUDA. On the CPU, where the stacked step measured slower than the
+runs' own steps (docs/performance.md), the default is ``loop``: each step trains every run's own model in turn, in
+one process, with the single-run loop's operations, so the runs are bit-identical to single runs.
+
 Each run of a group stays the run it would be alone: it is set up by the single-run engine
 (:class:`remixup.engine.Training`: its seed's model initialisation, its imbalanced subset, its loader and sampler,
 its mixer and label policy, its loss and class weights, its deferral, its random streams of
 :mod:`remixup.seeding`), and it writes the same run folder (config, metrics per epoch, checkpoints, summary), so
-``remixup eval``, ``remixup report``, ``--resume`` and the grid's skip-finished logic treat it as a single run. Only
-the forward/backward pass and the optimiser step are shared: the gradient of ``sum_k loss_k`` with respect to run
-k's parameters is run k's own gradient, and SGD is elementwise. The runs' numbers therefore equal the single runs'
-up to float summation order inside the batched kernels (tests/test_fused.py measures the difference).
+``remixup eval``, ``remixup report``, ``--resume`` and the grid's skip-finished logic treat it as a single run. When
+stacked, only the forward/backward pass and the optimiser step are shared: the gradient of ``sum_k loss_k`` with
+respect to run k's parameters is run k's own gradient, and SGD is elementwise. The stacked runs' numbers therefore
+equal the single runs' up to float summation order inside the batched kernels (tests/test_fused.py measures it).
 
 Runs of one group must agree on everything but :data:`PER_RUN` (the method, its mixing and deferral, the seeds, the
 imbalance profile, the output folder); they must also take the same number of steps per epoch (the same training
