@@ -5,8 +5,8 @@ stacks their K models' parameters and buffers (:func:`torch.func.stack_module_st
 backward pass for all of them (:func:`torch.vmap` over :func:`torch.func.functional_call`): every convolution of the
 K models becomes one grouped convolution, so a step launches as many kernels as a single run's step does.
 
-That is the ``stack`` strategy, the default on CUDA. On the CPU, where the stacked step measured slower than the
-runs' own steps (docs/performance.md), the default is ``loop``: each step trains every run's own model in turn, in
+That is the ``stack`` strategy, the default on CUDA. On the CPU, where the stacked step was not shown to be faster
+than the runs' own steps (docs/performance.md), the default is ``loop``: each step trains every run's own model in turn, in
 one process, with the single-run loop's operations, so the runs are bit-identical to single runs.
 
 Each run of a group stays the run it would be alone: it is set up by the single-run engine
@@ -57,7 +57,7 @@ __all__ = ["PER_RUN", "STRATEGIES", "FusedGroup", "fusable", "group_key", "train
 STRATEGIES = ("auto", "stack", "loop")
 """How a group trains: ``stack`` (one stacked model, vmapped), ``loop`` (each run's own model in turn, in one
 process: the single runs' kernels, bit-identical to them); ``auto``: stack on CUDA, loop on the CPU, where the
-measured stacked step was slower (docs/performance.md)."""
+stacked step was not shown to be faster (docs/performance.md)."""
 
 StepStats = tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[bool]]
 
