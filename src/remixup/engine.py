@@ -12,13 +12,9 @@ by the number of ranks). Class-balanced re-sampling shards one global draw the s
 DDP; evaluation shards the test set and all-reduces the confusion matrix. BatchNorm statistics stay per rank unless
 ``model.sync_bn`` (CUDA). Rank 0 alone claims and writes the run folder; the ranks leave the group together.
 
-**Determinism.** Model initialisation uses ``run.seed`` inside :func:`torch.random.fork_rng` (the caller's global RNG
-is left alone); the epoch order and augmentation derive from (seed, epoch) in the data loader; mixing draws from a
-``torch.Generator`` re-seeded from (seed, epoch, rank) at the start of every epoch. A checkpoint therefore holds
-everything needed to replay epoch e exactly, and a resumed run ends bit-identical on the same hardware.
-
-**Reporting.** Evaluation runs every ``run.eval_every`` epochs and after the last; the result in ``summary.json`` is
-the last epoch's, never a model chosen on the test set.
+**Determinism.** Model initialisation uses ``run.seed`` inside :func:`torch.random.fork_rng`; every other draw comes
+from a generator seeded by (seed, epoch, stream) (:mod:`remixup.seeding`), so a resumed run ends bit-identical. The
+result in ``summary.json`` is the last epoch's evaluation, never a model chosen on the test set.
 """
 
 from __future__ import annotations
@@ -320,22 +316,27 @@ class Training:
             self.folder.write_logs(self.history)
         self.board = tensorboard(self.folder.tensorboard, self.config.run.tensorboard and self.world.main, len(self.history))
 
+    def begin_epoch(self, epoch: int, *, choose_threads: bool = True) -> float:
+        """Set everything epoch ``epoch`` depends on (threads, lr, deferred balancing, seeds); return its lr."""
+        if choose_threads and self.choose_threads is not None:
+            self.choose_threads()
+        lr = lr_at(epoch, self.config)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        weighted, sampled = balancing_at(self.method, epoch, self.config.schedule.deferral_epoch)  # at epoch boundaries
+        self.criterion.weight = self.rw_weights if weighted else None  # a buffer; assigned, so it stays on the device
+        self.loader.sampler = self.sampler if sampled else None
+        self.loader.set_epoch(epoch)
+        self.mix_generator.manual_seed(seeding.epoch_seed(self.config.run.seed, epoch, seeding.mix_stream(self.world.rank)))
+        if (set_epoch := getattr(self.mixing, "set_epoch", None)) is not None:  # the family's window and partners
+            set_epoch(epoch)
+        return lr
+
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs, evaluating, logging and checkpointing each; return the summary."""
-        r, s = self.config.run, self.config.schedule
+        r = self.config.run
         for epoch in range(len(self.history), r.epochs):
-            if self.choose_threads is not None:
-                self.choose_threads()
-            lr = lr_at(epoch, self.config)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            weighted, sampled = balancing_at(self.method, epoch, s.deferral_epoch)  # DRW/DRS switch at epoch boundaries
-            self.criterion.weight = self.rw_weights if weighted else None  # a buffer; assigned, so it stays on the device
-            self.loader.sampler = self.sampler if sampled else None
-            self.loader.set_epoch(epoch)
-            self.mix_generator.manual_seed(seeding.epoch_seed(r.seed, epoch, seeding.mix_stream(self.world.rank)))
-            if (set_epoch := getattr(self.mixing, "set_epoch", None)) is not None:  # the family's window and partners
-                set_epoch(epoch)
+            lr = self.begin_epoch(epoch)
             tic = time.perf_counter()
             with epoch_bar(r.progress and self.world.main, len(self.loader), epoch, r.epochs) as bar:
                 stats = train_one_epoch(self.net, self.loader, self.mixing, self.criterion, self.optimizer, amp=self.precision.amp,

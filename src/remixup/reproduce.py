@@ -325,6 +325,99 @@ def run_grid(
     return result
 
 
+def fuse_groups(runs: Sequence[RunSpec], fuse: int, command: CommandBuilder, runs_dir: Path) -> list[list[RunSpec]]:
+    """``runs`` in groups of at most ``fuse`` that :func:`remixup.fused.train_fused` can train together.
+
+    Runs fuse when their resolved configs (from the ``remixup train`` command each would run) share
+    :func:`remixup.fused.group_key`: the architecture, the data set, the optimiser and the schedule's length. A run
+    that cannot be fused (manifold mixing) is a group of its own. Groups keep the runs' grid order.
+    """
+    from remixup.fused import config_from_train_args, fusable, group_key
+
+    by_key: dict[object, list[RunSpec]] = {}
+    alone: list[list[RunSpec]] = []
+    for spec in runs:
+        argv = command(spec, runs_dir / spec.run_id, False)
+        config = config_from_train_args(argv[argv.index("train") + 1 :])
+        if fusable(config):
+            by_key.setdefault(group_key(config), []).append(spec)
+        else:
+            alone.append([spec])
+    groups = [members[i : i + fuse] for members in by_key.values() for i in range(0, len(members), fuse)]
+    return groups + alone
+
+
+def fused_command(group: Sequence[RunSpec], runs_dir: Path, command: CommandBuilder, python: str | None = None) -> list[str]:
+    """The one command that trains ``group`` fused (``python -m remixup.fused -- TRAIN_ARGS -- ...``); a group of one
+    is the run's own ``remixup train`` command."""
+    argvs = [command(spec, runs_dir / spec.run_id, run_status(runs_dir / spec.run_id) == "resume") for spec in group]
+    if len(group) == 1:
+        return argvs[0]
+    cmd = [python or sys.executable, "-m", "remixup.fused"]
+    for argv in argvs:
+        cmd += ["--", *argv[argv.index("train") + 1 :]]
+    return cmd
+
+
+def run_grid_fused(
+    runs: Sequence[RunSpec],
+    runs_dir: Path,
+    *,
+    fuse: int,
+    command: CommandBuilder,
+    executor: Executor = subprocess_executor,
+    fail_fast: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> GridResult:
+    """:func:`run_grid` with up to ``fuse`` runs trained together in one process (:func:`fuse_groups`).
+
+    Finished runs are skipped and runs with a checkpoint resumed exactly as in :func:`run_grid`, run by run: a fused
+    group resumes each of its runs from its own checkpoint. A run counts as finished when the group's command exited
+    0 and the run left its ``summary.json``. Logs go to ``_logs/<first run id>.log`` for the whole group.
+    """
+    from tqdm.auto import tqdm
+
+    result = GridResult([], [], [])
+    todo = []
+    for spec in runs:
+        if run_status(runs_dir / spec.run_id) == "done":
+            result.skipped.append(spec.run_id)
+        else:
+            todo.append(spec)
+    groups = fuse_groups(todo, fuse, command, runs_dir)
+    bar = tqdm(total=len(todo), desc="runs", unit="run", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    say = echo or (lambda msg: tqdm.write(msg, file=sys.stderr))
+    if result.skipped:
+        say(f"{len(result.skipped)} of {len(runs)} runs already finished; {len(todo)} to do in {len(groups)} fused groups")
+    try:
+        for k, group in enumerate(groups, 1):
+            for spec in group:
+                run_dir = runs_dir / spec.run_id
+                if run_status(run_dir) != "resume" and run_dir.exists():
+                    shutil.rmtree(run_dir)  # as in run_grid: no checkpoint, no finished epoch to keep
+            argv = fused_command(group, runs_dir, command)
+            log_file = runs_dir / LOG_DIR / f"{group[0].run_id}.log"
+            bar.set_postfix_str(f"{group[0].run_id} +{len(group) - 1}", refresh=True)
+            start = time.monotonic()
+            code = executor(argv, log_file)
+            took = time.monotonic() - start
+            ok = []
+            for spec in group:
+                done = code == 0 and run_status(runs_dir / spec.run_id) == "done"
+                (result.finished if done else result.failed).append(spec.run_id)
+                ok.append(done)
+            verb = f"{len(group)} runs fused" if len(group) > 1 else "1 run"
+            state = "ran" if all(ok) else f"FAILED {ok.count(False)} of {len(group)} (exit {code})"
+            say(f"[{k}/{len(groups)}] {state} {verb} from {group[0].run_id} in {_duration(took)}; log: {log_file}")
+            bar.update(len(group))
+            if not all(ok) and fail_fast:
+                break
+    finally:
+        bar.close()
+    return result
+
+
 def _duration(seconds: float) -> str:
     seconds = int(round(seconds))
     h, rest = divmod(seconds, 3600)

@@ -10,6 +10,7 @@ Examples::
     remixup reproduce sweep --epochs 25 --seeds 0 --rows erm,remix-drw   # only these rows of the grid
     remixup reproduce c10lt --fork-deferred ...             # DRW/DRS runs start from their plain twin's checkpoint
     remixup reproduce kappa --slurm --partition gpu --time 240 --gpus 1   # one SLURM job per run, requeued on time-out
+    remixup reproduce table1 --fuse 8 --device cuda ...     # up to 8 runs of one architecture trained together
 """
 
 from __future__ import annotations
@@ -85,6 +86,14 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="start each DRW/DRS run from its plain twin's checkpoint of the deferral epoch (Remix "
         "for Remix-DRW, ERM for DRW) when the twin is in the grid, instead of training it whole",
     )
+    parser.add_argument(
+        "--fuse",
+        type=int,
+        default=1,
+        metavar="K",
+        help="train up to K runs with the same architecture, data set and schedule together in one process "
+        "(remixup.fused; manifold-mixing runs train alone); default 1: one process per run",
+    )
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     from remixup.slurm import add_slurm_options
@@ -100,6 +109,10 @@ def run(args: argparse.Namespace) -> int:
     for item in args.overrides:
         if "=" not in item or item.startswith("="):
             raise InvalidParameterError(f"`--set` takes KEY=VALUE; got {item!r}")
+    if args.fuse < 1:
+        raise InvalidParameterError(f"`--fuse` must be >= 1; got {args.fuse}")
+    if args.fuse > 1 and args.fork_deferred:
+        raise InvalidParameterError("`--fuse` and `--fork-deferred` do not combine: a fused group does not fork")
     shard_index, shard_count = args.shard
     command = partial(rp.build_command, data_root=args.data_root, device=args.device)
     runs_dir: Path = args.runs_dir
@@ -150,7 +163,11 @@ def run(args: argparse.Namespace) -> int:
             if not args.wait:
                 continue
         elif not args.table_only:
-            result = rp.run_grid(mine, runs_dir, command=run_command, fail_fast=args.fail_fast, progress=not args.no_progress)
+            if args.fuse > 1:
+                result = rp.run_grid_fused(mine, runs_dir, fuse=args.fuse, command=run_command, fail_fast=args.fail_fast,
+                                           progress=not args.no_progress)  # fmt: skip
+            else:
+                result = rp.run_grid(mine, runs_dir, command=run_command, fail_fast=args.fail_fast, progress=not args.no_progress)
             failed += len(result.failed)
             print(
                 f"# {experiment.name}: {len(result.finished)} finished, {len(result.skipped)} skipped "

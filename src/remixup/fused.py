@@ -1,0 +1,480 @@
+"""Fused runs: train K runs that share a model architecture and an optimiser schedule together, in one process.
+
+A grid of ResNet-32 runs at batch 128 leaves a GPU waiting on kernel launches, not on arithmetic. Fusing K runs
+stacks their K models' parameters and buffers (:func:`torch.func.stack_module_state`) and runs one forward and
+backward pass for all of them (:func:`torch.vmap` over :func:`torch.func.functional_call`): every convolution of the
+K models becomes one grouped convolution, so a step launches as many kernels as a single run's step does.
+
+That is the ``stack`` strategy, the default on CUDA. On the CPU, where the stacked step was not shown to be faster
+than the runs' own steps (docs/performance.md), the default is ``loop``: each step trains every run's own model in turn, in
+one process, with the single-run loop's operations, so the runs are bit-identical to single runs.
+
+Each run of a group stays the run it would be alone: it is set up by the single-run engine
+(:class:`remixup.engine.Training`: its seed's model initialisation, its imbalanced subset, its loader and sampler,
+its mixer and label policy, its loss and class weights, its deferral, its random streams of
+:mod:`remixup.seeding`), and it writes the same run folder (config, metrics per epoch, checkpoints, summary), so
+``remixup eval``, ``remixup report``, ``--resume`` and the grid's skip-finished logic treat it as a single run. When
+stacked, only the forward/backward pass and the optimiser step are shared: the gradient of ``sum_k loss_k`` with
+respect to run k's parameters is run k's own gradient, and SGD is elementwise. The stacked runs' numbers therefore
+equal the single runs' up to float summation order inside the batched kernels (tests/test_fused.py measures it).
+
+Runs of one group must agree on everything but :data:`PER_RUN` (the method, its mixing and deferral, the seeds, the
+imbalance profile, the output folder); they must also take the same number of steps per epoch (the same training
+set size). Manifold mixing mixes inside the network through forward hooks and cannot be fused; such runs train
+alone. A group resumes from its runs' checkpoints: runs that stopped at different epochs are brought level first
+(the ones behind train fused among themselves), finished runs are left as they are.
+
+In a fused run's metrics ``images_per_s`` counts the run's own images over the fused epoch's wall time (the group
+trains the sum of its runs' rates) and ``time_s`` is the run's share of that wall time (divided by the number of
+runs), so the runs' ``wall_time_s`` add up to the group's; ``summary.json`` also says ``"fused": {"runs": K}``.
+
+On CUDA, ``graphs=True`` compiles the fused forward, loss and backward with ``torch.compile(mode="reduce-overhead")``
+(CUDA graphs) and steps the optimiser with the fused SGD kernel; bf16 autocast is on by default there
+(``run.amp=auto``). It is opt-in and refused on the CPU, whose path is the eager one.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from remixup.checkpoint import check_finite
+from remixup.config import TrainConfig
+from remixup.engine import Training, lr_at
+from remixup.errors import UserError
+from remixup.metrics import MetricCounts, summarize
+from remixup.mixing import MixRecord, MixTransform, NoMixing, forced_count
+from remixup.progress import epoch_bar
+from remixup.runtime import Dist, Precision, eval_batch_size, resolve_device, tune_malloc
+
+__all__ = ["PER_RUN", "STRATEGIES", "FusedGroup", "fusable", "group_key", "train_fused"]
+
+STRATEGIES = ("auto", "stack", "loop")
+"""How a group trains: ``stack`` (one stacked model, vmapped), ``loop`` (each run's own model in turn, in one
+process: the single runs' kernels, bit-identical to them); ``auto``: stack on CUDA, loop on the CPU, where the
+stacked step was not shown to be faster (docs/performance.md)."""
+
+StepStats = tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[bool]]
+
+PER_RUN = (
+    "recipe",
+    "data.imbalance",
+    "data.ratio",
+    "data.mu",
+    "method.name",
+    "method.beta",
+    "method.reduction",
+    "schedule.deferral_epoch",
+    "mixing.alpha",
+    "mixing.kappa",
+    "mixing.tau",
+    "mixing.per_sample",
+    "run.epochs",
+    "run.seed",
+    "run.subset_seed",
+    "run.out",
+    "run.progress",
+    "run.tensorboard",
+    "run.keep_every",
+)
+"""The config keys in which the runs of one group may differ; all others must be equal."""
+
+
+def group_key(config: TrainConfig) -> tuple[Any, ...]:
+    """What runs must share to be fused: every config value outside :data:`PER_RUN`, and the model's classifier head."""
+    from remixup.methods import get_method
+
+    flat = config.flat()
+    shared = tuple((k, repr(v)) for k, v in sorted(flat.items()) if k not in PER_RUN)
+    return (*shared, ("classifier", get_method(config.method.name).classifier))
+
+
+def fusable(config: TrainConfig) -> bool:
+    """Whether a run can join a fused group: its method mixes the input or nothing (not a hidden layer)."""
+    from remixup.methods import get_method
+
+    return get_method(config.method.name).mixer != "manifold"
+
+
+def _check_group(configs: Sequence[TrainConfig]) -> None:
+    if not configs:
+        raise UserError("train_fused needs at least one config")
+    outs = [str(c.run.out) for c in configs]
+    if len(set(outs)) != len(outs):
+        raise UserError(f"fused runs need one run folder each; run.out repeats: {sorted({o for o in outs if outs.count(o) > 1})}")
+    for c in configs:
+        c.validate()
+        if not fusable(c):
+            raise UserError(f"{c.run.out}: method {c.method.name} mixes a hidden layer (manifold mixing) and cannot be "
+                            "fused; train it alone with `remixup train`")  # fmt: skip
+    first, key = configs[0], group_key(configs[0])
+    for c in configs[1:]:
+        other = group_key(c)
+        if other != key:
+            differ = [f"{a[0]}: {a[1]} vs {b[1]}" for a, b in zip(key, other, strict=True) if a != b]
+            raise UserError(f"cannot fuse {c.run.out} with {first.run.out}: they differ in {', '.join(differ[:4])}; fused "
+                            f"runs may differ only in {', '.join(PER_RUN)}")  # fmt: skip
+
+
+class FusedGroup:
+    """K set-up runs (:class:`~remixup.engine.Training`) trained as one stacked model, epoch by epoch.
+
+    Args:
+        runs: the runs, each at the same epoch, their models and optimisers built (and restored when resuming).
+        precision: autocast (bf16) of the fused forward pass; channels-last does not apply to stacked inputs.
+        graphs: CUDA only: compile the fused step in ``reduce-overhead`` mode (CUDA graphs).
+
+    The stacked parameters ``params[name]`` are (K, ...) leaves; :meth:`write_back` copies them, the buffers and the
+    momentum into each run's own model and optimiser, whose state dicts the checkpoints hold.
+    """
+
+    def __init__(self, runs: Sequence[Training], *, precision: Precision, graphs: bool = False, strategy: str = "auto") -> None:
+        from torch.func import functional_call, stack_module_state
+
+        self.runs = list(runs)
+        self.device = runs[0].device
+        self.precision = precision
+        if strategy not in STRATEGIES:
+            raise UserError(f"fused strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
+        self.stacked = strategy == "stack" or (strategy == "auto" and self.device.type == "cuda")
+        if graphs and not (self.stacked and self.device.type == "cuda"):
+            raise UserError("fused graphs (CUDA graphs) need a CUDA device and the stacked strategy; the CPU trains eagerly")
+        if not self.stacked:
+            return
+        params, buffers = stack_module_state([r.model for r in self.runs])
+        self.params = {n: p.detach().contiguous().requires_grad_(True) for n, p in params.items()}
+        self.buffers = {n: b.contiguous() for n, b in buffers.items()}
+        self.base = copy.deepcopy(self.runs[0].model).to("meta")  # the architecture; its tensors live in params
+        o = runs[0].config.optim
+        fused_kernel = graphs and self.device.type == "cuda"
+        self.optimizer = torch.optim.SGD(list(self.params.values()), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                                         nesterov=o.nesterov, **({"fused": True} if fused_kernel else {}))  # fmt: skip
+        self._load_momentum()
+
+        def one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+            return functional_call(self.base, (p, b), (x,))
+
+        self._forward = torch.vmap(one)
+        self._eval_forward = torch.vmap(one, in_dims=(0, 0, None))
+        self._loss: Callable[..., tuple[torch.Tensor, torch.Tensor]] = self._logits_and_losses
+        if graphs:
+            self.compile(mode="reduce-overhead")
+
+    def compile(self, **options: Any) -> None:
+        """Compile the fused forward and losses (and so their backward) with ``torch.compile(**options)``.
+
+        ``graphs=True`` calls it with ``mode="reduce-overhead"`` (CUDA graphs); the tests call it with
+        ``backend="eager"`` to check on the CPU that the step traces and computes what the eager step does.
+        """
+        for tensor in (*self.params.values(), *self.buffers.values()):
+            # fixed addresses: the graphs may update BatchNorm statistics in place and read parameters the
+            # optimiser steps in place, without copying them in and out of the graph's buffers every step
+            torch._dynamo.mark_static_address(tensor)
+        self._loss = torch.compile(self._logits_and_losses, **options)
+
+    def _load_momentum(self) -> None:
+        """Stack the runs' SGD momentum buffers (present once a run has stepped) into the fused optimiser."""
+        per_run = [list(r.optimizer.param_groups[0]["params"]) for r in self.runs]
+        for i, fused in enumerate(self.params.values()):
+            bufs = [r.optimizer.state.get(ps[i], {}).get("momentum_buffer") for r, ps in zip(self.runs, per_run, strict=True)]
+            if all(b is not None for b in bufs):
+                self.optimizer.state[fused]["momentum_buffer"] = torch.stack(bufs).contiguous()
+            elif any(b is not None for b in bufs):
+                raise UserError("cannot fuse runs of which some have stepped their optimiser and some have not")
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        """Copy the stacked parameters, buffers and momentum into each run's own model and optimiser."""
+        if not self.stacked:
+            return  # the loop strategy trains the runs' own models
+        fused = list(self.params.values())
+        for k, run in enumerate(self.runs):
+            for name, p in run.model.named_parameters():
+                p.copy_(self.params[name][k])
+            for name, b in run.model.named_buffers():
+                b.copy_(self.buffers[name][k])
+            for i, p in enumerate(run.optimizer.param_groups[0]["params"]):
+                buf = self.optimizer.state.get(fused[i], {}).get("momentum_buffer")
+                if buf is not None:
+                    run.optimizer.state[p]["momentum_buffer"] = buf[k].clone()
+
+    def _logits_and_losses(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor,
+                           targets: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """(K, B, C) logits of the stacked batch x (K, B, ...) and the (K,) losses of the runs' own criteria."""
+        with self.precision.autocast(self.device):
+            logits = self._forward(params, buffers, x)
+        losses = torch.stack([r.criterion(logits[k].float(), targets[k]) for k, r in enumerate(self.runs)])
+        return logits, losses
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups if self.stacked else ():
+            group["lr"] = lr
+        for run in self.runs:
+            for group in run.optimizer.param_groups:
+                group["lr"] = lr
+
+    def train_epoch(self, bar: Any = None) -> list[dict[str, Any]]:
+        """One epoch of every run (their loaders set for the epoch); per run: train_loss, train_acc, lam_y_forced,
+        images, images_per_s (the run's own images over the fused epoch's wall time)."""
+        k_runs = len(self.runs)
+        if self.stacked:
+            self.base.train()
+        else:
+            for run in self.runs:
+                run.model.train()
+        step = self._stacked_step if self.stacked else self._loop_step
+        totals = torch.zeros(k_runs, 3, dtype=torch.float64, device=self.device)  # loss sum, correct, forced
+        seen, pairs, steps = [0] * k_runs, [0] * k_runs, 0
+        start = time.perf_counter()
+        for batches in zip(*(r.loader for r in self.runs), strict=True):
+            losses, correct, forced, mixed = step(batches)
+            with torch.no_grad():
+                totals += torch.stack([losses.double(), correct.double(), forced.double()], 1)
+            steps += 1
+            for k, (_, y) in enumerate(batches):
+                seen[k] += y.shape[0]
+                pairs[k] += y.shape[0] if mixed[k] else 0
+            if bar is not None:
+                bar.update(1)
+        elapsed = max(time.perf_counter() - start, 1e-9)
+        out = []
+        for k, (loss_sum, correct_n, forced_n) in enumerate(totals.tolist()):
+            out.append({"train_loss": loss_sum / max(steps, 1), "train_acc": 100.0 * correct_n / max(seen[k], 1),
+                        "lam_y_forced": forced_n / pairs[k] if pairs[k] else None, "images": seen[k],
+                        "images_per_s": seen[k] / elapsed})  # fmt: skip
+        return out
+
+    def _loop_step(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> StepStats:
+        """One step of each run on its own model, exactly as the single-run loop (``engine.train_one_epoch``) does it."""
+        losses, correct, forced, mixed = [], [], [], []
+        for run, (x, y) in zip(self.runs, batches, strict=True):
+            if run.precision.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self.precision.autocast(self.device):
+                out = run.mixing.mix_forward(run.model, x, y)
+            loss = run.criterion(out.logits.float(), out.target)
+            run.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            run.optimizer.step()
+            with torch.no_grad():
+                record = out.record
+                correct.append((out.logits.argmax(1) == (y if record is None else record.hard_labels)).sum())
+                forced.append(forced_count(record.lam_x, record.lam_y) if record is not None else torch.zeros_like(correct[-1]))
+            losses.append(loss.detach())
+            mixed.append(record is not None)
+        return torch.stack(losses), torch.stack(correct), torch.stack(forced), mixed
+
+    def _stacked_step(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> StepStats:
+        """One step of all runs as one stacked model: per-run mixing, one vmapped forward/backward, one SGD step."""
+        autocast = self.precision.autocast(self.device)
+        xs: list[torch.Tensor] = []
+        targets: list[torch.Tensor] = []
+        hard: list[torch.Tensor] = []
+        records: list[MixRecord | None] = []
+        with autocast:  # the mixing runs under autocast, as in the single-run loop
+            for run, (x, y) in zip(self.runs, batches, strict=True):
+                if isinstance(run.mixing, NoMixing):
+                    x_mixed, target, labels, record = x, y, y, None
+                else:
+                    assert isinstance(run.mixing, MixTransform)  # fusable() keeps manifold mixing out
+                    x_mixed, target, record = run.mixing.mix(x, y)
+                    labels = record.hard_labels
+                xs.append(x_mixed)
+                targets.append(target)
+                hard.append(labels)
+                records.append(record)
+        stacked = torch.stack([x.contiguous() for x in xs])
+        logits, losses = self._loss(self.params, self.buffers, stacked, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # d(sum)/d(params of run k) = run k's own gradient
+        self.optimizer.step()
+        with torch.no_grad():
+            correct = (logits.argmax(2) == torch.stack(hard)).sum(1)
+            forced = torch.stack([forced_count(r.lam_x, r.lam_y) if r is not None else torch.zeros_like(correct[0])
+                                  for r in records])  # fmt: skip
+        return losses.detach(), correct, forced, [r is not None for r in records]
+
+    @torch.no_grad()
+    def evaluate(self, runs: Sequence[Training]) -> list[dict[str, Any]]:
+        """Metrics of ``runs`` (members of the group) on their shared evaluation split, one batched pass for all
+        (the loop strategy evaluates each run's own model, as a single run does)."""
+        if not self.stacked:
+            from remixup.evaluation import evaluate_data
+
+            return [evaluate_data(r.model, r.data, batch_size=r.config.run.eval_batch_size or eval_batch_size(self.device),
+                                  precision=r.precision, workers=r.config.run.workers) for r in runs]  # fmt: skip
+        index = torch.tensor([self.runs.index(r) for r in runs], device=self.device)
+        params = {n: p.detach().index_select(0, index) for n, p in self.params.items()}
+        buffers = {n: b.index_select(0, index) for n, b in self.buffers.items()}
+        r0 = runs[0]
+        batch = r0.config.run.eval_batch_size or eval_batch_size(self.device)
+        batches = r0.data.eval_batches(batch_size=batch, rank=0, world_size=1, channels_last=False, workers=r0.config.run.workers)
+        counts = [MetricCounts.zeros(r.data.num_classes, self.device) for r in runs]
+        self.base.eval()
+        autocast = self.precision.autocast(self.device)
+        for xb, yb in batches:
+            with autocast:
+                logits = self._eval_forward(params, buffers, xb.to(self.device)).float()
+            for c, lg in zip(counts, logits, strict=True):
+                c.update(lg, yb.to(self.device))
+        self.base.train()
+        return [summarize(c, r.data.class_counts) for c, r in zip(counts, runs, strict=True)]
+
+
+def _finish(run: Training, fused_with: int) -> dict[str, Any]:
+    if run.board is not None:
+        run.board.close()
+    summary = run.summary()
+    summary["fused"] = {"runs": fused_with}
+    run.folder.write_summary(summary)  # written last: the run is complete
+    return summary
+
+
+def train_fused(configs: Sequence[TrainConfig], *, resume: bool | str = "auto", graphs: bool = False,
+                strategy: str = "auto") -> list[dict[str, Any]]:  # fmt: skip
+    """Train the runs of ``configs`` together in this process, each into its own run folder ``config.run.out``.
+
+    Args:
+        configs: resolved configs that agree on everything but :data:`PER_RUN` (:func:`group_key`), none of them
+            with manifold mixing (:func:`fusable`).
+        resume: as :func:`remixup.engine.train`, per run: ``"auto"`` (default) continues a run folder's checkpoint
+            or returns its summary when finished; ``True`` requires every checkpoint; ``False`` refuses a folder
+            that holds a run.
+        graphs: CUDA only: the CUDA-graph step (see the module docstring).
+        strategy: one of :data:`STRATEGIES` (default ``auto``: stacked on CUDA, a loop over the runs on the CPU).
+
+    Returns:
+        The runs' summaries, in the order of ``configs``; a run's ``summary.json`` also says ``"fused": {"runs": K}``.
+
+    Raises:
+        UserError: runs that cannot be fused, configuration, data, checkpoint and output-folder problems, a
+            non-finite training loss.
+    """
+    import os
+
+    _check_group(configs)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("fused runs train in one process on one device; do not start them with torchrun")
+    device = resolve_device(configs[0].run.device)
+    if configs[0].run.malloc == "on" or (configs[0].run.malloc == "auto" and device.type == "cpu"):
+        tune_malloc()
+    threads, clean = torch.get_num_threads(), False
+    runs = [Training(c, Dist(), device) for c in configs]
+    try:
+        summaries: list[dict[str, Any] | None] = [run.setup(resume=resume, model=None, fork=None) for run in runs]
+        todo = [run for run, s in zip(runs, summaries, strict=True) if s is None]
+        for run in [r for r in todo if len(r.history) >= r.config.run.epochs]:  # killed before its summary
+            summaries[runs.index(run)] = _finish(run, len(todo))
+            todo.remove(run)
+        group: FusedGroup | None = None
+        precision = todo[0].precision if todo else Precision()
+        fused_size = len(todo)
+        while todo:
+            epoch = min(len(r.history) for r in todo)
+            active = [r for r in todo if len(r.history) == epoch]
+            if group is None or group.runs != active:
+                if group is not None:
+                    group.write_back()
+                group = FusedGroup(active, precision=precision, graphs=graphs, strategy=strategy)
+            _train_epoch(group, epoch)
+            for run in [r for r in active if len(r.history) == r.config.run.epochs]:
+                summaries[runs.index(run)] = _finish(run, fused_size)
+                todo.remove(run)
+        clean = True
+        return [s for s in summaries if s is not None]
+    finally:
+        for run in runs:  # each folder's lock goes, as at the end of a single run
+            run.folder.release(failed=not clean)
+        torch.set_num_threads(threads)
+
+
+def _train_epoch(group: FusedGroup, epoch: int) -> None:
+    """Epoch ``epoch`` of every run of ``group``: train, evaluate when due, log and checkpoint each run."""
+    runs, lead = group.runs, group.runs[0]
+    if lead.choose_threads is not None:
+        lead.choose_threads()
+    lr = lr_at(epoch, lead.config)  # the schedule is shared (group_key)
+    for run in runs:
+        run.begin_epoch(epoch, choose_threads=False)  # the single run's epoch start; the lead chose the threads
+    group.set_lr(lr)
+    steps = {str(run.folder.path): len(run.loader) for run in runs}
+    if len(set(steps.values())) > 1:
+        raise UserError(f"fused runs must take the same number of steps per epoch; epoch {epoch + 1} has {steps} "
+                        "(different training-set sizes or re-sampling); fuse runs of one imbalance profile")  # fmt: skip
+    tic = time.perf_counter()
+    r = lead.config.run
+    with epoch_bar(r.progress, len(lead.loader), epoch, max(run.config.run.epochs for run in runs)) as bar:
+        stats = group.train_epoch(bar)
+    rows = []
+    for run, st in zip(runs, stats, strict=True):
+        check_finite(run.model, st["train_loss"], epoch, run.world, last=run.folder.checkpoint)
+        row = {"epoch": epoch + 1, "lr": lr, **{k: st[k] for k in ("train_loss", "train_acc", "lam_y_forced", "images_per_s")}}
+        rows.append({**row, **getattr(run.mixing, "epoch_stats", dict)()})  # the family's telemetry, as a single run logs it
+    due = [run for run in runs if (epoch + 1) % run.config.run.eval_every == 0 or epoch + 1 == run.config.run.epochs]
+    if due:
+        for run, metrics in zip(due, group.evaluate(due), strict=True):
+            run.last_eval = metrics
+            rows[runs.index(run)].update({k: metrics[k] for k in ("top1", "top5", "balanced_acc", "many", "medium", "few")})
+    took = time.perf_counter() - tic
+    group.write_back()
+    for run, row in zip(runs, rows, strict=True):
+        row["time_s"] = took / len(runs)  # the run's share of the fused epoch
+        run.history.append(row)
+        run._record_epoch(row)  # logs, then checkpoints
+
+
+def config_from_train_args(argv: Sequence[str]) -> TrainConfig:
+    """The config ``remixup train ARGV`` would train (``--resume`` takes the run folder's saved settings)."""
+    import argparse
+
+    from remixup.commands import train as train_command
+    from remixup.config import build_config
+    from remixup.rundir import RunFolder
+
+    parser = argparse.ArgumentParser(prog="remixup train")
+    train_command.add_parser(parser)
+    args = parser.parse_args(list(argv))
+    if not args.out:
+        raise UserError("each fused run needs --out DIR, its run folder")
+    if args.fork:
+        raise UserError(f"{args.out}: fused runs do not take --fork; train a forked run alone with `remixup train`")
+    config_file = args.config
+    if args.resume and config_file is None and RunFolder(args.out).config.is_file():
+        config_file = RunFolder(args.out).config
+    recipe = args.recipe if args.recipe is not None or config_file is not None else "paper"
+    return build_config(recipe, config_file=config_file, epochs=args.epochs, values=train_command._values(args),
+                        overrides=args.overrides)  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m remixup.fused [--graphs] -- TRAIN_ARGS -- TRAIN_ARGS ...``: one fused group, each run given as the
+    arguments of ``remixup train`` (what ``remixup reproduce --fuse K`` starts); resumes or skips runs as
+    ``remixup train --resume`` would."""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    graphs = "--graphs" in args[: args.index("--")] if "--" in args else False
+    groups: list[list[str]] = []
+    for arg in args[args.index("--") :] if "--" in args else []:
+        if arg == "--":
+            groups.append([])
+        else:
+            groups[-1].append(arg)
+    try:
+        configs = [config_from_train_args(g) for g in groups if g]
+        summaries = train_fused(configs, resume="auto", graphs=graphs)
+    except (UserError, OSError) as exc:
+        print(f"remixup: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    for config, summary in zip(configs, summaries, strict=True):
+        print(f"{summary['method']} seed {summary['seed']}: top1 {summary['top1']:.2f}  balanced {summary['balanced_acc']:.2f}"
+              f"  -> {config.run.out}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
