@@ -166,7 +166,6 @@ def main() -> None:
     npz = find_npz(args.npz)
     n = set_threads(args.threads)
     print(f"machine: {machine()}; benchmark threads {n}")
-    from remixup import engine
 
     only = set(args.only.split(","))
     cfg = config_for(npz, "remix", seed=args.seed)

@@ -205,7 +205,8 @@ def time_fused(root: Path, scratch: Path, device: torch.device, args: argparse.N
     steps(args.steps)
     rate = k * args.steps * args.batch / (time.perf_counter() - t0)
     if profile is not None:
-        from torch.profiler import ProfilerActivity, profile as torch_profile
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as torch_profile
 
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         with torch_profile(activities=acts) as prof:

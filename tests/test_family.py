@@ -14,7 +14,8 @@ from remixup.config import MixingConfig, TrainConfig, apply_override
 from remixup.errors import ConfigError, InvalidParameterError
 from remixup.family import MAMixLabels, MixStats, PartnerMix, mamix_label_factor, unimix_lambda
 from remixup.losses import build_loss
-from remixup.methods import METHODS, build_mixing, get_method
+from remixup.method_mixing import build_mixing
+from remixup.methods import METHODS, get_method
 from remixup.mixing import CutMixMixer, MixRecord, MixTransform, MixupLabels, MixupMixer, RemixLabels, sample_beta
 
 COUNTS = [500, 120, 40, 9]

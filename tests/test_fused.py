@@ -18,13 +18,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import assert_summary_consistent
 from remixup import engine, fused
 from remixup.config import TrainConfig, build_config
 from remixup.errors import UserError
 from remixup.evaluation import evaluate_checkpoint
 from remixup.runtime import Dist, Precision
-
-from conftest import assert_summary_consistent
 
 # (method, seed, subset seed): a re-weighted, a re-sampled and a CutMix run, deferral inside the run
 MEMBERS = [("remix-drw", 0, 0), ("drs", 1, 2), ("cutmix", 2, 1)]

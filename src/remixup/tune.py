@@ -43,6 +43,10 @@ from typing import Any
 import yaml
 
 from remixup.errors import ConfigError, DivergedError, UserError
+from remixup.tune_space import TYPES as TYPES
+from remixup.tune_space import _check_against_config
+from remixup.tune_space import parse_space as parse_space
+from remixup.tune_space import suggest as suggest
 
 __all__ = ["SETTINGS_FILE", "Study", "create_study", "load", "parse_space", "run_worker", "suggest"]
 
@@ -50,7 +54,6 @@ SETTINGS_FILE = "study.yaml"
 JOURNAL_FILE = "journal.log"
 STUDY_NAME = "remixup"
 PAPER_START = {"mixing.kappa": 3.0, "mixing.tau": 0.5, "mixing.alpha": 1.0}  # the paper's choice, enqueued by default
-TYPES = ("float", "int", "categorical")
 LIVE = ("RUNNING", "WAITING", "COMPLETE", "PRUNED")  # states that use up the trial budget
 FINISHED = ("COMPLETE", "PRUNED")
 SETTINGS_KEYS = ("space", "fixed", "enqueue", "config", "objective", "sampler", "pruner", "storage")
@@ -66,79 +69,6 @@ def _optuna() -> Any:
 
 
 # -- the search space -----------------------------------------------------------------------------------------------
-def parse_space(data: Any, source: str = "the space") -> dict[str, dict[str, Any]]:
-    """Check a search space ``{config key: {type, low, high, log, step} | {type: categorical, choices}}``.
-
-    Raises:
-        ConfigError: an unknown key or field, an unknown type, an empty or inverted range, a bad step or choices.
-    """
-    from remixup.config import valid_keys
-
-    if not isinstance(data, dict) or not data:
-        raise ConfigError(f"{source}: `space` must map config keys to distributions; got {data!r}")
-    keys = set(valid_keys())
-    space: dict[str, dict[str, Any]] = {}
-    for key, dist in data.items():
-        if key not in keys:
-            raise ConfigError(f"{source}: unknown config key {key!r} in the space (see `remixup train --keys`)")
-        if not isinstance(dist, dict) or dist.get("type") not in TYPES:
-            raise ConfigError(f"{source}: {key} needs a `type` of {', '.join(TYPES)}; got {dist!r}")
-        kind = dist["type"]
-        allowed = {"type", "choices"} if kind == "categorical" else {"type", "low", "high", "log", "step"}
-        if extra := sorted(set(dist) - allowed):
-            raise ConfigError(
-                f"{source}: {key} ({kind}) has unknown field(s) {', '.join(extra)}; allowed: {', '.join(sorted(allowed))}"
-            )
-        if kind == "categorical":
-            choices = dist.get("choices")
-            if not isinstance(choices, list) or not choices:
-                raise ConfigError(f"{source}: {key} needs a non-empty list of `choices`; got {choices!r}")
-            space[key] = {"type": kind, "choices": list(choices)}
-            continue
-        low, high = dist.get("low"), dist.get("high")
-        number = int if kind == "int" else (int, float)
-        for name, value in (("low", low), ("high", high)):
-            if isinstance(value, bool) or not isinstance(value, number):
-                raise ConfigError(f"{source}: {key} needs a numeric `{name}` ({kind}); got {value!r}")
-        assert low is not None and high is not None
-        if not low < high:
-            raise ConfigError(f"{source}: {key} has an empty or inverted range [{low}, {high}]; `low` must be below `high`")
-        log, step = bool(dist.get("log", False)), dist.get("step")
-        if log and low <= 0:
-            raise ConfigError(f"{source}: {key} is log-scaled, so `low` must be > 0; got {low}")
-        if step is not None and (log or isinstance(step, bool) or not isinstance(step, number) or step <= 0 or step > high - low):
-            raise ConfigError(f"{source}: {key} has a bad `step` {step!r}: positive, at most high - low, and not with log")
-        space[key] = {"type": kind, "low": low, "high": high, "log": log, **({"step": step} if step is not None else {})}
-    return space
-
-
-def _check_against_config(space: dict[str, dict[str, Any]], base: Any) -> None:
-    """Every end of every range (and every choice) must make a valid config."""
-    from remixup.config import apply_override
-
-    for key, dist in space.items():
-        for value in dist["choices"] if dist["type"] == "categorical" else (dist["low"], dist["high"]):
-            trial = copy.deepcopy(base)
-            apply_override(trial, f"{key}={value}")
-            try:
-                trial.validate()
-            except UserError as exc:
-                raise ConfigError(f"the space's {key}={value!r} is not a valid setting: {exc}") from exc
-
-
-def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Draw one value per key through Optuna's ``suggest_*`` (a retried or enqueued trial returns its fixed ones)."""
-    params: dict[str, Any] = {}
-    for key, d in space.items():
-        if d["type"] == "categorical":
-            params[key] = trial.suggest_categorical(key, d["choices"])
-        elif d["type"] == "int":
-            params[key] = trial.suggest_int(key, d["low"], d["high"], step=d.get("step", 1), log=d["log"])
-        else:
-            params[key] = trial.suggest_float(key, d["low"], d["high"], step=d.get("step"), log=d["log"])
-    return params
-
-
 # -- settings, storage ----------------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class Study:
@@ -650,131 +580,3 @@ def _run_trial(s: Study | None, trial: Any, params: dict[str, Any], world: int) 
 
 
 # -- results ------------------------------------------------------------------------------------------------------
-def best_trials(s: Study, top: int) -> list[Any]:
-    done = [t for t in s.trials("COMPLETE") if t.value is not None]
-    return sorted(done, key=lambda t: (-t.value, t.number))[:top]
-
-
-def status_lines(s: Study) -> list[str]:
-    counts: dict[str, int] = {}
-    trials = s.trials()
-    for t in trials:
-        counts[t.state.name] = counts.get(t.state.name, 0) + 1
-    extra = {"surplus": sum(bool(t.user_attrs.get("surplus")) for t in trials),
-             "duplicate": sum(t.user_attrs.get("duplicate_of") is not None for t in trials),
-             "retried": sum("failed_trial" in t.system_attrs for t in trials)}  # fmt: skip
-    lines = [f"study {s.path}: storage {_redact(s.settings['storage'])}, objective {s.metric} (mean of "
-             f"{s.settings['objective']['seeds_per_trial']} seed(s)), sampler {s.settings['sampler']['name']}, "
-             f"pruner {s.settings['pruner']['name']}"]  # fmt: skip
-    lines.append(f"trials: {len(trials)} (" + ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items())) + ")"
-                 + "".join(f", {k} {v}" for k, v in extra.items() if v))  # fmt: skip
-    for t in s.trials("RUNNING"):
-        w = t.user_attrs.get("worker", {})
-        lines.append(f"  running: trial {t.number} on {w.get('host', '?')} pid {w.get('pid', '?')}")
-    best = best_trials(s, 1)
-    if best:
-        lines.append(f"best: trial {best[0].number} {s.metric} {best[0].value:.2f} " + _params_text(best[0].params))
-    return lines
-
-
-def _params_text(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-
-
-def best_table(s: Study, top: int) -> str:
-    """A Markdown table of the ``top`` complete trials by objective."""
-    keys = list(s.space)
-    head = ["rank", "trial", s.metric, *keys, "seeds", "run folder"]
-    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for rank, t in enumerate(best_trials(s, top), 1):
-        cells = [str(rank), str(t.number), f"{t.value:.2f}"]
-        cells += [f"{t.params[k]:.4g}" if isinstance(t.params.get(k), float) else str(t.params.get(k)) for k in keys]
-        folders = t.user_attrs.get("run_folders", [])
-        cells += [str(len(t.user_attrs.get("seed_values", []))), folders[0] if folders else ""]
-        rows.append("| " + " | ".join(cells) + " |")
-    return "\n".join(rows)
-
-
-def confirm(s: Study, *, top: int, seeds: list[int]) -> tuple[str, list[dict[str, Any]]]:
-    """Retrain the ``top`` best trials on ``seeds`` (their own run folders under ``confirm/``) and report the
-    validation metric and test accuracy as mean ± std; returns (Markdown table, rows) and writes confirm.json."""
-    import json
-    import statistics
-
-    from remixup._files import atomic_write
-    from remixup.engine import train
-
-    results = []
-    for t in best_trials(s, top):
-        runs = []
-        for seed in seeds:
-            config = s.trial_config(t.params, seed=seed, out=s.path / "confirm" / f"{t.number:04d}_seed{seed}")
-            summary = train(config, resume="auto")
-            runs.append({"seed": seed, s.metric: summary[s.metric], "test_top1": summary["top1"],
-                         "test_balanced_acc": summary["balanced_acc"], "run_folder": config.run.out})  # fmt: skip
-        results.append({"trial": t.number, "search_value": t.value, "params": t.params, "runs": runs})
-
-    def cell(values: list[float]) -> str:
-        return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
-
-    head = ["trial", *s.space, f"search {s.metric}", f"{s.metric}", "test top-1", "test balanced", "seeds"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in results:
-        ps = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in (r["params"].get(k) for k in s.space)]
-        lines.append("| " + " | ".join([str(r["trial"]), *ps, f"{r['search_value']:.2f}",
-                                        *(cell([x[k] for x in r["runs"]]) for k in (s.metric, "test_top1", "test_balanced_acc")),
-                                        ",".join(str(x) for x in seeds)]) + " |")  # fmt: skip
-    atomic_write(s.path / "confirm" / "confirm.json", json.dumps(results, indent=1) + "\n")
-    return "\n".join(lines), results
-
-
-def plots(s: Study, out: Path) -> list[Path]:
-    """history.png (objective per trial, best so far), importances.png (fANOVA), kappa_tau.png (when both are
-    searched); returns the files written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    optuna = _optuna()
-    out.mkdir(parents=True, exist_ok=True)
-    done = sorted(s.trials("COMPLETE"), key=lambda t: t.number)
-    written: list[Path] = []
-    if not done:
-        return written
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
-    xs, ys = [t.number for t in done], [t.value for t in done]
-    best = [max(ys[: i + 1]) for i in range(len(ys))]
-    ax.scatter(xs, ys, s=14, label="trial")
-    ax.step(xs, best, where="post", color="C3", label="best so far")
-    pruned = [t.number for t in s.trials("PRUNED")]
-    if pruned:
-        ax.scatter(pruned, [min(ys)] * len(pruned), marker="x", color="grey", s=14, label="pruned")
-    ax.set(xlabel="trial", ylabel=s.metric, title="search history")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    written.append(out / "history.png")
-    fig.savefig(written[-1])
-    plt.close(fig)
-    if len(done) >= 3 and len(s.space) > 1:
-        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-        imp = optuna.importance.get_param_importances(s.study, evaluator=evaluator)
-        fig, ax = plt.subplots(figsize=(5, 0.4 * len(imp) + 1.2), dpi=100)
-        ax.barh(list(imp)[::-1], list(imp.values())[::-1])
-        ax.set(xlabel="importance (fANOVA)", title="parameter importances")
-        fig.tight_layout()
-        written.append(out / "importances.png")
-        fig.savefig(written[-1])
-        plt.close(fig)
-    if {"mixing.kappa", "mixing.tau"} <= set(s.space):
-        fig, ax = plt.subplots(figsize=(4.6, 3.6), dpi=100)
-        sc = ax.scatter(
-            [t.params["mixing.kappa"] for t in done], [t.params["mixing.tau"] for t in done], c=ys, cmap="viridis", s=30
-        )
-        fig.colorbar(sc, label=s.metric)
-        ax.set(xlabel="κ (mixing.kappa)", ylabel="τ (mixing.tau)", title="κ × τ")
-        fig.tight_layout()
-        written.append(out / "kappa_tau.png")
-        fig.savefig(written[-1])
-        plt.close(fig)
-    return written

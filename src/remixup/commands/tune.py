@@ -82,7 +82,7 @@ def _base_config(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from remixup import tune
+    from remixup import tune, tune_results
 
     cmd = args.tune_command
     if cmd == "create":
@@ -105,19 +105,19 @@ def run(args: argparse.Namespace) -> int:
         tune.load(args.study)  # a missing study or an unreachable storage fails here, before any work
         n = tune.run_worker(args.study, n_trials=args.n_trials, timeout=args.timeout, worker=args.worker)
         if os.environ.get("RANK", "0") == "0":
-            print("\n".join([f"this worker ran {n} trial(s)", *tune.status_lines(tune.load(args.study))]))
+            print("\n".join([f"this worker ran {n} trial(s)", *tune_results.status_lines(tune.load(args.study))]))
         return 0
     study = tune.load(args.study)
     if cmd == "status":
-        print("\n".join(tune.status_lines(study)))
+        print("\n".join(tune_results.status_lines(study)))
     elif cmd == "best":
-        print(tune.best_table(study, args.top))
+        print(tune_results.best_table(study, args.top))
     elif cmd == "confirm":
         from remixup.reproduce import parse_seeds
 
-        table, _ = tune.confirm(study, top=args.top, seeds=parse_seeds(args.seeds))
+        table, _ = tune_results.confirm(study, top=args.top, seeds=parse_seeds(args.seeds))
         print(table)
     elif cmd == "plot":
-        for path in tune.plots(study, args.out or args.study / "plots"):
+        for path in tune_results.plots(study, args.out or args.study / "plots"):
             print(path)
     return 0
