@@ -57,6 +57,12 @@ class DataConfig:
         mu: share of minority classes for the step profile, in (0, 1).
         download: allow the opt-in download (with checksum verification).
         augment: batched random crop + flip for image data (normalisation is always applied).
+        label_column: tables (``tabular:...``) only: the label column of a CSV/Parquet file ("" = a column called
+            ``label``, else the last one).
+        split_seed: tables only: seed of the stratified train/validation/test split (not the training seed).
+        val_fraction, test_fraction: tables only: each class's share in the validation and the test split.
+        class_policy: tables only: a class too small for every split is dropped (``drop``) or merged into
+            ``other`` (``merge``), with a note either way.
     """
 
     dataset: str = "cifar10"
@@ -66,6 +72,11 @@ class DataConfig:
     mu: float = 0.5
     download: bool = False
     augment: bool = True
+    label_column: str = ""
+    split_seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.25
+    class_policy: str = "drop"
 
 
 @dataclass
@@ -303,8 +314,8 @@ def _check_dataset(name: str) -> None:
         from remixup.data import DATASETS
     except ImportError:  # the data package is optional for configuration alone
         return
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
+    if name not in DATASETS and not (name.startswith("tabular:") and len(name) > len("tabular:")):
+        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}, tabular:NAME, tabular:FILE.csv")
 
 
 def _check_model(name: str) -> None:

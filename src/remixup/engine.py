@@ -225,8 +225,10 @@ def load_data(config: TrainConfig, device: torch.device) -> RunData:
 
     d = config.data
     spec = get_spec(d.dataset)
-    train = load_dataset(d.dataset, d.root, train=True, download=d.download)
-    test = load_dataset(d.dataset, d.root, train=False, download=d.download)
+    table = {"label_column": d.label_column, "split_seed": d.split_seed, "val_fraction": d.val_fraction,
+             "test_fraction": d.test_fraction, "class_policy": d.class_policy}  # used by tabular:... datasets only
+    train = load_dataset(d.dataset, d.root, train=True, download=d.download, **table)
+    test = load_dataset(d.dataset, d.root, train=False, download=d.download, **table)
     train = make_imbalanced(train, d.imbalance, ratio=d.ratio, mu=d.mu, subset_seed=config.run.subset_seed)
     if test.num_classes != train.num_classes:
         raise UserError(f"{d.dataset}: the test split has {test.num_classes} classes but training has {train.num_classes}")
