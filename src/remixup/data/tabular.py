@@ -382,6 +382,9 @@ class TableSplits:
         dropped: class name -> rows, for classes left out. merged: class name -> rows, for classes merged.
         rows: rows read (with a label), before any class was dropped. raw_classes: classes read.
         source: the dataset name.
+        x_ordinal: split -> (N_split, K) float64, one column per input column (numeric ones standardised,
+            categorical ones as training-category codes, NaN for an unseen category), for tree models.
+        categorical: (K,) which columns of ``x_ordinal`` are categorical.
     """
 
     x: dict[str, np.ndarray]
@@ -394,6 +397,8 @@ class TableSplits:
     rows: int = 0
     raw_classes: int = 0
     source: str = ""
+    x_ordinal: dict[str, np.ndarray] = field(default_factory=dict)
+    categorical: list[bool] = field(default_factory=list)
 
     def dataset(self, split: str) -> ArrayDataset:
         """One split as an :class:`ArrayDataset` (float32 (N, D), int64 (N,))."""
@@ -407,11 +412,18 @@ class TableSplits:
                 "split_rows": {s: int(self.y[s].shape[0]) for s in SPLITS}}
 
 
-def _fit_transform(kinds: list[str], cells: list[np.ndarray], names: list[str], parts: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Fit imputation, scaling and one-hot encoding on ``parts["train"]`` rows and apply them to every part."""
+def _fit_transform(kinds: list[str], cells: list[np.ndarray], names: list[str], parts: dict[str, np.ndarray]
+                   ) -> tuple[dict[str, np.ndarray], list[str], dict[str, np.ndarray], list[bool]]:
+    """Fit imputation, scaling and one-hot encoding on ``parts["train"]`` rows and apply them to every part.
+
+    Also returns the ordinal form (one column per input column: categories as codes 0..K-1 over the training
+    categories, NaN for one not seen in training) and which of its columns are categorical, for tree models.
+    """
     import pandas as pd
 
     blocks: dict[str, list[np.ndarray]] = {s: [] for s in parts}
+    ordinal: dict[str, list[np.ndarray]] = {s: [] for s in parts}
+    categorical: list[bool] = []
     features: list[str] = []
     train = parts["train"]
     for kind, column, name in zip(kinds, cells, names):
@@ -425,7 +437,9 @@ def _fit_transform(kinds: list[str], cells: list[np.ndarray], names: list[str], 
             for s, rows in parts.items():
                 v = np.where(np.isnan(column[rows]), median, column[rows])
                 blocks[s].append(((v - mean) / std)[:, None])
+                ordinal[s].append(((v - mean) / std)[:, None])
             features.append(name)
+            categorical.append(False)
         else:
             fit = [c for c in column[train] if c is not None]
             if not fit:
@@ -439,10 +453,13 @@ def _fit_transform(kinds: list[str], cells: list[np.ndarray], names: list[str], 
                 hit = codes >= 0
                 onehot[np.flatnonzero(hit), codes[hit]] = 1.0
                 blocks[s].append(onehot)
+                ordinal[s].append(np.where(hit, codes, np.nan)[:, None])
             features += [f"{name}={v}" for v in values.tolist()]
+            categorical.append(values.size <= 255)  # more categories than a tree's bins: treat the codes as numbers
     if not features:
         raise DataError("the table has no feature column with a value in the training split")
-    return {s: np.concatenate(b, axis=1).astype(np.float32) for s, b in blocks.items()}, features
+    return ({s: np.concatenate(b, axis=1).astype(np.float32) for s, b in blocks.items()}, features,
+            {s: np.concatenate(b, axis=1) for s, b in ordinal.items()}, categorical)
 
 
 def _group_small(source: str, names: list[str], counts: dict[str, int], policy: str, val_fraction: float,
@@ -529,11 +546,11 @@ def build_splits(table: RawTable, *, split_seed: int = 0, val_fraction: float = 
         parts["val"].append(members[n_test:n_test + n_val])
         parts["train"].append(members[n_test + n_val:])
     idx = {s: np.sort(np.concatenate(p)) for s, p in parts.items()}
-    x, features = _fit_transform(kinds, cells, table.columns, idx)
+    x, features, x_ordinal, categorical = _fit_transform(kinds, cells, table.columns, idx)
     for line in notes:
         print(f"note: {line}", file=sys.stderr)
     return TableSplits(x, {s: y_all[i] for s, i in idx.items()}, classes, features, notes, dropped, merged,
-                       rows=int(rows.size), raw_classes=len(counts), source=source)
+                       rows=int(rows.size), raw_classes=len(counts), source=source, x_ordinal=x_ordinal, categorical=categorical)
 
 
 @functools.lru_cache(maxsize=4)
