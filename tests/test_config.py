@@ -19,7 +19,7 @@ from remixup.config import (
 
 
 def test_recipes_match_the_spec() -> None:
-    assert recipe_names() == ["inat200", "inat90", "ldam", "paper"]
+    assert recipe_names() == ["inat200", "inat90", "ldam", "paper", "tabular"]
     paper, ldam = build_config("paper"), build_config("ldam")
     assert (paper.run.epochs, paper.schedule.milestones, paper.schedule.deferral_epoch) == (300, [150, 250], 250)
     assert paper.schedule.lr_factors == pytest.approx([0.1, 0.01])

@@ -1,0 +1,663 @@
+"""``remixup reproduce tabular``: Remix and its baselines on real imbalanced tables, many seeds, with statistics.
+
+The grid: :data:`STUDY_SETS` (naturally long-tailed tables, and balanced ones given a long-tailed profile on their
+training split) × :data:`STUDY_METHODS` × seeds, plus a boosted-tree reference (scikit-learn's
+``HistGradientBoostingClassifier`` with and without ``class_weight="balanced"``) per set and seed. Seed ``s`` sets
+the split seed, the training seed and the profile's subset seed alike, so every method of a seed sees the same
+split and the comparisons are paired.
+
+How it runs (the overhead of one process per run, about 3 s of imports, would cost more than most runs train):
+
+- the work is cut into groups, one per (set, seed); a worker process runs whole groups in turn, so a table is read
+  and split once per group (:func:`remixup.data.tabular.load_table_splits` caches it) and every run is an
+  in-process call of :func:`remixup.engine.train`, writing its ordinary run folder;
+- inside a group the deferred runs are forked from their plain twin's checkpoint of the deferral epoch (Remix-DRW
+  from Remix, DRW from ERM, Mixup-DRW from Mixup; :func:`remixup.engine.train`'s ``fork``), so their first 80 % is
+  not trained twice;
+- ``--workers N`` starts N worker processes (``--shard i/N`` each, one torch thread each) and writes the report when
+  all are done; a killed grid picks up where it stopped: a run whose ``row.json`` exists is done, an unfinished
+  run resumes from its checkpoint, and checkpoints are deleted once their group is finished.
+
+Model selection and tuning use the validation split only: each network run is also evaluated on it (for picking
+the best network method per set), the boosted tree's learning rate and number of iterations are chosen on it, and
+the test split is only reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from remixup.errors import UserError
+
+ROW = "row.json"
+HGB_FILE = "boosted.json"
+
+
+@dataclass(frozen=True)
+class StudySet:
+    """One column of the study: a table, as it is (``imbalance="none"``) or with a profile on its training split."""
+
+    label: str
+    dataset: str
+    imbalance: str = "none"
+    ratio: float = 1.0
+
+
+STUDY_SETS: tuple[StudySet, ...] = (
+    StudySet("fars", "tabular:fars"),
+    StudySet("kr_vs_k", "tabular:kr_vs_k"),
+    StudySet("page_blocks", "tabular:page_blocks"),
+    StudySet("abalone", "tabular:abalone"),
+    StudySet("yeast", "tabular:yeast"),
+    StudySet("ecoli", "tabular:ecoli"),
+    StudySet("glass", "tabular:glass"),
+    StudySet("cleveland", "tabular:cleveland"),
+    StudySet("satimage-LT10", "tabular:satimage", "longtail", 10.0),
+    StudySet("satimage-LT100", "tabular:satimage", "longtail", 100.0),
+    StudySet("segment-LT10", "tabular:segment", "longtail", 10.0),
+    StudySet("vowel-LT10", "tabular:vowel", "longtail", 10.0),
+)
+
+STUDY_METHODS = ("erm", "drw", "la", "bs", "mixup", "remix", "mixup-drw", "remix-drw", "remix-mm", "remix-la")
+BOOSTED = ("hgb", "hgb-balanced")
+HGB_LEARNING_RATES = (0.1, 0.3)  # the grid; the number of iterations (≤ HGB_MAX_ITER) is chosen on validation too
+HGB_MAX_ITER = 100
+HGB_LEAVES = 31
+STEP_TARGET = 1000  # optimisation steps per run, for sizing the epochs
+EPOCH_RANGE = (10, 50)
+
+# The questions the report answers with paired tests: (a, b) asks whether a beats b.
+QUESTIONS: tuple[tuple[str, str], ...] = (
+    ("remix", "mixup"),
+    ("remix-drw", "drw"),
+    ("remix-drw", "mixup-drw"),
+    ("remix", "la"),
+    ("best network", "best boosted tree"),
+)
+
+
+def batch_size_for(n_train: int) -> int:
+    """The batch size of a training split of ``n_train`` rows: 32 below 300 rows, 64 below 1,500, 128 below
+    5,000, 256 below 20,000, else 512."""
+    for limit, size in ((300, 32), (1500, 64), (5000, 128), (20000, 256)):
+        if n_train < limit:
+            return size
+    return 512
+
+
+def epochs_for(n_train: int, batch_size: int) -> int:
+    """Epochs for about :data:`STEP_TARGET` steps, within :data:`EPOCH_RANGE`."""
+    steps = max(1, n_train // batch_size)
+    return int(min(max(round(STEP_TARGET / steps), EPOCH_RANGE[0]), EPOCH_RANGE[1]))
+
+
+def get_sets(text: str | None) -> list[StudySet]:
+    """The study sets named in ``text`` (comma-separated labels; None: all)."""
+    if text is None:
+        return list(STUDY_SETS)
+    by_label = {s.label.lower(): s for s in STUDY_SETS}
+    picked = []
+    for part in (p.strip().lower() for p in text.split(",")):
+        if not part:
+            continue
+        if part not in by_label:
+            raise ValueError(f"`--sets`: no study set {part!r}; sets: {', '.join(s.label for s in STUDY_SETS)}")
+        picked.append(by_label[part])
+    if not picked:
+        raise ValueError(f"`--sets` names no set; got {text!r}")
+    return picked
+
+
+def get_methods(text: str | None) -> list[str]:
+    """The methods named in ``text`` (comma-separated; None: all of :data:`STUDY_METHODS`)."""
+    from remixup.methods import get_method
+
+    if text is None:
+        return list(STUDY_METHODS)
+    names = [get_method(p).name for p in text.split(",") if p.strip()]
+    if not names:
+        raise ValueError(f"`--rows` names no method; got {text!r}")
+    return list(dict.fromkeys(names))
+
+
+# ------------------------------------------------------------------------------------------------ one group
+@dataclass(frozen=True)
+class Group:
+    """The unit of work of a worker: every run of one set and seed."""
+
+    study_set: StudySet
+    seed: int
+
+    def folder(self, runs_dir: Path) -> Path:
+        return runs_dir / self.study_set.label / f"seed{self.seed}"
+
+
+def groups(sets: Sequence[StudySet], seeds: Sequence[int]) -> list[Group]:
+    """All groups, seed by seed (a grid stopped early has whole seeds of every set)."""
+    return [Group(s, seed) for seed in seeds for s in sets]
+
+
+def training_rows(study_set: StudySet, seed: int) -> tuple[Any, np.ndarray]:
+    """The set's splits (cached) and the indices of the training rows the profile keeps (all for ``none``)."""
+    from remixup.data import ArrayDataset, make_imbalanced
+    from remixup.data.tabular import load_table_splits
+
+    splits = load_table_splits(study_set.dataset, split_seed=seed)
+    y = torch.from_numpy(splits.y["train"])
+    index = ArrayDataset(torch.arange(y.numel()), y, splits.classes, source=study_set.dataset)
+    kept = make_imbalanced(index, study_set.imbalance, ratio=study_set.ratio, subset_seed=seed)
+    return splits, kept.x.numpy()
+
+
+def train_config(study_set: StudySet, method: str, seed: int, out: Path, *, n_train: int, epochs: int | None = None) -> Any:
+    """The :class:`~remixup.config.TrainConfig` of one network run (recipe ``tabular``, scaled to the set)."""
+    from remixup.config import build_config
+
+    batch = batch_size_for(n_train)
+    n_epochs = epochs if epochs is not None else epochs_for(n_train, batch)
+    return build_config("tabular", epochs=n_epochs, overrides=[
+        f"data.dataset={study_set.dataset}", f"data.imbalance={study_set.imbalance}", f"data.ratio={study_set.ratio}",
+        f"data.split_seed={seed}", f"method.name={method}", f"run.seed={seed}", f"run.subset_seed={seed}",
+        f"optim.batch_size={batch}", f"run.eval_every={n_epochs}", f"run.out={out}", "run.device=cpu",
+        "run.threads=1", "run.progress=false", "run.tensorboard=false"])
+
+
+def _metrics(summary: dict[str, Any]) -> dict[str, Any]:
+    from remixup.metrics import macro_f1
+
+    return {"balanced_acc": summary["balanced_acc"], "macro_f1": macro_f1(summary["confusion"]), "accuracy": summary["top1"],
+            "many": summary["many"], "medium": summary["medium"], "few": summary["few"], "per_class_recall": summary["per_class"]}
+
+
+def _validation_metrics(run_dir: Path, splits: Any, counts: torch.Tensor) -> dict[str, Any]:
+    from remixup import checkpoint
+    from remixup.engine import CHECKPOINT, evaluate
+    from remixup.methods import get_method
+    from remixup.metrics import macro_f1
+    from remixup.models import build_model
+
+    state = checkpoint.load(run_dir / CHECKPOINT)
+    method = get_method(state["config"]["method"]["name"])
+    model = build_model(state["model_name"], counts.numel(), in_features=int(splits.x["val"].shape[1]),
+                        classifier=method.classifier, classifier_bias=state["config"]["model"]["classifier_bias"])
+    model.load_state_dict(state["model"])
+    model.eval()
+    m = evaluate(model, torch.from_numpy(splits.x["val"]), torch.from_numpy(splits.y["val"]), class_counts=counts, batch_size=4096)
+    return {"balanced_acc": m["balanced_acc"], "macro_f1": macro_f1(m["confusion"]), "accuracy": m["top1"]}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _ordered(methods: Sequence[str]) -> list[str]:
+    """Plain twins first, so that the deferred runs can fork from them."""
+    from remixup.reproduce import plain_twin
+
+    twins = {plain_twin(m) for m in methods} - {None}
+    return [m for m in methods if m in twins] + [m for m in methods if m not in twins]
+
+
+def run_network(group: Group, method: str, runs_dir: Path, *, methods: Sequence[str], epochs: int | None = None,
+                log: Any = None) -> dict[str, Any]:
+    """Train (or resume, or read) one network run of ``group``; return its row."""
+    from remixup.engine import CHECKPOINT, SUMMARY, train
+    from remixup.reproduce import plain_twin
+
+    out = group.folder(runs_dir) / method
+    if (out / ROW).is_file():
+        return json.loads((out / ROW).read_text(encoding="utf-8"))
+    splits, rows = training_rows(group.study_set, group.seed)
+    counts = torch.bincount(torch.from_numpy(splits.y["train"][rows]), minlength=len(splits.classes))
+    config = train_config(group.study_set, method, group.seed, out, n_train=int(rows.size), epochs=epochs)
+    twin = plain_twin(method)
+    deferral = config.schedule.deferral_epoch
+    fork = None
+    if twin is not None and twin in methods and not (out / CHECKPOINT).is_file():
+        kept = group.folder(runs_dir) / twin / f"checkpoint_e{deferral:03d}.pt"
+        fork = kept if kept.is_file() and 0 < deferral < config.run.epochs else None
+    if any(plain_twin(m) == method for m in methods) and 0 < deferral < config.run.epochs:
+        config.run.keep_every = deferral
+    if not (out / SUMMARY).is_file() and not (out / CHECKPOINT).is_file() and out.exists():
+        shutil.rmtree(out)  # nothing finished in it: start afresh
+    tic = time.perf_counter()
+    with contextlib.redirect_stdout(log if log is not None else sys.stdout):
+        summary = train(config, resume="auto", fork=fork)
+    row = {"set": group.study_set.label, "method": method, "seed": group.seed, "kind": "network",
+           "test": _metrics(summary), "val": _validation_metrics(out, splits, counts),
+           "epochs": config.run.epochs, "batch_size": config.optim.batch_size, "n_train": int(rows.size),
+           "train_counts": counts.tolist(), "classes": list(splits.classes), "dropped": dict(splits.dropped),
+           "forked": fork is not None, "train_s": summary["wall_time_s"], "wall_s": time.perf_counter() - tic}
+    _write_json(out / ROW, row)
+    return row
+
+
+def _confusion(y: np.ndarray, pred: np.ndarray, c: int) -> torch.Tensor:
+    return torch.bincount(torch.from_numpy(y * c + pred), minlength=c * c).reshape(c, c)
+
+
+def _prediction_metrics(y: np.ndarray, pred: np.ndarray, counts: torch.Tensor) -> dict[str, Any]:
+    from remixup.metrics import MetricCounts, macro_f1, summarize
+
+    c = counts.numel()
+    conf = _confusion(y.astype(np.int64), pred.astype(np.int64), c)
+    m = summarize(MetricCounts(conf, torch.zeros((), dtype=torch.int64)), counts)
+    return {"balanced_acc": m["balanced_acc"], "macro_f1": macro_f1(conf), "accuracy": m["top1"], "many": m["many"],
+            "medium": m["medium"], "few": m["few"], "per_class_recall": m["per_class"]}
+
+
+def run_boosted(group: Group, runs_dir: Path) -> list[dict[str, Any]]:
+    """The boosted-tree rows of ``group`` (with and without balanced class weights), tuned on validation."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
+
+    path = group.folder(runs_dir) / HGB_FILE
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    splits, rows = training_rows(group.study_set, group.seed)
+    x_train, y_train = splits.x_ordinal["train"][rows], splits.y["train"][rows]
+    counts = torch.bincount(torch.from_numpy(y_train), minlength=len(splits.classes))
+    out: list[dict[str, Any]] = []
+    for name, weight in zip(BOOSTED, (None, "balanced")):
+        tic = time.perf_counter()
+        best: tuple[float, float, int, Any] | None = None
+        for lr in HGB_LEARNING_RATES:
+            with threadpool_limits(1):
+                model = HistGradientBoostingClassifier(learning_rate=lr, max_iter=HGB_MAX_ITER, max_leaf_nodes=HGB_LEAVES,
+                                                       early_stopping=False, class_weight=weight, random_state=group.seed,
+                                                       categorical_features=np.asarray(splits.categorical, dtype=bool))
+                model.fit(x_train, y_train)
+                for it, pred in enumerate(model.staged_predict(splits.x_ordinal["val"]), 1):
+                    score = _prediction_metrics(splits.y["val"], pred, counts)["balanced_acc"]
+                    if best is None or score > best[0]:
+                        best = (score, lr, it, model)
+        assert best is not None
+        score, lr, iterations, model = best
+        with threadpool_limits(1):
+            val_pred = test_pred = None
+            for it, (pv, pt) in enumerate(zip(model.staged_predict(splits.x_ordinal["val"]), model.staged_predict(splits.x_ordinal["test"])), 1):
+                if it == iterations:
+                    val_pred, test_pred = pv, pt
+                    break
+        assert val_pred is not None and test_pred is not None
+        val = _prediction_metrics(splits.y["val"], val_pred, counts)
+        out.append({"set": group.study_set.label, "method": name, "seed": group.seed, "kind": "boosted",
+                    "test": _prediction_metrics(splits.y["test"], test_pred, counts),
+                    "val": {k: val[k] for k in ("balanced_acc", "macro_f1", "accuracy")},
+                    "learning_rate": lr, "iterations": iterations, "n_train": int(rows.size), "train_counts": counts.tolist(),
+                    "classes": list(splits.classes), "dropped": dict(splits.dropped), "wall_s": time.perf_counter() - tic})
+    _write_json(path, out)
+    return out
+
+
+def run_group(group: Group, runs_dir: Path, *, methods: Sequence[str], epochs: int | None = None, boosted: bool = True,
+              log: Any = None) -> list[dict[str, Any]]:
+    """Every run of ``group`` (twins first), then the boosted tree; checkpoints are removed once all are done."""
+    rows = [run_network(group, m, runs_dir, methods=methods, epochs=epochs, log=log) for m in _ordered(methods)]
+    if boosted:
+        rows += run_boosted(group, runs_dir)
+    for ckpt in group.folder(runs_dir).glob("*/checkpoint*.pt"):
+        ckpt.unlink()
+    return rows
+
+
+def run_shard(runs_dir: Path, sets: Sequence[StudySet], seeds: Sequence[int], methods: Sequence[str], *,
+              shard: tuple[int, int] = (0, 1), epochs: int | None = None, boosted: bool = True,
+              echo: Callable[[str], None] = print) -> int:
+    """Run this shard's groups (positions k with k mod n == i); return the number of groups that failed."""
+    mine = [g for k, g in enumerate(groups(sets, seeds)) if k % shard[1] == shard[0]]
+    failed = 0
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = runs_dir / "_logs"
+    log_dir.mkdir(exist_ok=True)
+    for k, group in enumerate(mine, 1):
+        tic = time.perf_counter()
+        try:
+            with open(log_dir / f"{group.study_set.label}-seed{group.seed}.log", "a", encoding="utf-8") as log:
+                with contextlib.redirect_stderr(log):
+                    rows = run_group(group, runs_dir, methods=methods, epochs=epochs, boosted=boosted, log=log)
+        except UserError as exc:  # a data or configuration problem of this group: go on with the others
+            failed += 1
+            echo(f"[{k}/{len(mine)}] FAILED {group.study_set.label} seed {group.seed}: {exc}")
+            continue
+        best = max((r for r in rows if r["kind"] == "network"), key=lambda r: r["val"]["balanced_acc"], default=None)
+        shown = f", best on val {best['method']} (test balanced {best['test']['balanced_acc']:.1f})" if best else ""
+        echo(f"[{k}/{len(mine)}] {group.study_set.label} seed {group.seed}: {len(rows)} rows in {time.perf_counter() - tic:.1f}s{shown}")
+    return failed
+
+
+def run_workers(argv: Sequence[str], workers: int, runs_dir: Path) -> int:
+    """Start ``workers`` processes of ``argv + --shard i/N`` (one torch thread each), wait; return failures."""
+    log_dir = runs_dir / "_logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    procs = []
+    for i in range(workers):
+        log = open(log_dir / f"worker{i}.log", "a", encoding="utf-8")
+        procs.append((subprocess.Popen([*argv, "--shard", f"{i}/{workers}", "--workers", "1", "--no-report"], stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env), log))
+    codes = []
+    for proc, log in procs:
+        codes.append(proc.wait())
+        log.close()
+    return sum(c != 0 for c in codes)
+
+
+# ------------------------------------------------------------------------------------------------- report
+def collect_rows(runs_dir: Path) -> list[dict[str, Any]]:
+    """Every finished row under ``runs_dir`` (network ``row.json`` files and boosted-tree files)."""
+    rows: list[dict[str, Any]] = []
+    for path in sorted(runs_dir.glob(f"*/seed*/*/{ROW}")):
+        rows.append(json.loads(path.read_text(encoding="utf-8")))
+    for path in sorted(runs_dir.glob(f"*/seed*/{HGB_FILE}")):
+        rows += json.loads(path.read_text(encoding="utf-8"))
+    return rows
+
+
+def _cell(values: Sequence[float]) -> tuple[float, float]:
+    a = np.asarray(values, dtype=np.float64)
+    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else float("nan")
+
+
+def _fmt(mean: float, std: float) -> str:
+    return f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f} ± {std:.1f}"
+
+
+def _by(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], dict[int, dict[str, Any]]]:
+    out: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault((r["set"], r["method"]), {})[int(r["seed"])] = r
+    return out
+
+
+def _value(row: dict[str, Any], metric: str, split: str = "test") -> float:
+    v = row[split].get(metric)
+    return float("nan") if v is None else float(v)
+
+
+def _paired(by: dict[tuple[str, str], dict[int, dict[str, Any]]], s: str, a: str, b: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    ra, rb = by.get((s, a), {}), by.get((s, b), {})
+    seeds = sorted(set(ra) & set(rb))
+    return (np.array([_value(ra[k], metric) for k in seeds]), np.array([_value(rb[k], metric) for k in seeds]))
+
+
+def _best_by_validation(by: dict[tuple[str, str], dict[int, dict[str, Any]]], s: str, candidates: Sequence[str]) -> str | None:
+    scored = [(float(np.mean([_value(r, "balanced_acc", "val") for r in by[(s, m)].values()])), m) for m in candidates if (s, m) in by]
+    return max(scored)[1] if scored else None
+
+
+def _markdown_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(line) + " |" for line in lines)]
+
+
+def write_report(rows: Sequence[dict[str, Any]], out_dir: Path, *, timing: dict[str, Any] | None = None,
+                 command: str = "remixup reproduce tabular") -> dict[str, Path]:
+    """Write ``report.md``, ``cd_balanced_acc.png``, ``runs.csv`` and ``per_class_recall.json`` into ``out_dir``.
+
+    Cells are mean ± sample std over seeds of test metrics. Paired two-sided Wilcoxon signed-rank tests over
+    seeds (test balanced accuracy) answer :data:`QUESTIONS` per set, Holm-adjusted over all of them; the same
+    questions over sets use each set's mean. The CD diagram ranks every row by its mean test balanced accuracy
+    on each set (Friedman test, Nemenyi critical difference at α = 0.05).
+    """
+    from remixup.stats import average_ranks, friedman, holm, nemenyi_cd, plot_cd, wilcoxon
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    by = _by(rows)
+    set_labels = [s.label for s in STUDY_SETS if any(k[0] == s.label for k in by)]
+    methods = [m for m in (*STUDY_METHODS, *BOOSTED) if any(k[1] == m for k in by)]
+    networks = [m for m in methods if m in STUDY_METHODS]
+    seeds = sorted({int(r["seed"]) for r in rows})
+    paths: dict[str, Path] = {}
+
+    # -- compact per-run table
+    columns = ["set", "method", "seed", "kind", "test_balanced_acc", "test_macro_f1", "test_accuracy", "test_many", "test_medium",
+               "test_few", "val_balanced_acc", "val_macro_f1", "n_train", "epochs", "batch_size", "forked", "learning_rate",
+               "iterations", "wall_s"]
+    lines = [",".join(columns)]
+    for r in sorted(rows, key=lambda r: (r["set"], r["method"], r["seed"])):
+        values = {"set": r["set"], "method": r["method"], "seed": r["seed"], "kind": r["kind"],
+                  **{f"test_{k}": r["test"].get(k) for k in ("balanced_acc", "macro_f1", "accuracy", "many", "medium", "few")},
+                  **{f"val_{k}": r["val"].get(k) for k in ("balanced_acc", "macro_f1")},
+                  **{k: r.get(k) for k in ("n_train", "epochs", "batch_size", "forked", "learning_rate", "iterations", "wall_s")}}
+        lines.append(",".join("" if values[c] is None else (f"{values[c]:.4f}" if isinstance(values[c], float) else str(values[c])) for c in columns))
+    paths["csv"] = out_dir / "runs.csv"
+    paths["csv"].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    recall = {s: {"classes": next(iter(by[(s, methods[0])].values()))["classes"] if (s, methods[0]) in by else [],
+                  "train_counts_seed0": next(iter(by[(s, methods[0])].values()))["train_counts"] if (s, methods[0]) in by else [],
+                  **{m: np.nanmean(np.array([[np.nan if v is None else v for v in r["test"]["per_class_recall"]]
+                                              for r in by[(s, m)].values()], dtype=np.float64), axis=0).round(2).tolist()
+                     for m in methods if (s, m) in by}}
+              for s in set_labels}
+    paths["per_class"] = out_dir / "per_class_recall.json"
+    paths["per_class"].write_text(json.dumps(recall, indent=1) + "\n", encoding="utf-8")
+
+    md: list[str] = ["# Remix on imbalanced tables", "",
+                     f"Rebuilt with `{command}`. {len(rows)} finished rows: {len(set_labels)} sets × {len(methods)} methods × "
+                     f"{len(seeds)} seeds ({', '.join(map(str, seeds))}); seed s is the split seed, the training seed and the "
+                     "profile's subset seed. Test metrics in %; the validation split is used only to pick the best network "
+                     "method and to tune the boosted tree.", ""]
+    if timing:
+        md += [f"Wall time of the grid on this machine: {timing['elapsed_s'] / 60:.1f} min with {timing['workers']} worker "
+               f"process(es) of one thread each ({timing['sessions']} session(s)); the runs themselves add up to "
+               f"{sum(float(r.get('wall_s', 0.0)) for r in rows) / 60:.1f} min of one core.", ""]
+    # -- data sets
+    md += ["## Data sets", ""]
+    set_lines = []
+    for s in set_labels:
+        any_row = next(iter(by[(s, methods[0])].values())) if (s, methods[0]) in by else next(r for r in rows if r["set"] == s)
+        counts = [c for c in any_row["train_counts"] if c > 0]
+        spec = next(x for x in STUDY_SETS if x.label == s)
+        net = next((r for m in networks if (s, m) in by for r in by[(s, m)].values()), None)
+        dropped = ", ".join(f"{k} ({v})" for k, v in any_row["dropped"].items()) or "—"
+        set_lines.append([s, spec.dataset + ("" if spec.imbalance == "none" else f", {spec.imbalance} ρ={spec.ratio:g} on train"),
+                          str(len(any_row["classes"])), str(any_row["n_train"]), f"{max(counts) / min(counts):.1f}",
+                          dropped, "—" if net is None else f"{net['epochs']} / {net['batch_size']}"])
+    md += _markdown_table(["set", "source", "classes", "train rows (seed 0)", "train max/min", "dropped (rows)", "epochs / batch"], set_lines)
+    md += [""]
+
+    # -- main tables
+    def table(metric: str, title: str) -> list[str]:
+        out = [f"## {title}", "", "Mean ± std over seeds; **bold**: the best mean of the column.", ""]
+        means = {(s, m): _cell([_value(r, metric) for r in by[(s, m)].values()]) for s in set_labels for m in methods if (s, m) in by}
+        best = {s: max((means[(s, m)][0] for m in methods if (s, m) in means), default=None) for s in set_labels}
+        body = []
+        for m in methods:
+            cells = []
+            for s in set_labels:
+                if (s, m) not in means:
+                    cells.append("—")
+                    continue
+                text = _fmt(*means[(s, m)])
+                cells.append(f"**{text}**" if means[(s, m)][0] == best[s] else text)
+            body.append([m, *cells])
+        return out + _markdown_table(["method", *set_labels], body) + [""]
+
+    md += table("balanced_acc", "Test balanced accuracy (mean per-class recall)")
+    md += table("macro_f1", "Test macro-F1")
+    # -- averages over sets of accuracy and shot groups
+    md += ["## Averages over the sets", "",
+           "Each set's mean over seeds, then averaged over sets (many/medium/few: over the sets that have such classes; "
+           "many > 100, medium 20–100, few < 20 training rows).", ""]
+    avg_lines = []
+    for m in methods:
+        line = [m]
+        for metric in ("balanced_acc", "macro_f1", "accuracy", "many", "medium", "few"):
+            per_set = [np.nanmean([_value(r, metric) for r in by[(s, m)].values()]) for s in set_labels if (s, m) in by]
+            per_set = [v for v in per_set if not math.isnan(v)]
+            line.append(f"{np.mean(per_set):.1f}" if per_set else "—")
+        avg_lines.append(line)
+    md += _markdown_table(["method", "balanced acc", "macro-F1", "accuracy", "many", "medium", "few"], avg_lines) + [""]
+
+    # -- paired tests
+    tests = []
+    for a, b in QUESTIONS:
+        for s in set_labels:
+            if a == "best network":
+                ma, mb = _best_by_validation(by, s, networks), _best_by_validation(by, s, [m for m in BOOSTED])
+            else:
+                ma, mb = a, b
+            if ma is None or mb is None or (s, ma) not in by or (s, mb) not in by:
+                continue
+            xa, xb = _paired(by, s, ma, mb, "balanced_acc")
+            if xa.size == 0:
+                continue
+            stat, p = wilcoxon(xa, xb)
+            tests.append({"question": f"{a} vs {b}", "set": s, "a": ma, "b": mb, "n": int(xa.size),
+                          "diff": float(np.mean(xa - xb)), "W": stat, "p": p})
+    for t, padj in zip(tests, holm([t["p"] for t in tests])):
+        t["p_holm"] = padj
+    md += ["## Paired tests over seeds", "",
+           "Two-sided Wilcoxon signed-rank test over the seeds of one set (test balanced accuracy), Holm-adjusted over "
+           f"all {len(tests)} tests of this table. Δ = mean(a − b) in points. Verdict at α = 0.05 after Holm. For "
+           "*best network vs best boosted tree* the network method and the boosted-tree variant are each the one with the "
+           "best mean validation balanced accuracy on that set.", ""]
+    verdicts: dict[tuple[str, str], str] = {}
+    test_lines = []
+    for t in tests:
+        verdict = "a better" if t["p_holm"] < 0.05 and t["diff"] > 0 else "b better" if t["p_holm"] < 0.05 else "no significant difference"
+        verdicts[(t["question"], t["set"])] = verdict
+        test_lines.append([t["question"], t["set"], f"{t['a']} vs {t['b']}", str(t["n"]), f"{t['diff']:+.2f}", f"{t['W']:.1f}",
+                           f"{t['p']:.4f}", f"{t['p_holm']:.4f}", verdict])
+    md += _markdown_table(["question (a vs b)", "set", "compared", "n", "Δ", "W", "p", "p (Holm)", "verdict"], test_lines) + [""]
+    # -- over sets
+    over = []
+    for a, b in QUESTIONS:
+        xa, xb = [], []
+        for s in set_labels:
+            if a == "best network":
+                ma, mb = _best_by_validation(by, s, networks), _best_by_validation(by, s, list(BOOSTED))
+            else:
+                ma, mb = a, b
+            if ma is None or mb is None or (s, ma) not in by or (s, mb) not in by:
+                continue
+            xa.append(np.mean([_value(r, "balanced_acc") for r in by[(s, ma)].values()]))
+            xb.append(np.mean([_value(r, "balanced_acc") for r in by[(s, mb)].values()]))
+        if len(xa) >= 2:
+            stat, p = wilcoxon(xa, xb)
+            wins = int(np.sum(np.array(xa) > np.array(xb)))
+            over.append({"question": f"{a} vs {b}", "n": len(xa), "wins": wins, "diff": float(np.mean(np.array(xa) - np.array(xb))), "W": stat, "p": p})
+    for t, padj in zip(over, holm([t["p"] for t in over])):
+        t["p_holm"] = padj
+    md += ["## The same questions over sets", "",
+           "Wilcoxon signed-rank test over the sets (each set's mean test balanced accuracy; Demšar 2006 §3.1.3), "
+           "Holm-adjusted over the questions. wins: sets where a's mean is higher.", ""]
+    md += _markdown_table(["question (a vs b)", "sets", "wins of a", "mean Δ", "W", "p", "p (Holm)"],
+                          [[t["question"], str(t["n"]), str(t["wins"]), f"{t['diff']:+.2f}", f"{t['W']:.1f}", f"{t['p']:.4f}",
+                            f"{t['p_holm']:.4f}"] for t in over]) + [""]
+
+    # -- best network vs boosted tree, per set
+    md += ["## Best network (chosen on validation) vs the boosted tree", ""]
+    bl = []
+    for s in set_labels:
+        net, tree = _best_by_validation(by, s, networks), _best_by_validation(by, s, list(BOOSTED))
+        if net is None or tree is None:
+            continue
+        bl.append([s, net, _fmt(*_cell([_value(r, "balanced_acc") for r in by[(s, net)].values()])), tree,
+                   _fmt(*_cell([_value(r, "balanced_acc") for r in by[(s, tree)].values()])),
+                   verdicts.get(("best network vs best boosted tree", s), "—").replace("a better", "network better").replace("b better", "tree better")])
+    md += _markdown_table(["set", "network (val)", "test bal. acc", "tree (val)", "test bal. acc", "paired test"], bl) + [""]
+
+    # -- CD diagram
+    complete = [m for m in methods if all((s, m) in by for s in set_labels)]
+    if len(set_labels) >= 2 and len(complete) >= 2:
+        scores = np.array([[np.mean([_value(r, "balanced_acc") for r in by[(s, m)].values()]) for m in complete] for s in set_labels])
+        ranks = average_ranks(scores)
+        cd = nemenyi_cd(len(complete), len(set_labels))
+        chi2, p_f = friedman(scores)
+        paths["cd"] = plot_cd(ranks, complete, cd, out_dir / "cd_balanced_acc.png",
+                              title=f"average rank of test balanced accuracy over {len(set_labels)} sets (Nemenyi CD, α = 0.05)")
+        md += ["## Average ranks and the critical-difference diagram", "",
+               f"Rank of each method's mean test balanced accuracy on each of the {len(set_labels)} sets (1 = best), "
+               f"averaged. Friedman χ² = {chi2:.1f}, p = {p_f:.2g}; Nemenyi critical difference CD = {cd:.2f} "
+               f"(k = {len(complete)}, N = {len(set_labels)}, α = 0.05): methods joined by a bar do not differ significantly.", "",
+               f"![critical-difference diagram]({paths['cd'].name})", ""]
+        md += _markdown_table(["method", "average rank"], [[m, f"{r:.2f}"] for r, m in sorted(zip(ranks, complete))]) + [""]
+
+    # -- where Remix does not help (generated from the tests above)
+    md += ["## Where Remix does not help", ""]
+    for a, b in QUESTIONS[:4]:
+        q = f"{a} vs {b}"
+        worse = [s for s in set_labels if verdicts.get((q, s)) == "b better"]
+        better = [s for s in set_labels if verdicts.get((q, s)) == "a better"]
+        same = [s for s in set_labels if verdicts.get((q, s)) == "no significant difference"]
+        md.append(f"- **{a} vs {b}**: significantly better on {len(better)} set(s){' (' + ', '.join(better) + ')' if better else ''}, "
+                  f"significantly worse on {len(worse)}{' (' + ', '.join(worse) + ')' if worse else ''}, "
+                  f"no significant difference on {len(same)}.")
+    md.append("")
+    paths["report"] = out_dir / "report.md"
+    paths["report"].write_text("\n".join(md), encoding="utf-8")
+    return paths
+
+
+def _load_timing(runs_dir: Path) -> dict[str, Any] | None:
+    path = runs_dir / "_grid_time.json"
+    if not path.is_file():
+        return None
+    sessions = json.loads(path.read_text(encoding="utf-8"))
+    return {"elapsed_s": sum(s["elapsed_s"] for s in sessions), "workers": max(s["workers"] for s in sessions), "sessions": len(sessions)}
+
+
+def run_command(args: Any) -> int:
+    """``remixup reproduce tabular`` (arguments from :mod:`remixup.commands.reproduce`); 1 if a group failed."""
+    sets = get_sets(args.sets)
+    methods = get_methods(args.rows)
+    seeds = args.seeds if args.seeds is not None else list(range(10))
+    runs_dir: Path = args.runs_dir
+    report_dir: Path = args.report_dir or runs_dir
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"`--epochs` must be >= 1; got {args.epochs}")
+    total = groups(sets, seeds)
+    print(f"# tabular: {len(sets)} sets x {len(seeds)} seeds = {len(total)} groups of {len(methods)} network runs"
+          f"{'' if args.no_boosted else ' + the boosted tree'}")
+    if args.dry_run:
+        for g in total:
+            done = sum((g.folder(runs_dir) / m / ROW).is_file() for m in methods)
+            print(f"{g.study_set.label:<16} seed {g.seed}: {done}/{len(methods)} network runs done")
+        return 0
+    failed = 0
+    if not args.table_only:
+        from remixup.reproduce import check_runs_dir
+
+        check_runs_dir(runs_dir)
+        tic = time.time()
+        if args.workers > 1:
+            argv = [sys.executable, "-m", "remixup", "reproduce", "tabular", "--runs-dir", str(runs_dir),
+                    "--seeds", ",".join(map(str, seeds)), "--sets", ",".join(s.label for s in sets), "--rows", ",".join(methods)]
+            argv += (["--epochs", str(args.epochs)] if args.epochs is not None else []) + (["--no-boosted"] if args.no_boosted else [])
+            failed = run_workers(argv, args.workers, runs_dir)
+        else:
+            failed = run_shard(runs_dir, sets, seeds, methods, shard=args.shard, epochs=args.epochs, boosted=not args.no_boosted,
+                               echo=lambda line: print(line, flush=True))
+        if args.shard == (0, 1):  # the parent (or a single process) records the session's wall time
+            path = runs_dir / "_grid_time.json"
+            sessions = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+            sessions.append({"start": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(tic)), "elapsed_s": time.time() - tic,
+                             "workers": args.workers})
+            _write_json(path, sessions)
+    if args.no_report:
+        return 1 if failed else 0
+    rows = [r for r in collect_rows(runs_dir) if r["set"] in {s.label for s in sets} and int(r["seed"]) in set(seeds)
+            and (r["method"] in methods or r["kind"] == "boosted")]
+    if not rows:
+        print(f"# no finished runs under {runs_dir} yet")
+        return 1 if failed else 0
+    paths = write_report(rows, report_dir, timing=_load_timing(runs_dir), command=getattr(args, "command_line", "remixup reproduce tabular"))
+    for name, path in paths.items():
+        print(f"# {name}: {path}")
+    return 1 if failed else 0
