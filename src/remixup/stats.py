@@ -136,28 +136,28 @@ def plot_cd(ranks: Sequence[float], names: Sequence[str], cd: float, path: str |
     k = len(r)
     lo, hi = 1, max(k, 2)
     half = math.ceil(k / 2)
-    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.32 * half + 0.18 * k), constrained_layout=True)
+    bars = cliques(r, cd)
+    top = 0.4 + 0.25 * len(bars)  # the clique bars sit between the axis and the first label row
+    fig, ax = plt.subplots(figsize=(9, 1.4 + 0.3 * (half + len(bars))), constrained_layout=True)
     ax.set_xlim(lo - 0.6, hi + 0.6)
-    rows = half + 2
-    ax.set_ylim(-rows - 0.5 - 0.35 * len(cliques(r, cd)), 1.8)
+    ax.set_ylim(-(top + half * 0.5) - 0.3, 1.6)
     ax.axis("off")
     ax.hlines(0, lo, hi, color="black", lw=1)
     for t in range(lo, hi + 1):
-        ax.vlines(t, 0, 0.18, color="black", lw=1)
-        ax.text(t, 0.3, str(t), ha="center", va="bottom", fontsize=9)
-    # The CD bar above the axis.
-    ax.hlines(1.2, lo, lo + cd, color="tab:red", lw=2)
-    ax.text(lo + cd / 2, 1.32, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=9, color="tab:red")
+        ax.vlines(t, 0, 0.12, color="black", lw=1)
+        ax.text(t, 0.2, str(t), ha="center", va="bottom", fontsize=9)
+    ax.hlines(1.0, lo, lo + cd, color="tab:red", lw=2)  # the CD, to scale
+    ax.text(lo + cd / 2, 1.1, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=9, color="tab:red")
     for i, (rank, label) in enumerate(zip(r, labels)):
         left = i < half
-        depth = -(i + 1) if left else -(k - i)
+        depth = -(top + 0.5 * (i if left else k - 1 - i))
         x_text = lo - 0.5 if left else hi + 0.5
         ax.vlines(rank, depth, 0, color="0.3", lw=0.8)
         ax.hlines(depth, min(rank, x_text), max(rank, x_text), color="0.3", lw=0.8)
         ax.text(x_text, depth, f"{label} ({rank:.2f})", ha="right" if left else "left", va="center", fontsize=9)
-    for n, (a, b) in enumerate(cliques(r, cd)):
-        y = -0.35 - 0.3 * n
-        ax.hlines(y, r[a] - 0.03, r[b] + 0.03, color="black", lw=3)
+    for n, (a, b) in enumerate(bars):
+        y = -0.25 - 0.25 * n
+        ax.hlines(y, r[a] - 0.04, r[b] + 0.04, color="black", lw=3)
     if title:
         ax.set_title(title, fontsize=10)
     path = Path(path)
