@@ -196,3 +196,12 @@ def test_reproduce_tabular_runs_resumes_and_reports(tmp_path: Path, capsys: pyte
     assert main(argv) == 0  # everything is done: nothing is trained again
     assert (runs / "ecoli" / "seed1" / "remix" / "row.json").read_text() == before
     assert json.loads((runs / "_grid_time.json").read_text())[1]["elapsed_s"] < 30
+
+
+def test_parquet_file_with_a_named_label_column(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow", reason="Parquet files need pyarrow (remixup[tabular])")
+    rows = _table({"a": 30, "b": 20})
+    frame = pd.DataFrame({"target": rows["label"], "size": rows["size"], "colour": rows["colour"]})
+    frame.to_parquet(tmp_path / "t.parquet")
+    train = load_dataset(f"tabular:{tmp_path / 't.parquet'}", split="train", label_column="target")
+    assert train.classes == ["a", "b"] and train.class_counts.tolist() == [19, 12] and train.x.shape[1] == 4
