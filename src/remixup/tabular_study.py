@@ -14,8 +14,8 @@ How it runs (the overhead of one process per run, about 3 s of imports, would co
 - inside a group the deferred runs are forked from their plain twin's checkpoint of the deferral epoch (Remix-DRW
   from Remix, DRW from ERM, Mixup-DRW from Mixup; :func:`remixup.engine.train`'s ``fork``), so their first 80 % is
   not trained twice;
-- ``--workers N`` starts N worker processes (``--shard i/N`` each, one torch thread each) and writes the report when
-  all are done; a killed grid picks up where it stopped: a run whose ``row.json`` exists is done, an unfinished
+- ``--workers N`` starts N worker processes of one torch thread each, which share the groups (each claims a group
+  before running it, with a ``.claim`` file holding its pid), and writes the report when all are done; a killed grid picks up where it stopped: a run whose ``row.json`` exists is done, an unfinished
   run resumes from its checkpoint, and checkpoints are deleted once their group is finished.
 
 Model selection and tuning use the validation split only: each network run is also evaluated on it (for picking
@@ -45,6 +45,7 @@ from remixup.errors import UserError
 
 ROW = "row.json"
 HGB_FILE = "boosted.json"
+CLAIM = ".claim"
 
 
 @dataclass(frozen=True)
@@ -317,16 +318,52 @@ def run_group(group: Group, runs_dir: Path, *, methods: Sequence[str], epochs: i
     return rows
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim(folder: Path) -> bool:
+    """Take a group for this process: create ``folder/.claim`` holding its pid, atomically (``O_EXCL``). A claim of
+    a process that is gone is taken over; one of a live process is left alone (False)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / CLAIM
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                owner = int(path.read_text(encoding="utf-8").strip() or 0)
+            except (OSError, ValueError):
+                owner = 0
+            if owner and (owner == os.getpid() or _alive(owner)):
+                return owner == os.getpid()
+            path.unlink(missing_ok=True)  # its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
 def run_shard(runs_dir: Path, sets: Sequence[StudySet], seeds: Sequence[int], methods: Sequence[str], *,
               shard: tuple[int, int] = (0, 1), epochs: int | None = None, boosted: bool = True,
               echo: Callable[[str], None] = print) -> int:
-    """Run this shard's groups (positions k with k mod n == i); return the number of groups that failed."""
+    """Run this shard's groups (positions k with k mod n == i) that no other live process has claimed; return the
+    number of groups that failed. Processes of the same shard share its groups first come, first served."""
     mine = [g for k, g in enumerate(groups(sets, seeds)) if k % shard[1] == shard[0]]
     failed = 0
     runs_dir.mkdir(parents=True, exist_ok=True)
     log_dir = runs_dir / "_logs"
     log_dir.mkdir(exist_ok=True)
     for k, group in enumerate(mine, 1):
+        if not claim(group.folder(runs_dir)):
+            continue
         tic = time.perf_counter()
         try:
             with open(log_dir / f"{group.study_set.label}-seed{group.seed}.log", "a", encoding="utf-8") as log:
@@ -339,18 +376,20 @@ def run_shard(runs_dir: Path, sets: Sequence[StudySet], seeds: Sequence[int], me
         best = max((r for r in rows if r["kind"] == "network"), key=lambda r: r["val"]["balanced_acc"], default=None)
         shown = f", best on val {best['method']} (test balanced {best['test']['balanced_acc']:.1f})" if best else ""
         echo(f"[{k}/{len(mine)}] {group.study_set.label} seed {group.seed}: {len(rows)} rows in {time.perf_counter() - tic:.1f}s{shown}")
+        (group.folder(runs_dir) / CLAIM).unlink(missing_ok=True)
     return failed
 
 
 def run_workers(argv: Sequence[str], workers: int, runs_dir: Path) -> int:
-    """Start ``workers`` processes of ``argv + --shard i/N`` (one torch thread each), wait; return failures."""
+    """Start ``workers`` processes of ``argv`` (one torch thread each; they share the groups by claiming them), wait;
+    return the number of processes that failed."""
     log_dir = runs_dir / "_logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     procs = []
     for i in range(workers):
         log = open(log_dir / f"worker{i}.log", "a", encoding="utf-8")
-        procs.append((subprocess.Popen([*argv, "--shard", f"{i}/{workers}", "--workers", "1", "--no-report"], stdout=log,
+        procs.append((subprocess.Popen([*argv, "--workers", "1", "--no-report"], stdout=log,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env), log))
     codes = []
     for proc, log in procs:
@@ -589,7 +628,7 @@ def write_report(rows: Sequence[dict[str, Any]], out_dir: Path, *, timing: dict[
 
     # -- CD diagram
     complete = [m for m in methods if all((s, m) in by for s in set_labels)]
-    if len(set_labels) >= 2 and len(complete) >= 2:
+    if len(set_labels) >= 2 and len(complete) >= 3:  # Friedman needs three methods
         scores = np.array([[np.mean([_value(r, "balanced_acc") for r in by[(s, m)].values()]) for m in complete] for s in set_labels])
         ranks = average_ranks(scores)
         cd = nemenyi_cd(len(complete), len(set_labels))
@@ -654,13 +693,14 @@ def run_command(args: Any) -> int:
         tic = time.time()
         if args.workers > 1:
             argv = [sys.executable, "-m", "remixup", "reproduce", "tabular", "--runs-dir", str(runs_dir),
+                    "--shard", f"{args.shard[0]}/{args.shard[1]}",
                     "--seeds", ",".join(map(str, seeds)), "--sets", ",".join(s.label for s in sets), "--rows", ",".join(methods)]
             argv += (["--epochs", str(args.epochs)] if args.epochs is not None else []) + (["--no-boosted"] if args.no_boosted else [])
             failed = run_workers(argv, args.workers, runs_dir)
         else:
             failed = run_shard(runs_dir, sets, seeds, methods, shard=args.shard, epochs=args.epochs, boosted=not args.no_boosted,
                                echo=lambda line: print(line, flush=True))
-        if args.shard == (0, 1):  # the parent (or a single process) records the session's wall time
+        if not args.no_report:  # the parent (or a lone process), not the workers, records the session's wall time
             path = runs_dir / "_grid_time.json"
             sessions = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
             sessions.append({"start": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(tic)), "elapsed_s": time.time() - tic,
