@@ -25,7 +25,7 @@ from remixup._validation import check_number
 NEMENYI_Q05 = {2: 1.960, 3: 2.343, 4: 2.569, 5: 2.728, 6: 2.850, 7: 2.949, 8: 3.031, 9: 3.102, 10: 3.164}
 
 
-def wilcoxon(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+def wilcoxon(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> tuple[float, float]:
     """Two-sided paired Wilcoxon signed-rank test of ``x`` against ``y``; returns ``(statistic, p)``.
 
     Zero differences are left out (Wilcoxon's own convention). The p-value is exact when the remaining

@@ -366,9 +366,8 @@ def run_shard(runs_dir: Path, sets: Sequence[StudySet], seeds: Sequence[int], me
             continue
         tic = time.perf_counter()
         try:
-            with open(log_dir / f"{group.study_set.label}-seed{group.seed}.log", "a", encoding="utf-8") as log:
-                with contextlib.redirect_stderr(log):
-                    rows = run_group(group, runs_dir, methods=methods, epochs=epochs, boosted=boosted, log=log)
+            with open(log_dir / f"{group.study_set.label}-seed{group.seed}.log", "a", encoding="utf-8") as log, contextlib.redirect_stderr(log):
+                rows = run_group(group, runs_dir, methods=methods, epochs=epochs, boosted=boosted, log=log)
         except UserError as exc:  # a data or configuration problem of this group: go on with the others
             failed += 1
             echo(f"[{k}/{len(mine)}] FAILED {group.study_set.label} seed {group.seed}: {exc}")
@@ -388,7 +387,7 @@ def run_workers(argv: Sequence[str], workers: int, runs_dir: Path) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     procs = []
     for i in range(workers):
-        log = open(log_dir / f"worker{i}.log", "a", encoding="utf-8")
+        log = open(log_dir / f"worker{i}.log", "a", encoding="utf-8")  # noqa: SIM115 -- closed after the process ends
         procs.append((subprocess.Popen([*argv, "--workers", "1", "--no-report"], stdout=log,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env), log))
     codes = []
@@ -547,15 +546,15 @@ def write_report(rows: Sequence[dict[str, Any]], out_dir: Path, *, timing: dict[
         for metric in ("balanced_acc", "macro_f1", "accuracy", "many", "medium", "few"):
             per_set = []
             for s in set_labels:
-                values = [v for v in (_value(r, metric) for r in by.get((s, m), {}).values()) if not math.isnan(v)]
-                if values:
-                    per_set.append(float(np.mean(values)))
+                vals = [v for v in (_value(r, metric) for r in by.get((s, m), {}).values()) if not math.isnan(v)]
+                if vals:
+                    per_set.append(float(np.mean(vals)))
             line.append(f"{np.mean(per_set):.1f}" if per_set else "—")
         avg_lines.append(line)
     md += _markdown_table(["method", "balanced acc", "macro-F1", "accuracy", "many", "medium", "few"], avg_lines) + [""]
 
     # -- paired tests
-    tests = []
+    tests: list[dict[str, Any]] = []
     for a, b in QUESTIONS:
         for s in set_labels:
             if a == "best network":
@@ -581,7 +580,7 @@ def write_report(rows: Sequence[dict[str, Any]], out_dir: Path, *, timing: dict[
            "*best network vs best boosted tree* the network method and the boosted-tree variant are each the one with the "
            "best mean validation balanced accuracy on that set.", ""]
     verdicts: dict[tuple[str, str], str] = {}
-    test_lines = []
+    test_lines: list[list[str]] = []
     for t in tests:
         verdict = "a better" if t["p_holm"] < 0.05 and t["diff"] > 0 else "b better" if t["p_holm"] < 0.05 else "no significant difference"
         verdicts[(t["question"], t["set"])] = verdict
@@ -589,9 +588,10 @@ def write_report(rows: Sequence[dict[str, Any]], out_dir: Path, *, timing: dict[
                            f"{t['p']:.4f}", f"{t['p_holm']:.4f}", verdict])
     md += _markdown_table(["question (a vs b)", "set", "compared", "n", "Δ", "W", "p", "p (Holm)", "verdict"], test_lines) + [""]
     # -- over sets
-    over = []
+    over: list[dict[str, Any]] = []
     for a, b in QUESTIONS:
-        xa, xb = [], []
+        sa: list[float] = []
+        sb: list[float] = []
         for s in set_labels:
             if a == "best network":
                 ma, mb = _best_by_validation(by, s, networks), _best_by_validation(by, s, list(BOOSTED))
@@ -599,29 +599,29 @@ def write_report(rows: Sequence[dict[str, Any]], out_dir: Path, *, timing: dict[
                 ma, mb = a, b
             if ma is None or mb is None or (s, ma) not in by or (s, mb) not in by:
                 continue
-            xa.append(np.mean([_value(r, "balanced_acc") for r in by[(s, ma)].values()]))
-            xb.append(np.mean([_value(r, "balanced_acc") for r in by[(s, mb)].values()]))
-        if len(xa) >= 2:
-            stat, p = wilcoxon(xa, xb)
-            wins = int(np.sum(np.array(xa) > np.array(xb)))
-            over.append({"question": f"{a} vs {b}", "n": len(xa), "wins": wins, "diff": float(np.mean(np.array(xa) - np.array(xb))), "W": stat, "p": p})
-    for t, padj in zip(over, holm([t["p"] for t in over])):
-        t["p_holm"] = padj
+            sa.append(float(np.mean([_value(r, "balanced_acc") for r in by[(s, ma)].values()])))
+            sb.append(float(np.mean([_value(r, "balanced_acc") for r in by[(s, mb)].values()])))
+        if len(sa) >= 2:
+            stat, p = wilcoxon(sa, sb)
+            wins = int(np.sum(np.array(sa) > np.array(sb)))
+            over.append({"question": f"{a} vs {b}", "n": len(sa), "wins": wins, "diff": float(np.mean(np.array(sa) - np.array(sb))), "W": stat, "p": p})
+    for o, padj in zip(over, holm([o["p"] for o in over])):
+        o["p_holm"] = padj
     md += ["## The same questions over sets", "",
            "Wilcoxon signed-rank test over the sets (each set's mean test balanced accuracy; Demšar 2006 §3.1.3), "
            "Holm-adjusted over the questions. wins: sets where a's mean is higher.", ""]
     md += _markdown_table(["question (a vs b)", "sets", "wins of a", "mean Δ", "W", "p", "p (Holm)"],
-                          [[t["question"], str(t["n"]), str(t["wins"]), f"{t['diff']:+.2f}", f"{t['W']:.1f}", f"{t['p']:.4f}",
-                            f"{t['p_holm']:.4f}"] for t in over]) + [""]
+                          [[o["question"], str(o["n"]), str(o["wins"]), f"{o['diff']:+.2f}", f"{o['W']:.1f}", f"{o['p']:.4f}",
+                            f"{o['p_holm']:.4f}"] for o in over]) + [""]
 
     # -- best network vs boosted tree, per set
     md += ["## Best network (chosen on validation) vs the boosted tree", ""]
-    bl = []
+    bl: list[list[str]] = []
     for s in set_labels:
-        net, tree = _best_by_validation(by, s, networks), _best_by_validation(by, s, list(BOOSTED))
-        if net is None or tree is None:
+        best_net, tree = _best_by_validation(by, s, networks), _best_by_validation(by, s, list(BOOSTED))
+        if best_net is None or tree is None:
             continue
-        bl.append([s, net, _fmt(*_cell([_value(r, "balanced_acc") for r in by[(s, net)].values()])), tree,
+        bl.append([s, best_net, _fmt(*_cell([_value(r, "balanced_acc") for r in by[(s, best_net)].values()])), tree,
                    _fmt(*_cell([_value(r, "balanced_acc") for r in by[(s, tree)].values()])),
                    verdicts.get(("best network vs best boosted tree", s), "—").replace("a better", "network better").replace("b better", "tree better")])
     md += _markdown_table(["set", "network (val)", "test bal. acc", "tree (val)", "test bal. acc", "paired test"], bl) + [""]
@@ -633,7 +633,7 @@ def write_report(rows: Sequence[dict[str, Any]], out_dir: Path, *, timing: dict[
         ranks = average_ranks(scores)
         cd = nemenyi_cd(len(complete), len(set_labels))
         chi2, p_f = friedman(scores)
-        paths["cd"] = plot_cd(ranks, complete, cd, out_dir / "cd_balanced_acc.png",
+        paths["cd"] = plot_cd(ranks.tolist(), complete, cd, out_dir / "cd_balanced_acc.png",
                               title=f"average rank of test balanced accuracy over {len(set_labels)} sets (Nemenyi CD, α = 0.05)")
         md += ["## Average ranks and the critical-difference diagram", "",
                f"Rank of each method's mean test balanced accuracy on each of the {len(set_labels)} sets (1 = best), "

@@ -541,7 +541,7 @@ def build_splits(table: RawTable, *, split_seed: int = 0, val_fraction: float = 
     for k in range(len(classes)):
         members = np.flatnonzero(y_all == k)
         members = members[torch.randperm(members.size, generator=gen).numpy()]
-        n_train, n_val, n_test = split_sizes(members.size, val_fraction, test_fraction)
+        _, n_val, n_test = split_sizes(members.size, val_fraction, test_fraction)
         parts["test"].append(members[:n_test])
         parts["val"].append(members[n_test:n_test + n_val])
         parts["train"].append(members[n_test + n_val:])
