@@ -323,8 +323,10 @@ def column_kinds(table: RawTable) -> tuple[list[str], list[np.ndarray]]:
     kinds, cells = [], []
     for name, column in zip(table.columns, table.values):
         text, missing = _cleaned(column)
+        present_text = text.copy()
+        present_text[missing] = None
         with np.errstate(invalid="ignore"):
-            floats = pd.to_numeric(pd.Series(np.where(missing, None, text), dtype=object), errors="coerce").to_numpy(dtype=np.float64).copy()
+            floats = pd.to_numeric(pd.Series(present_text, dtype=object), errors="coerce").to_numpy(dtype=np.float64).copy()
         bad = np.flatnonzero(~missing & ~np.isfinite(floats))
         present = int((~missing).sum())
         declared = table.declared.get(name)
@@ -339,7 +341,7 @@ def column_kinds(table: RawTable) -> tuple[list[str], list[np.ndarray]]:
             cells.append(floats)
         else:
             kinds.append("categorical")
-            cells.append(np.where(missing, None, text).astype(object))
+            cells.append(present_text)
     return kinds, cells
 
 
