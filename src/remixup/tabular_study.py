@@ -651,9 +651,12 @@ def write_report(rows: Sequence[dict[str, Any]], out_dir: Path, *, timing: dict[
         same = [s for s in set_labels if verdicts.get((q, s)) == "no significant difference"]
         if not (worse or better or same):
             continue
-        md.append(f"- **{a} vs {b}**: significantly better on {len(better)} set(s){' (' + ', '.join(better) + ')' if better else ''}, "
-                  f"significantly worse on {len(worse)}{' (' + ', '.join(worse) + ')' if worse else ''}, "
-                  f"no significant difference on {len(same)}.")
+        across = next((o for o in over if o["question"] == q), None)
+        overall = (f" Over sets: higher mean on {across['wins']} of {across['n']}, mean Δ {across['diff']:+.2f}, "
+                   f"p (Holm) = {across['p_holm']:.4f}." if across is not None else "")
+        md.append(f"- **{a} vs {b}**, per set over seeds: significantly better on {len(better)} set(s)"
+                  f"{' (' + ', '.join(better) + ')' if better else ''}, significantly worse on {len(worse)}"
+                  f"{' (' + ', '.join(worse) + ')' if worse else ''}, no significant difference on {len(same)}.{overall}")
     md.append("")
     paths["report"] = out_dir / "report.md"
     paths["report"].write_text("\n".join(md), encoding="utf-8")
