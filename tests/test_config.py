@@ -19,7 +19,7 @@ from remixup.config import (
 
 
 def test_recipes_match_the_spec() -> None:
-    assert recipe_names() == ["inat200", "inat90", "ldam", "paper"]
+    assert recipe_names() == ["inat200", "inat90", "ldam", "paper", "tabular"]
     paper, ldam = build_config("paper"), build_config("ldam")
     assert (paper.run.epochs, paper.schedule.milestones, paper.schedule.deferral_epoch) == (300, [150, 250], 250)
     assert paper.schedule.lr_factors == pytest.approx([0.1, 0.01])
@@ -90,7 +90,7 @@ def test_bad_values_are_rejected_before_any_work(override: str, error: type[Exce
 
 
 def test_unknown_recipe_and_yaml_keys() -> None:
-    with pytest.raises(ValueError, match=r"unknown recipe 'fast' \(valid recipes: inat200, inat90, ldam, paper\)"):
+    with pytest.raises(ValueError, match=r"unknown recipe 'fast' \(valid recipes: inat200, inat90, ldam, paper, tabular\)"):
         build_config("fast")
     with pytest.raises(ValueError, match="unknown config key 'optim.learning_rate'"):
         TrainConfig.from_dict({"optim": {"learning_rate": 0.1}})

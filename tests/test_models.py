@@ -17,6 +17,7 @@ CASES = {
     "resnet50": ((3, 32, 32), ["input", "layer1", "layer2"]),
     "digits_cnn": ((1, 8, 8), ["input", "block1", "block2"]),
     "mlp": ((2,), ["input", "layer1", "layer2"]),
+    "tabular_resnet": ((2,), ["input", "stem", "block1", "block2"]),
 }
 
 
@@ -25,7 +26,7 @@ def _n_params(model: nn.Module) -> int:
 
 
 def test_registry_covers_every_case() -> None:
-    assert list(MODELS) == ["resnet32", "resnet18", "resnet50", "digits_cnn", "mlp"]
+    assert list(MODELS) == ["resnet32", "resnet18", "resnet50", "digits_cnn", "mlp", "tabular_resnet"]
     assert set(CASES) == set(MODELS)
 
 
@@ -225,3 +226,25 @@ def test_classifier_without_bias(name: str) -> None:
 def test_classifier_bias_must_be_a_bool() -> None:
     with pytest.raises(TypeError, match="`classifier_bias` of `ResNet32` must be True or False; got 'no'"):
         build_model("resnet32", 10, classifier_bias="no")
+
+
+def test_tabular_resnet_follows_gorishniy_et_al() -> None:
+    """Linear stem, blocks x + Dropout(Linear(Dropout(ReLU(Linear(BN(x)))))), then BN, ReLU and the classifier."""
+    torch.manual_seed(0)
+    model = build_model("tabular_resnet", 3, in_features=5, width=8, hidden_factor=1.5, blocks=3, hidden_dropout=0.2, residual_dropout=0.1)
+    assert model.mixing_points == ["input", "stem", "block1", "block2", "block3"]
+    block = model.block2
+    assert (block.norm.num_features, block.linear1.out_features, block.linear2.out_features) == (8, 12, 8)
+    assert (block.dropout1.p, block.dropout2.p) == (0.2, 0.1)
+    model.eval()
+    x = torch.randn(4, 8)
+    with torch.no_grad():
+        expected = x + block.linear2(torch.relu(block.linear1(block.norm(x))))  # dropout is off in eval
+        torch.testing.assert_close(block(x), expected)
+        inputs = torch.randn(4, 5)
+        h = model.stem(inputs)
+        for k in (1, 2, 3):
+            h = getattr(model, f"block{k}")(h)
+        torch.testing.assert_close(model(inputs), model.fc(torch.relu(model.head_norm(h))))
+    with pytest.raises(ValueError, match="`blocks` of `TabularResNet` must be >= 1"):
+        build_model("tabular_resnet", 3, blocks=0)

@@ -51,6 +51,14 @@ class DataConfig:
             stays untouched (what ``remixup tune`` selects on).
         val_seed: seed of the validation split's per-class choice (independent of the other seeds).
         val_min_per_class: at least this many validation samples per class (when ``val_fraction`` > 0).
+        label_column: tables (``tabular:...``) only: the label column of a CSV/Parquet file ("" = a column called
+            ``label``, else the last one).
+        split_seed: tables only: seed of the stratified train/validation/test split of the table (not the training
+            seed).
+        table_val_fraction, table_test_fraction: tables only: each class's share in the table's validation and
+            test split.
+        class_policy: tables only: a class too small for every split is dropped (``drop``) or merged into
+            ``other`` (``merge``), with a note either way.
     """
 
     dataset: str = "cifar10"
@@ -63,6 +71,16 @@ class DataConfig:
     val_fraction: float = 0.0
     val_seed: int = 0
     val_min_per_class: int = 1
+    label_column: str = ""
+    split_seed: int = 0
+    table_val_fraction: float = 0.15
+    table_test_fraction: float = 0.25
+    class_policy: str = "drop"
+
+    def table_options(self) -> dict[str, Any]:
+        """The keyword arguments a ``tabular:...`` dataset takes in :func:`remixup.data.load_dataset`."""
+        return {"label_column": self.label_column, "split_seed": self.split_seed, "val_fraction": self.table_val_fraction,
+                "test_fraction": self.table_test_fraction, "class_policy": self.class_policy}  # fmt: skip
 
 
 @dataclass
@@ -387,6 +405,8 @@ def _data_kind(dataset: str, root: str) -> str | None:
     ``None`` when it cannot be told before loading (a missing or unreadable file: loading reports it)."""
     from remixup.data import DATASETS
 
+    if dataset.startswith("tabular:"):  # a table is rows of features
+        return "vector"
     spec = DATASETS[dataset]
     if dataset != "npz":
         return spec.kind
@@ -407,8 +427,11 @@ def _data_kind(dataset: str, root: str) -> str | None:
 def _check_dataset(name: str) -> None:
     from remixup.data import DATASETS
 
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}{suggest(name, DATASETS)} (valid datasets: {', '.join(DATASETS)})")
+    if name not in DATASETS and not (name.startswith("tabular:") and len(name) > len("tabular:")):
+        raise ConfigError(
+            f"unknown dataset {name!r}{suggest(name, DATASETS)} (valid datasets: {', '.join(DATASETS)}, "
+            "tabular:NAME, tabular:FILE.csv)"
+        )
 
 
 def _check_model(name: str) -> None:

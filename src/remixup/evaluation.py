@@ -173,7 +173,9 @@ def evaluate_checkpoint(
     method = get_method(config.method.name)
     name = dataset or config.data.dataset
     dev = resolve_device(device)
-    data = load_run_data(name, root if root is not None else config.data.root, device=dev, train=False)
+    data = load_run_data(
+        name, root if root is not None else config.data.root, device=dev, train=False, table_options=config.data.table_options()
+    )  # a table: the split the run was tested on
     counts = torch.as_tensor(state["class_counts"])
     if data.num_classes != counts.numel():
         raise UserError(f"{path} was trained on {counts.numel()} classes but {name!r} has {data.num_classes}")

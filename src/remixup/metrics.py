@@ -61,6 +61,23 @@ def per_class_accuracy(confusion: torch.Tensor) -> list[float | None]:
     return [float(a) if s > 0 else None for a, s in zip(acc.tolist(), support.tolist(), strict=True)]
 
 
+def macro_f1(confusion: Any) -> float | None:
+    """Macro-averaged F1 (%) from a confusion matrix (C, C) (row = true class, column = prediction).
+
+    The mean over classes with test samples of ``2·TP / (2·TP + FP + FN)``; a class never predicted and never
+    right scores 0. ``None`` when there is no test sample. Equals scikit-learn's ``f1_score(average="macro")``
+    over the labels present in the test set.
+    """
+    conf = torch.as_tensor(confusion).detach().to("cpu", torch.float64)
+    tp = conf.diagonal()
+    support, predicted = conf.sum(dim=1), conf.sum(dim=0)
+    present = support > 0
+    if not bool(present.any()):
+        return None
+    f1 = 2 * tp / (support + predicted).clamp(min=1)
+    return 100.0 * float(f1[present].mean())
+
+
 def shot_groups(class_counts: Any) -> dict[str, list[int]]:
     """Class indices of the many (> 100), medium (20–100) and few (< 20) training-sample groups."""
     counts = [int(n) for n in torch.as_tensor(class_counts).tolist()]
@@ -84,9 +101,9 @@ def summarize(counts: MetricCounts, class_counts: Any) -> dict[str, Any]:
         class_counts: (C,) training samples per class, for the many/medium/few groups.
 
     Returns:
-        ``{"top1", "top5", "balanced_acc", "many", "medium", "few", "per_class", "confusion", "num_samples"}``;
-        ``balanced_acc`` is the mean per-class accuracy over classes with test samples; a group with no class
-        (or no test sample) is ``None``.
+        ``{"top1", "top5", "balanced_acc", "macro_f1", "many", "medium", "few", "per_class", "confusion",
+        "num_samples"}``; ``balanced_acc`` is the mean per-class accuracy (recall) over classes with test samples,
+        ``macro_f1`` as :func:`macro_f1`; a group with no class (or no test sample) is ``None``.
     """
     conf = counts.confusion.detach().to("cpu")
     total = int(conf.sum())
@@ -96,6 +113,7 @@ def summarize(counts: MetricCounts, class_counts: Any) -> dict[str, Any]:
         "top1": 100.0 * float(conf.diagonal().sum()) / total if total else None,
         "top5": 100.0 * float(counts.top5) / total if total else None,
         "balanced_acc": _mean(per_class),
+        "macro_f1": macro_f1(conf),
         **{name: _mean([per_class[c] for c in members]) for name, members in groups.items()},
         "per_class": per_class,
         "confusion": conf.tolist(),

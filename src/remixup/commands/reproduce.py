@@ -11,6 +11,9 @@ Examples::
     remixup reproduce c10lt --fork-deferred ...             # DRW/DRS runs start from their plain twin's checkpoint
     remixup reproduce kappa --slurm --partition gpu --time 240 --gpus 1   # one SLURM job per run, requeued on time-out
     remixup reproduce table1 --fuse 8 --device cuda ...     # up to 8 runs of one architecture trained together
+    remixup reproduce tabular --workers 2 --runs-dir runs/tabular --report-dir results/tabular   # tables, 10 seeds
+
+``tabular`` is a study of its own (:mod:`remixup.tabular_study`): its runs go in-process, grouped by set and seed.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from remixup.rundir import RunFolder, run_status
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     """Declare the arguments of ``remixup reproduce``."""
-    parser.add_argument("table", nargs="+", metavar="TABLE", help=f"one or more of: {', '.join(EXPERIMENTS)}")
+    parser.add_argument("table", nargs="+", metavar="TABLE", help=f"one or more of: {', '.join(EXPERIMENTS)}; or tabular (alone)")
     parser.add_argument(
         "--runs-dir",
         type=Path,
@@ -39,8 +42,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seeds",
         type=rp.parse_seeds,
-        default=[0, 1, 2, 3, 4],
-        help="training seeds, e.g. 0-4 or 0,3,7 (default: 0-4, five runs as in the paper)",
+        default=None,
+        help="training seeds, e.g. 0-4 or 0,3,7 (default: 0-4, five runs as in the paper; tabular: 0-9)",
     )
     parser.add_argument(
         "--subset-seeds",
@@ -95,6 +98,18 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "(remixup.fused; manifold-mixing runs train alone); default 1: one process per run",
     )
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
+    parser.add_argument(
+        "--sets", default=None, metavar="NAMES", help="tabular: only these study sets, comma-separated (default: all)"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="tabular: worker processes of one thread each (default 1)")
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        default=None,
+        help="tabular: where report.md, the CD plot and runs.csv go (default: the runs folder)",
+    )
+    parser.add_argument("--no-boosted", action="store_true", help="tabular: leave out the boosted-tree reference")
+    parser.add_argument("--no-report", action="store_true", help="tabular: run only, write no report")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     from remixup.slurm import add_slurm_options
 
@@ -103,6 +118,16 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run (or list) the grid of each table named, then write its table; 1 if a run failed, else 0."""
+    if "tabular" in args.table:
+        if len(args.table) > 1:
+            raise ValueError("`remixup reproduce tabular` runs alone; name the other tables in another call")
+        if args.workers < 1:
+            raise ValueError(f"`--workers` must be >= 1; got {args.workers}")
+        from remixup.tabular_study import run_command as run_tabular
+
+        return run_tabular(args)
+    if args.seeds is None:
+        args.seeds = [0, 1, 2, 3, 4]
     experiments = [get_experiment(name) for name in args.table]  # validate every name before any work
     if args.epochs is not None and args.epochs < 1:
         raise InvalidParameterError(f"`--epochs` must be >= 1; got {args.epochs}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import Any
 
 from remixup.errors import UserError
@@ -71,6 +72,21 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _record_table(config: Any, path: Path) -> None:
+    """Add what the table's preparation did (classes dropped or merged, with their rows; split sizes) to the run's
+    summary as ``"table"``; the splits come from the per-process cache, so nothing is read again."""
+    import json
+
+    from remixup._files import atomic_write
+    from remixup.data.tabular import load_table_splits
+
+    d = config.data
+    splits = load_table_splits(d.dataset, **d.table_options())
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    summary["table"] = splits.record()
+    atomic_write(path, json.dumps(summary, indent=1) + "\n")
+
+
 def run(args: argparse.Namespace) -> int:
     from remixup import checkpoint
     from remixup.config import build_config, format_keys
@@ -99,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
     summary = train(config, resume=args.resume, fork=args.fork)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 0
+    if config.data.dataset.startswith("tabular:"):
+        _record_table(config, Path(config.run.out) / "summary.json")
     groups = " ".join(f"{k} {summary[k]:.2f}" if summary[k] is not None else f"{k} -" for k in ("many", "medium", "few"))
     print(f"{summary['method']} on {summary['dataset']}: top1 {summary['top1']:.2f}  balanced {summary['balanced_acc']:.2f}  "
           f"{groups}  ({summary['images_per_s']:.0f} img/s)  -> {RunFolder(config.run.out).summary}")  # fmt: skip

@@ -179,23 +179,47 @@ DATASETS: dict[str, DatasetSpec] = {
 
 
 def get_spec(name: str) -> DatasetSpec:
-    """The spec of a registered dataset; an unknown name lists the valid ones."""
+    """The spec of a registered dataset, or of a table (``tabular:NAME``, ``tabular:FILE.csv``: kind ``"vector"``,
+    model ``mlp``, C known once loaded); an unknown name lists the valid ones."""
+    from remixup.data.tabular import PREFIX, TABULAR_SETS, is_tabular, table_source
+
+    if is_tabular(name):
+        source = table_source(name)
+        known = TABULAR_SETS.get(source)
+        what = f"{known.rows} rows, {known.classes} classes" if known is not None else "a table"
+        return DatasetSpec(name, "vector", None, None, None, "mlp", None, 0, False, f"{source}: {what} (standardised, one-hot)")
+    if isinstance(name, str) and name.startswith(PREFIX.rstrip(":")) and name not in DATASETS:
+        raise ValueError(f"`dataset` of `load_dataset` must look like tabular:NAME or tabular:FILE.csv; got {name!r}")
     check_choice(name, "dataset", list(DATASETS), owner="load_dataset")
     return DATASETS[name]
 
 
 def load_dataset(
-    name: str, root: str | Path | None = None, *, train: bool, download: bool = False
+    name: str,
+    root: str | Path | None = None,
+    *,
+    train: bool | None = None,
+    download: bool = False,
+    split: str | None = None,
+    label_column: str = "",
+    split_seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.25,
+    class_policy: str = "drop",
 ) -> ArrayDataset | ImageFileDataset:
-    """Load the balanced training (``train=True``) or test split of a registered dataset.
+    """Load the balanced training (``train=True``) or test split of a registered dataset, or a split of a table.
 
     Apply :func:`~remixup.data.profiles.make_imbalanced` to the training split afterwards; test sets stay balanced.
 
     Args:
-        name: a key of :data:`DATASETS`.
-        root: data root folder (for ``npz``: the .npz file). Ignored by ``digits`` and the 2-D toys.
-        train: training split (else the evaluation split: CIFAR test, CINIC-10 valid, iNaturalist val).
+        name: a key of :data:`DATASETS`, or ``tabular:NAME`` / ``tabular:FILE`` (:mod:`remixup.data.tabular`).
+        root: data root folder (for ``npz``: the .npz file). Ignored by ``digits``, the 2-D toys and tables.
+        train: training split (else the evaluation split: CIFAR test, CINIC-10 valid, iNaturalist val, a table's test).
         download: CIFAR only: fetch the official archive (MD5-checked) when it is not in ``root``.
+        split: instead of ``train``: ``"train"``, ``"test"``, or ``"val"`` (tables only: the validation split, for
+            model selection and tuning; the test split is never used for that).
+        label_column, split_seed, val_fraction, test_fraction, class_policy: tables only, see
+            :func:`~remixup.data.tabular.load_table_splits` (the splits' seed is separate from the training seed).
 
     Returns:
         :class:`ArrayDataset` for small images and vectors, :class:`ImageFileDataset` for large images (without a
@@ -205,7 +229,26 @@ def load_dataset(
         ValueError: an unknown name, or no ``root`` for a dataset on disk.
         DataError: missing, truncated or inconsistent files (the message names the file).
     """
-    get_spec(name)  # an unknown name lists the valid ones
+    get_spec(name)
+    if split is None:
+        if train is None:
+            raise ValueError("`load_dataset` needs `train=True/False` or `split='train'/'val'/'test'`")
+        split = "train" if train else "test"
+    check_choice(split, "split", ("train", "val", "test"), owner="load_dataset")
+    if name.startswith("tabular:"):
+        from remixup.data.tabular import load_table_splits
+
+        return load_table_splits(
+            name,
+            label_column=label_column,
+            split_seed=split_seed,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            class_policy=class_policy,
+        ).dataset(split)
+    if split == "val":
+        raise ValueError(f"`split='val'` of `load_dataset` is for tables (tabular:...); {name!r} has only train and test")
+    train = split == "train"
     if name == "digits":
         return load_digits(train=train)
     if name in ("blobs", "moons", "circles"):

@@ -180,7 +180,8 @@ def hold_out(dataset: Any, fraction: float, *, seed: int, min_per_class: int = 1
 
 def load_run_data(dataset: str, root: str | None, *, device: torch.device, imbalance: str = "none", ratio: float = 1.0,
                   mu: float = 0.5, subset_seed: int = 0, download: bool = False, augment: bool = True, seed: int = 0,
-                  train: bool = True, val_fraction: float = 0.0, val_seed: int = 0, val_min_per_class: int = 1) -> RunData:  # fmt: skip
+                  train: bool = True, val_fraction: float = 0.0, val_seed: int = 0, val_min_per_class: int = 1,
+                  table_options: dict[str, Any] | None = None) -> RunData:  # fmt: skip
     """Load ``dataset``, make its training split imbalanced (``subset_seed``) and wrap both splits for a run.
 
     Args:
@@ -199,8 +200,9 @@ def load_run_data(dataset: str, root: str | None, *, device: torch.device, imbal
     """
     spec = get_spec(dataset)
     augment = augment and train
-    train_set: Any = load_dataset(dataset, root, train=True, download=download) if train else None
-    test_set: Any = load_dataset(dataset, root, train=False, download=download)
+    table = table_options if dataset.startswith("tabular:") and table_options else {}  # a table's split and columns
+    train_set: Any = load_dataset(dataset, root, train=True, download=download, **table) if train else None
+    test_set: Any = load_dataset(dataset, root, train=False, download=download, **table)
     if train_set is None:
         train_set, sha = test_set, None
     else:

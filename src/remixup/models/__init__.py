@@ -9,6 +9,8 @@ resnet18   :class:`ResNet18` (CIFAR    (B, 3, 32, 32)               input, layer
 resnet50   :class:`ResNet50`           (B, 3, 224, 224)             input, layer1, layer2
 digits_cnn :class:`DigitsCNN`          (B, 1, 8, 8)                 input, block1, block2
 mlp        :class:`MLP`                (B, 2)                       input, layer1, …, layerK
+tabular_   :class:`TabularResNet`      (B, D)                       input, stem, block1, …, blockK
+resnet     (Gorishniy et al. 2021)
 ========== =========================== ============================ =================================
 
 Every model ends in a layer named ``fc``: ``nn.Linear`` (``classifier="linear"``; without a bias when
@@ -31,6 +33,7 @@ from remixup.models._common import CLASSIFIERS, CosineLinear
 from remixup.models.resnet import ResNet18, ResNet50
 from remixup.models.resnet_cifar import ResNet32
 from remixup.models.small import MLP, DigitsCNN
+from remixup.models.tabular import TabularResNet
 
 __all__ = [
     "CLASSIFIERS",
@@ -41,6 +44,7 @@ __all__ = [
     "ResNet18",
     "ResNet32",
     "ResNet50",
+    "TabularResNet",
     "build_model",
     "build_model_for",
     "get_mixing_points",
@@ -52,6 +56,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "resnet50": ResNet50,
     "digits_cnn": DigitsCNN,
     "mlp": MLP,
+    "tabular_resnet": TabularResNet,
 }
 """Model name -> class; each class is called as ``cls(num_classes, **kw)``."""
 
@@ -60,12 +65,14 @@ def build_model(name: str, num_classes: int, **kw: Any) -> nn.Module:
     """Build a model by name.
 
     Args:
-        name: one of ``MODELS``: ``"resnet32"``, ``"resnet18"``, ``"resnet50"``, ``"digits_cnn"``, ``"mlp"``.
+        name: one of ``MODELS``: ``"resnet32"``, ``"resnet18"``, ``"resnet50"``, ``"digits_cnn"``, ``"mlp"``,
+            ``"tabular_resnet"``.
         num_classes: number of classes C (≥ 1).
         **kw: the model's keyword arguments: ``classifier`` (``"linear"`` or ``"norm"``) and ``classifier_bias``
             (``False`` drops the linear classifier's bias) for all;
             ``in_channels`` for the CNNs; ``blocks`` for resnet32; ``zero_init_residual`` for resnet18/50;
-            ``in_features``, ``hidden`` and ``depth`` for mlp.
+            ``in_features``, ``hidden`` and ``depth`` for mlp; ``in_features``, ``width``, ``hidden_factor``,
+            ``blocks``, ``hidden_dropout`` and ``residual_dropout`` for tabular_resnet.
 
     Returns:
         The model (freshly initialised, on the CPU, float32).

@@ -1,0 +1,550 @@
+"""``remixup reproduce tabular``: Remix and its baselines on real imbalanced tables, many seeds, with statistics.
+
+The grid: :data:`STUDY_SETS` (naturally long-tailed tables, and balanced ones given a long-tailed profile on their
+training split) × :data:`STUDY_METHODS` × seeds, plus a boosted-tree reference (scikit-learn's
+``HistGradientBoostingClassifier`` with and without ``class_weight="balanced"``) per set and seed. Seed ``s`` sets
+the split seed, the training seed and the profile's subset seed alike, so every method of a seed sees the same
+split and the comparisons are paired.
+
+How it runs (the overhead of one process per run, about 3 s of imports, would cost more than most runs train):
+
+- the work is cut into groups, one per (set, seed); a worker process runs whole groups in turn, so a table is read
+  and split once per group (:func:`remixup.data.tabular.load_table_splits` caches it) and every run is an
+  in-process call of :func:`remixup.engine.train`, writing its ordinary run folder;
+- inside a group the deferred runs are forked from their plain twin's checkpoint of the deferral epoch (Remix-DRW
+  from Remix, DRW from ERM, Mixup-DRW from Mixup; :func:`remixup.engine.train`'s ``fork``), so their first 80 % is
+  not trained twice;
+- ``--workers N`` starts N worker processes of one torch thread each, which share the groups (each claims a group
+  before running it, with a ``.claim`` file holding its pid), and writes the report when all are done; a killed grid picks up where it stopped: a run whose ``row.json`` exists is done, an unfinished
+  run resumes from its checkpoint, and checkpoints are deleted once their group is finished.
+
+Model selection and tuning use the validation split only: each network run is also evaluated on it (for picking
+the best network method per set), the boosted tree's learning rate and number of iterations are chosen on it, and
+the test split is only reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from remixup.errors import UserError
+from remixup.tabular_design import (
+    BOOSTED,
+    EPOCH_RANGE,
+    HGB_LEARNING_RATES,
+    HGB_LEAVES,
+    HGB_MAX_ITER,
+    STEP_TARGET,
+    STUDY_METHODS,
+    STUDY_SETS,
+    StudySet,
+)
+from remixup.tabular_report import _load_timing, collect_rows, write_report
+
+ROW = "row.json"
+HGB_FILE = "boosted.json"
+CLAIM = ".claim"
+
+
+def batch_size_for(n_train: int) -> int:
+    """The batch size of a training split of ``n_train`` rows: 32 below 300 rows, 64 below 1,500, 128 below
+    5,000, 256 below 20,000, else 512."""
+    for limit, size in ((300, 32), (1500, 64), (5000, 128), (20000, 256)):
+        if n_train < limit:
+            return size
+    return 512
+
+
+def epochs_for(n_train: int, batch_size: int) -> int:
+    """Epochs for about :data:`STEP_TARGET` steps, within :data:`EPOCH_RANGE`."""
+    steps = max(1, n_train // batch_size)
+    return int(min(max(round(STEP_TARGET / steps), EPOCH_RANGE[0]), EPOCH_RANGE[1]))
+
+
+def get_sets(text: str | None) -> list[StudySet]:
+    """The study sets named in ``text`` (comma-separated labels; None: all)."""
+    if text is None:
+        return list(STUDY_SETS)
+    by_label = {s.label.lower(): s for s in STUDY_SETS}
+    picked = []
+    for part in (p.strip().lower() for p in text.split(",")):
+        if not part:
+            continue
+        if part not in by_label:
+            raise ValueError(f"`--sets`: no study set {part!r}; sets: {', '.join(s.label for s in STUDY_SETS)}")
+        picked.append(by_label[part])
+    if not picked:
+        raise ValueError(f"`--sets` names no set; got {text!r}")
+    return picked
+
+
+def get_methods(text: str | None) -> list[str]:
+    """The methods named in ``text`` (comma-separated; None: all of :data:`STUDY_METHODS`)."""
+    from remixup.methods import get_method
+
+    if text is None:
+        return list(STUDY_METHODS)
+    names = [get_method(p).name for p in text.split(",") if p.strip()]
+    if not names:
+        raise ValueError(f"`--rows` names no method; got {text!r}")
+    return list(dict.fromkeys(names))
+
+
+# ------------------------------------------------------------------------------------------------ one group
+@dataclass(frozen=True)
+class Group:
+    """The unit of work of a worker: every run of one set and seed."""
+
+    study_set: StudySet
+    seed: int
+
+    def folder(self, runs_dir: Path) -> Path:
+        return runs_dir / self.study_set.label / f"seed{self.seed}"
+
+
+def groups(sets: Sequence[StudySet], seeds: Sequence[int]) -> list[Group]:
+    """All groups, seed by seed (a grid stopped early has whole seeds of every set)."""
+    return [Group(s, seed) for seed in seeds for s in sets]
+
+
+def training_rows(study_set: StudySet, seed: int) -> tuple[Any, np.ndarray]:
+    """The set's splits (cached) and the indices of the training rows the profile keeps (all for ``none``)."""
+    from remixup.data import ArrayDataset, make_imbalanced
+    from remixup.data.tabular import load_table_splits
+
+    splits = load_table_splits(study_set.dataset, split_seed=seed)
+    y = torch.from_numpy(splits.y["train"])
+    index = ArrayDataset(torch.arange(y.numel()), y, splits.classes, source=study_set.dataset)
+    kept = make_imbalanced(index, study_set.imbalance, ratio=study_set.ratio, subset_seed=seed)
+    return splits, kept.x.numpy()
+
+
+def train_config(study_set: StudySet, method: str, seed: int, out: Path, *, n_train: int, epochs: int | None = None) -> Any:
+    """The :class:`~remixup.config.TrainConfig` of one network run (recipe ``tabular``, scaled to the set)."""
+    from remixup.config import build_config
+
+    batch = batch_size_for(n_train)
+    n_epochs = epochs if epochs is not None else epochs_for(n_train, batch)
+    return build_config(
+        "tabular",
+        epochs=n_epochs,
+        overrides=[
+            f"data.dataset={study_set.dataset}",
+            f"data.imbalance={study_set.imbalance}",
+            f"data.ratio={study_set.ratio}",
+            f"data.split_seed={seed}",
+            f"method.name={method}",
+            f"run.seed={seed}",
+            f"run.subset_seed={seed}",
+            f"optim.batch_size={batch}",
+            f"run.eval_every={n_epochs}",
+            f"run.out={out}",
+            "run.device=cpu",
+            "run.threads=1",
+            "run.progress=false",
+            "run.tensorboard=false",
+        ],
+    )
+
+
+def _metrics(summary: dict[str, Any]) -> dict[str, Any]:
+    from remixup.metrics import macro_f1
+
+    return {
+        "balanced_acc": summary["balanced_acc"],
+        "macro_f1": macro_f1(summary["confusion"]),
+        "accuracy": summary["top1"],
+        "many": summary["many"],
+        "medium": summary["medium"],
+        "few": summary["few"],
+        "per_class_recall": summary["per_class"],
+    }
+
+
+def _validation_metrics(run_dir: Path, splits: Any, counts: torch.Tensor) -> dict[str, Any]:
+    from remixup import checkpoint
+    from remixup.evaluation import evaluate
+    from remixup.methods import get_method
+    from remixup.metrics import macro_f1
+    from remixup.models import build_model
+    from remixup.rundir import RunFolder
+
+    state = checkpoint.load(RunFolder(run_dir).checkpoint)
+    method = get_method(state["config"]["method"]["name"])
+    model = build_model(
+        state["model_name"],
+        counts.numel(),
+        in_features=int(splits.x["val"].shape[1]),
+        classifier=method.classifier,
+        classifier_bias=state["config"]["model"]["classifier_bias"],
+    )
+    model.load_state_dict(state["model"])
+    model.eval()
+    m = evaluate(
+        model, torch.from_numpy(splits.x["val"]), torch.from_numpy(splits.y["val"]), class_counts=counts, batch_size=4096
+    )
+    return {"balanced_acc": m["balanced_acc"], "macro_f1": macro_f1(m["confusion"]), "accuracy": m["top1"]}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    from remixup._files import atomic_write
+
+    atomic_write(path, json.dumps(obj, indent=1) + "\n")
+
+
+def _ordered(methods: Sequence[str]) -> list[str]:
+    """Plain twins first, so that the deferred runs can fork from them."""
+    from remixup.reproduce import plain_twin
+
+    twins = {plain_twin(m) for m in methods} - {None}
+    return [m for m in methods if m in twins] + [m for m in methods if m not in twins]
+
+
+def run_network(
+    group: Group, method: str, runs_dir: Path, *, methods: Sequence[str], epochs: int | None = None, log: Any = None
+) -> dict[str, Any]:
+    """Train (or resume, or read) one network run of ``group``; return its row."""
+    from remixup.engine import train
+    from remixup.reproduce import plain_twin
+    from remixup.rundir import RunFolder
+
+    out = group.folder(runs_dir) / method
+    if (out / ROW).is_file():
+        return json.loads((out / ROW).read_text(encoding="utf-8"))
+    splits, rows = training_rows(group.study_set, group.seed)
+    counts = torch.bincount(torch.from_numpy(splits.y["train"][rows]), minlength=len(splits.classes))
+    config = train_config(group.study_set, method, group.seed, out, n_train=int(rows.size), epochs=epochs)
+    twin = plain_twin(method)
+    deferral = config.schedule.deferral_epoch
+    fork = None
+    if twin is not None and twin in methods and not RunFolder(out).checkpoint.is_file():
+        kept = RunFolder(group.folder(runs_dir) / twin).kept_checkpoint(deferral)
+        fork = kept if kept.is_file() and 0 < deferral < config.run.epochs else None
+    if any(plain_twin(m) == method for m in methods) and 0 < deferral < config.run.epochs:
+        config.run.keep_every = deferral
+    if RunFolder(out).status() == "todo" and out.exists():
+        shutil.rmtree(out)  # nothing finished in it: start afresh
+    tic = time.perf_counter()
+    with contextlib.redirect_stdout(log if log is not None else sys.stdout):
+        summary = train(config, resume="auto", fork=fork)
+    row = {
+        "set": group.study_set.label,
+        "method": method,
+        "seed": group.seed,
+        "kind": "network",
+        "test": _metrics(summary),
+        "val": _validation_metrics(out, splits, counts),
+        "epochs": config.run.epochs,
+        "batch_size": config.optim.batch_size,
+        "n_train": int(rows.size),
+        "train_counts": counts.tolist(),
+        "classes": list(splits.classes),
+        "dropped": dict(splits.dropped),
+        "forked": fork is not None,
+        "train_s": summary["wall_time_s"],
+        "wall_s": time.perf_counter() - tic,
+    }
+    _write_json(out / ROW, row)
+    return row
+
+
+def _confusion(y: np.ndarray, pred: np.ndarray, c: int) -> torch.Tensor:
+    return torch.bincount(torch.from_numpy(y * c + pred), minlength=c * c).reshape(c, c)
+
+
+def _prediction_metrics(y: np.ndarray, pred: np.ndarray, counts: torch.Tensor) -> dict[str, Any]:
+    from remixup.metrics import MetricCounts, macro_f1, summarize
+
+    c = counts.numel()
+    conf = _confusion(y.astype(np.int64), pred.astype(np.int64), c)
+    m = summarize(MetricCounts(conf, torch.zeros((), dtype=torch.int64)), counts)
+    return {
+        "balanced_acc": m["balanced_acc"],
+        "macro_f1": macro_f1(conf),
+        "accuracy": m["top1"],
+        "many": m["many"],
+        "medium": m["medium"],
+        "few": m["few"],
+        "per_class_recall": m["per_class"],
+    }
+
+
+def run_boosted(group: Group, runs_dir: Path) -> list[dict[str, Any]]:
+    """The boosted-tree rows of ``group`` (with and without balanced class weights), tuned on validation."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
+
+    path = group.folder(runs_dir) / HGB_FILE
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    splits, rows = training_rows(group.study_set, group.seed)
+    x_train, y_train = splits.x_ordinal["train"][rows], splits.y["train"][rows]
+    counts = torch.bincount(torch.from_numpy(y_train), minlength=len(splits.classes))
+    out: list[dict[str, Any]] = []
+    for name, weight in zip(BOOSTED, (None, "balanced"), strict=False):
+        tic = time.perf_counter()
+        best: tuple[float, float, int, Any] | None = None
+        for lr in HGB_LEARNING_RATES:
+            with threadpool_limits(1):
+                model = HistGradientBoostingClassifier(
+                    learning_rate=lr,
+                    max_iter=HGB_MAX_ITER,
+                    max_leaf_nodes=HGB_LEAVES,
+                    early_stopping=False,
+                    class_weight=weight,
+                    random_state=group.seed,
+                    categorical_features=np.asarray(splits.categorical, dtype=bool),
+                )
+                model.fit(x_train, y_train)
+                for it, pred in enumerate(model.staged_predict(splits.x_ordinal["val"]), 1):
+                    score = _prediction_metrics(splits.y["val"], pred, counts)["balanced_acc"]
+                    if best is None or score > best[0]:
+                        best = (score, lr, it, model)
+        assert best is not None
+        score, lr, iterations, model = best
+        with threadpool_limits(1):
+            val_pred = test_pred = None
+            for it, (pv, pt) in enumerate(
+                zip(model.staged_predict(splits.x_ordinal["val"]), model.staged_predict(splits.x_ordinal["test"]), strict=False),
+                1,
+            ):
+                if it == iterations:
+                    val_pred, test_pred = pv, pt
+                    break
+        assert val_pred is not None and test_pred is not None
+        val = _prediction_metrics(splits.y["val"], val_pred, counts)
+        out.append(
+            {
+                "set": group.study_set.label,
+                "method": name,
+                "seed": group.seed,
+                "kind": "boosted",
+                "test": _prediction_metrics(splits.y["test"], test_pred, counts),
+                "val": {k: val[k] for k in ("balanced_acc", "macro_f1", "accuracy")},
+                "learning_rate": lr,
+                "iterations": iterations,
+                "n_train": int(rows.size),
+                "train_counts": counts.tolist(),
+                "classes": list(splits.classes),
+                "dropped": dict(splits.dropped),
+                "wall_s": time.perf_counter() - tic,
+            }
+        )
+    _write_json(path, out)
+    return out
+
+
+def run_group(
+    group: Group, runs_dir: Path, *, methods: Sequence[str], epochs: int | None = None, boosted: bool = True, log: Any = None
+) -> list[dict[str, Any]]:
+    """Every run of ``group`` (twins first), then the boosted tree; checkpoints are removed once all are done."""
+    rows = [run_network(group, m, runs_dir, methods=methods, epochs=epochs, log=log) for m in _ordered(methods)]
+    if boosted:
+        rows += run_boosted(group, runs_dir)
+    for ckpt in group.folder(runs_dir).glob("*/checkpoint*.pt"):
+        ckpt.unlink()
+    return rows
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim(folder: Path) -> bool:
+    """Take a group for this process: create ``folder/.claim`` holding its pid, atomically (``O_EXCL``). A claim of
+    a process that is gone is taken over; one of a live process is left alone (False)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / CLAIM
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                owner = int(path.read_text(encoding="utf-8").strip() or 0)
+            except (OSError, ValueError):
+                owner = 0
+            if owner and (owner == os.getpid() or _alive(owner)):
+                return owner == os.getpid()
+            path.unlink(missing_ok=True)  # its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
+def run_shard(
+    runs_dir: Path,
+    sets: Sequence[StudySet],
+    seeds: Sequence[int],
+    methods: Sequence[str],
+    *,
+    shard: tuple[int, int] = (0, 1),
+    epochs: int | None = None,
+    boosted: bool = True,
+    echo: Callable[[str], None] = print,
+) -> int:
+    """Run this shard's groups (positions k with k mod n == i) that no other live process has claimed; return the
+    number of groups that failed. Processes of the same shard share its groups first come, first served."""
+    mine = [g for k, g in enumerate(groups(sets, seeds)) if k % shard[1] == shard[0]]
+    failed = 0
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = runs_dir / "_logs"
+    log_dir.mkdir(exist_ok=True)
+    for k, group in enumerate(mine, 1):
+        if not claim(group.folder(runs_dir)):
+            continue
+        tic = time.perf_counter()
+        try:
+            with (
+                open(log_dir / f"{group.study_set.label}-seed{group.seed}.log", "a", encoding="utf-8") as log,
+                contextlib.redirect_stderr(log),
+            ):
+                rows = run_group(group, runs_dir, methods=methods, epochs=epochs, boosted=boosted, log=log)
+        except UserError as exc:  # a data or configuration problem of this group: go on with the others
+            failed += 1
+            echo(f"[{k}/{len(mine)}] FAILED {group.study_set.label} seed {group.seed}: {exc}")
+            continue
+        best = max((r for r in rows if r["kind"] == "network"), key=lambda r: r["val"]["balanced_acc"], default=None)
+        shown = f", best on val {best['method']} (test balanced {best['test']['balanced_acc']:.1f})" if best else ""
+        echo(
+            f"[{k}/{len(mine)}] {group.study_set.label} seed {group.seed}: {len(rows)} rows in {time.perf_counter() - tic:.1f}s{shown}"
+        )
+        (group.folder(runs_dir) / CLAIM).unlink(missing_ok=True)
+    return failed
+
+
+def run_workers(argv: Sequence[str], workers: int, runs_dir: Path) -> int:
+    """Start ``workers`` processes of ``argv`` (one torch thread each; they share the groups by claiming them), wait;
+    return the number of processes that failed."""
+    log_dir = runs_dir / "_logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    procs = []
+    for i in range(workers):
+        log = open(log_dir / f"worker{i}.log", "a", encoding="utf-8")  # noqa: SIM115 -- closed after the process ends
+        procs.append(
+            (
+                subprocess.Popen(
+                    [*argv, "--workers", "1", "--no-report"],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                ),
+                log,
+            )
+        )
+    codes = []
+    for proc, log in procs:
+        codes.append(proc.wait())
+        log.close()
+    return sum(c != 0 for c in codes)
+
+
+def run_command(args: Any) -> int:
+    """``remixup reproduce tabular`` (arguments from :mod:`remixup.commands.reproduce`); 1 if a group failed."""
+    sets = get_sets(args.sets)
+    methods = get_methods(args.rows)
+    seeds = args.seeds if args.seeds is not None else list(range(10))
+    runs_dir: Path = args.runs_dir
+    report_dir: Path = args.report_dir or runs_dir
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"`--epochs` must be >= 1; got {args.epochs}")
+    total = groups(sets, seeds)
+    print(
+        f"# tabular: {len(sets)} sets x {len(seeds)} seeds = {len(total)} groups of {len(methods)} network runs"
+        f"{'' if args.no_boosted else ' + the boosted tree'}"
+    )
+    if args.dry_run:
+        for g in total:
+            done = sum((g.folder(runs_dir) / m / ROW).is_file() for m in methods)
+            print(f"{g.study_set.label:<16} seed {g.seed}: {done}/{len(methods)} network runs done")
+        return 0
+    failed = 0
+    if not args.table_only:
+        from remixup.reproduce import check_runs_dir
+
+        check_runs_dir(runs_dir)
+        tic = time.time()
+        if args.workers > 1:
+            argv = [
+                sys.executable,
+                "-m",
+                "remixup",
+                "reproduce",
+                "tabular",
+                "--runs-dir",
+                str(runs_dir),
+                "--shard",
+                f"{args.shard[0]}/{args.shard[1]}",
+                "--seeds",
+                ",".join(map(str, seeds)),
+                "--sets",
+                ",".join(s.label for s in sets),
+                "--rows",
+                ",".join(methods),
+            ]
+            argv += (["--epochs", str(args.epochs)] if args.epochs is not None else []) + (
+                ["--no-boosted"] if args.no_boosted else []
+            )
+            failed = run_workers(argv, args.workers, runs_dir)
+        else:
+            failed = run_shard(
+                runs_dir,
+                sets,
+                seeds,
+                methods,
+                shard=args.shard,
+                epochs=args.epochs,
+                boosted=not args.no_boosted,
+                echo=lambda line: print(line, flush=True),
+            )
+        if not args.no_report:  # the parent (or a lone process), not the workers, records the session's wall time
+            path = runs_dir / "_grid_time.json"
+            sessions = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+            sessions.append(
+                {
+                    "start": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(tic)),
+                    "elapsed_s": time.time() - tic,
+                    "workers": args.workers,
+                }
+            )
+            _write_json(path, sessions)
+    if args.no_report:
+        return 1 if failed else 0
+    rows = [
+        r
+        for r in collect_rows(runs_dir)
+        if r["set"] in {s.label for s in sets}
+        and int(r["seed"]) in set(seeds)
+        and (r["method"] in methods or r["kind"] == "boosted")
+    ]
+    if not rows:
+        print(f"# no finished runs under {runs_dir} yet")
+        return 1 if failed else 0
+    paths = write_report(
+        rows, report_dir, timing=_load_timing(runs_dir), command=getattr(args, "command_line", "remixup reproduce tabular")
+    )
+    for name, path in paths.items():
+        print(f"# {name}: {path}")
+    return 1 if failed else 0
