@@ -41,7 +41,7 @@ from remixup._validation import check_batch, check_choice, check_class_counts, c
 from remixup.errors import InvalidParameterError, InvalidTypeError
 from remixup.manifold import ManifoldMixup
 from remixup.metrics import FEW_BELOW, MANY_ABOVE
-from remixup.mixing import MixedBatch, MixRecord, sample_beta, soft_targets
+from remixup.mixing import MixedBatch, MixRecord, cutmix_boxes, sample_beta, soft_targets
 from remixup.partners import DEFAULT_EXPONENT, PARTNERS, LoaderPartners, in_batch_partners
 
 __all__ = [
@@ -372,17 +372,7 @@ class PartnerMix:
         # centred uniformly, clipped at the border; λx is the exact kept share after clipping.
         n = self._lam_count(b)
         lam = self._target_lam(y, yp, n).double().cpu()
-        ratio = torch.sqrt(1.0 - lam)
-        cut_h, cut_w = (ratio * height).long(), (ratio * width).long()
-        cy = torch.randint(0, height, (n,), generator=self.generator)
-        cx = torch.randint(0, width, (n,), generator=self.generator)
-        y0, y1 = (cy - cut_h // 2).clamp(0, height), (cy + cut_h // 2).clamp(0, height)
-        x0, x1 = (cx - cut_w // 2).clamp(0, width), (cx + cut_w // 2).clamp(0, width)
-        rows, cols = torch.arange(height), torch.arange(width)
-        in_rows = (rows >= y0[:, None]) & (rows < y1[:, None])  # (n, H)
-        in_cols = (cols >= x0[:, None]) & (cols < x1[:, None])  # (n, W)
-        mask = in_rows[:, :, None] & in_cols[:, None, :]
-        kept = 1.0 - ((y1 - y0) * (x1 - x0)).double() / (height * width)
+        kept, mask = cutmix_boxes(lam, height, width, generator=self.generator)
         return kept.float().expand(b).contiguous(), mask
 
     # -- the Mixing protocol and the drop-in ------------------------------------------------------------------

@@ -54,6 +54,7 @@ __all__ = [
     "remix_label_factor",
     "soft_targets",
     "sample_beta",
+    "cutmix_boxes",
     "forced_count",
     "forced_share",
     "batch_generator",
@@ -193,6 +194,31 @@ def soft_targets(y: torch.Tensor, y_partner: torch.Tensor, lam_y: torch.Tensor, 
     target.scatter_(1, y.reshape(-1, 1), lam)
     target.scatter_add_(1, y_partner.reshape(-1, 1), 1 - lam)
     return target
+
+
+def cutmix_boxes(
+    lam: torch.Tensor, height: int, width: int, *, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """CutMix boxes for target shares ``lam`` (n,): side √(1 − λ) of (H, W), centred uniformly at random (two draws
+    of ``generator``: the rows, then the columns), clipped at the border.
+
+    Returns:
+        ``(kept (n,) float64, mask (n, H, W) bool)``: the exact share of pixels kept after clipping (the area-corrected
+        λx, as timm and torchvision compute it) and the mask, True inside the box.
+    """
+    n = lam.shape[0]
+    ratio = torch.sqrt(1.0 - lam.double())
+    cut_h, cut_w = (ratio * height).long(), (ratio * width).long()
+    cy = torch.randint(0, height, (n,), generator=generator)
+    cx = torch.randint(0, width, (n,), generator=generator)
+    y0, y1 = (cy - cut_h // 2).clamp(0, height), (cy + cut_h // 2).clamp(0, height)
+    x0, x1 = (cx - cut_w // 2).clamp(0, width), (cx + cut_w // 2).clamp(0, width)
+    rows, cols = torch.arange(height), torch.arange(width)
+    in_rows = (rows >= y0[:, None]) & (rows < y1[:, None])  # (n, H)
+    in_cols = (cols >= x0[:, None]) & (cols < x1[:, None])  # (n, W)
+    mask = in_rows[:, :, None] & in_cols[:, None, :]
+    kept = 1.0 - ((y1 - y0) * (x1 - x0)).double() / (height * width)
+    return kept, mask
 
 
 def forced_count(lam_x: torch.Tensor, lam_y: torch.Tensor) -> torch.Tensor:
@@ -353,17 +379,7 @@ class CutMixMixer(_BetaMixer):
         perm = torch.randperm(batch_size, generator=g)
         n = batch_size if self.per_sample else 1
         lam = sample_beta(self.alpha, n, generator=g).double()
-        ratio = torch.sqrt(1.0 - lam)
-        cut_h, cut_w = (ratio * height).long(), (ratio * width).long()
-        cy = torch.randint(0, height, (n,), generator=g)
-        cx = torch.randint(0, width, (n,), generator=g)
-        y0, y1 = (cy - cut_h // 2).clamp(0, height), (cy + cut_h // 2).clamp(0, height)
-        x0, x1 = (cx - cut_w // 2).clamp(0, width), (cx + cut_w // 2).clamp(0, width)
-        rows, cols = torch.arange(height), torch.arange(width)
-        in_rows = (rows >= y0[:, None]) & (rows < y1[:, None])  # (n, H)
-        in_cols = (cols >= x0[:, None]) & (cols < x1[:, None])  # (n, W)
-        mask = in_rows[:, :, None] & in_cols[:, None, :]
-        kept = 1.0 - ((y1 - y0) * (x1 - x0)).double() / (height * width)
+        kept, mask = cutmix_boxes(lam, height, width, generator=g)
         lam_x = kept.float().expand(batch_size).contiguous()
         return perm.to(device), lam_x.to(device), mask.to(device)
 
