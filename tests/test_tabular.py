@@ -112,6 +112,11 @@ def test_csv_trains_one_epoch_from_the_cli(tmp_path: Path, capsys: pytest.Captur
     assert summary["table"]["dropped"] == {"tiny": 4} and summary["table"]["classes"] == ["a", "b", "c"]
     assert summary["class_counts"] == [36, 19, 8]  # what is left of each class after floor(25 %) test and floor(15 %) val
     assert "'tiny' (4 rows)" in summary["table"]["notes"][0]
+    # `remixup eval` rebuilds the residual MLP and scores the run's own test split (its split seed, its columns)
+    from remixup.evaluation import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(out, device="cpu")
+    assert metrics["top1"] == pytest.approx(summary["top1"]) and metrics["confusion"] == summary["confusion"]
 
 
 def test_preprocessing_is_fitted_on_the_training_split(tmp_path: Path) -> None:
