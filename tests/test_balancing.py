@@ -29,7 +29,7 @@ def test_class_weights_sum_to_c_and_favour_small_classes(counts: list[int], kind
     assert w.dtype == torch.float32 and w.shape == (len(counts),)
     assert w.sum().item() == pytest.approx(len(counts), rel=1e-5)
     order = sorted(range(len(counts)), key=lambda c: counts[c])
-    assert all(w[a] >= w[b] - 1e-6 for a, b in zip(order, order[1:]))
+    assert all(w[a] >= w[b] - 1e-6 for a, b in zip(order, order[1:], strict=False))
 
 
 def test_class_weights_values() -> None:

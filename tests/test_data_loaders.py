@@ -55,7 +55,7 @@ def test_augmented_batches_are_reproducible_and_drop_last() -> None:
     first = [xb for xb, _ in loader]
     again = [xb for xb, _ in loader]
     assert len(first) == 3 and all(b.shape == (16, 3, 32, 32) for b in first)
-    assert all(torch.equal(p, q) for p, q in zip(first, again))
+    assert all(torch.equal(p, q) for p, q in zip(first, again, strict=False))
 
 
 def test_ranks_partition_the_epoch() -> None:
@@ -102,7 +102,7 @@ def test_image_loader_is_reproducible(tmp_path: Path) -> None:
     assert a[0][0].shape == (4, 3, 16, 16) and a[0][1].dtype == torch.int64 and len(a) == 2
     # the order comes from the loader's generator; each sample's crop from (seed, epoch, index)
     assert sum(int(yb.sum()) for _, yb in a) == 3
-    assert all(torch.equal(p[0], q[0]) and torch.equal(p[1], q[1]) for p, q in zip(a, b))
+    assert all(torch.equal(p[0], q[0]) and torch.equal(p[1], q[1]) for p, q in zip(a, b, strict=False))
     assert torch.equal(ds[2][0], ds[2][0])
     with pytest.raises(DataError, match=r"image file not found: .*missing.png"):
         ImageFileDataset([tmp_path / "missing.png"], [0], ["a"])[0]

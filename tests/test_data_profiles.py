@@ -45,7 +45,7 @@ def test_longtail_properties(num_classes: int, n_max: int, ratio: float) -> None
     counts = profile_counts(num_classes, n_max, "longtail", ratio=ratio)
     assert len(counts) == num_classes
     assert counts[0] == n_max
-    assert all(a >= b for a, b in zip(counts, counts[1:]))
+    assert all(a >= b for a, b in zip(counts, counts[1:], strict=False))
     assert counts[-1] == math.floor(n_max * ratio**-1.0)
     for c, n in enumerate(counts):
         exact = n_max * ratio ** (-c / (num_classes - 1))

@@ -110,7 +110,7 @@ def test_same_generator_same_result():
     for _ in range(2):
         mm = ManifoldMixup(model, ["input", "1", "3"], labels=MixupLabels(), num_classes=3, generator=torch.Generator().manual_seed(5))
         outs.append([mm(x, y)[0] for _ in range(4)])
-    assert all(torch.equal(a, b) for a, b in zip(*outs))
+    assert all(torch.equal(a, b) for a, b in zip(*outs, strict=False))
 
 
 def test_bad_points_name_the_valid_ones():

@@ -73,7 +73,7 @@ def test_logit_adjustment_depends_on_the_prior_only(counts: list[int], k: int, t
     shift = logit_adjustment(counts, tau)
     assert torch.allclose(logit_adjustment([k * n for n in counts], tau), shift, atol=1e-5)
     order = sorted(range(len(counts)), key=counts.__getitem__)
-    assert all(shift[a] <= shift[b] + 1e-6 for a, b in zip(order, order[1:]))  # −shift is the boost: larger for rarer classes
+    assert all(shift[a] <= shift[b] + 1e-6 for a, b in zip(order, order[1:], strict=False))  # −shift is the boost: larger for rarer classes
 
 
 @pytest.mark.parametrize(
