@@ -38,8 +38,8 @@ import torch.distributed as dist
 from torch import nn
 
 from remixup._validation import check_batch, check_choice, check_class_counts, check_labels, check_number
-from remixup.errors import InvalidParameterError, InvalidTypeError
-from remixup.manifold import ManifoldMixup
+from remixup.errors import InvalidParameterError
+from remixup.manifold import ManifoldMixup, forward_mixing_at
 from remixup.metrics import FEW_BELOW, MANY_ABOVE
 from remixup.mixing import MixedBatch, MixRecord, cutmix_boxes, sample_beta, soft_targets
 from remixup.partners import DEFAULT_EXPONENT, PARTNERS, LoaderPartners, in_batch_partners
@@ -419,24 +419,10 @@ class PartnerMix:
         if module is None:
             logits = model(mixed(x, xp))
         else:
-            calls = 0
-
-            def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
-                nonlocal calls
-                calls += 1
-                if calls > 1:  # a module used twice in one forward is mixed at its first use only
-                    return None
-                if not isinstance(output, torch.Tensor) or output.ndim < 1 or output.shape[0] != (2 * b if external else b):
-                    raise InvalidTypeError(f"mixing point {point!r} must output a tensor of shape (B, ...)")
-                return mixed(output[:b], output[b:]) if external else mixed(output, output[perm])
-
-            handle = module.register_forward_hook(hook)
-            try:
-                logits = model(torch.cat([x, xp]) if external else x)
-            finally:
-                handle.remove()
-            if calls == 0:
-                raise RuntimeError(f"mixing point {point!r} was not reached by the model's forward pass")
+            logits = forward_mixing_at(
+                model, module, point, torch.cat([x, xp]) if external else x,
+                (lambda h: mixed(h[:b], h[b:])) if external else (lambda h: mixed(h, h[perm])), batch=2 * b if external else b,
+            )  # fmt: skip
         lam_y = self.labels(y, yp, lam)
         record = MixRecord(lam_x=lam, lam_y=lam_y, perm=perm, y=y, y_partner=yp)
         self.stats.update(record)

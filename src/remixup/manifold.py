@@ -8,6 +8,8 @@ through a forward hook that is removed before the call returns, also when the fo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -105,24 +107,33 @@ class ManifoldMixup:
     def _forward_mixing_at(
         self, model: nn.Module, module: nn.Module, point: str, x: torch.Tensor, perm: torch.Tensor, lam: torch.Tensor
     ) -> torch.Tensor:
-        calls = 0
+        return forward_mixing_at(model, module, point, x, lambda h: self.mixer.mix(h, perm, lam), batch=x.shape[0])
 
-        def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
-            nonlocal calls
-            calls += 1
-            if calls > 1:  # a module used twice in one forward is mixed at its first use only
-                return None
-            if not isinstance(output, torch.Tensor) or output.ndim < 1 or output.shape[0] != x.shape[0]:
-                raise InvalidTypeError(
-                    f"mixing point {point!r} must output a tensor of shape (B, ...); got {type(output).__name__}"
-                )
-            return self.mixer.mix(output, perm, lam)
 
-        handle = module.register_forward_hook(hook)
-        try:
-            logits = model(x)
-        finally:
-            handle.remove()
-        if calls == 0:
-            raise RuntimeError(f"mixing point {point!r} was not reached by the model's forward pass")
-        return logits
+def forward_mixing_at(
+    model: nn.Module, module: nn.Module, point: str, x: torch.Tensor, mix: Callable[[torch.Tensor], torch.Tensor], *, batch: int
+) -> torch.Tensor:
+    """``model(x)`` with the output of ``module`` (the mixing point ``point``) replaced by ``mix(output)``.
+
+    The hook lives only during the call and acts at the module's first use in the forward pass; the output must be a
+    tensor of ``batch`` rows. Raises ``InvalidTypeError`` for another output and ``RuntimeError`` when the forward
+    pass never reaches the module."""
+    calls = 0
+
+    def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        nonlocal calls
+        calls += 1
+        if calls > 1:  # a module used twice in one forward is mixed at its first use only
+            return None
+        if not isinstance(output, torch.Tensor) or output.ndim < 1 or output.shape[0] != batch:
+            raise InvalidTypeError(f"mixing point {point!r} must output a tensor of shape (B, ...); got {type(output).__name__}")
+        return mix(output)
+
+    handle = module.register_forward_hook(hook)
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    if calls == 0:
+        raise RuntimeError(f"mixing point {point!r} was not reached by the model's forward pass")
+    return logits
