@@ -314,6 +314,8 @@ class Training:
                     self.config.to_yaml(f"resolved config of `remixup train`; rerun with: remixup train {how} --out NEW_OUT")
                 )
             self.folder.write_logs(self.history)
+            if self.data.table is not None:  # a table's fitted preprocessing, for predicting on new rows
+                self.folder.write_table(self.data.table.to_json())
         self.board = tensorboard(self.folder.tensorboard, self.config.run.tensorboard and self.world.main, len(self.history))
 
     def begin_epoch(self, epoch: int, *, choose_threads: bool = True) -> float:

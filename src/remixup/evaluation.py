@@ -20,19 +20,20 @@ from remixup.config import TrainConfig
 from remixup.data.run import RunData, load_run_data
 from remixup.errors import UserError
 from remixup.methods import get_method
-from remixup.metrics import MetricCounts, logit_adjustment, summarize
+from remixup.metrics import MetricCounts, logit_adjustment, macro_auprc, macro_f1, summarize
 from remixup.rundir import checkpoint_file
 from remixup.runtime import Precision, resolve_device
 
 __all__ = ["VAL_METRICS", "evaluate", "evaluate_batches", "evaluate_checkpoint", "evaluate_data", "evaluate_val"]
 
 VAL_METRICS = ("top1", "top5", "balanced_acc", "many", "medium", "few")  # logged per evaluation as val_<name>
+TABLE_METRICS = ("macro_f1", "macro_auprc")  # also, for tables (they keep each sample's softmax)
 
 
 @torch.no_grad()
 def evaluate_batches(
     model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *, class_counts: Any, amp: bool = False,
-    channels_last: bool = False, world_size: int = 1, logit_adjust: float = 0.0,
+    channels_last: bool = False, world_size: int = 1, logit_adjust: float = 0.0, scores: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Metrics of ``model`` over ``(x float (B, ...), y (B,))`` batches; counts all-reduced under DDP.
 
@@ -46,9 +47,12 @@ def evaluate_batches(
             ``class_counts`` (:func:`remixup.metrics.logit_adjustment`); 0 ranks by the raw logits ``z``. ``z`` is the
             model's output: for a loss that scales logits by ``s`` before the softmax (LDAM's cosine classifier,
             ``s = 30``) pass ``τ / s``, as :func:`evaluate_checkpoint` does.
+        scores: also keep every sample's softmax to add ``macro_f1`` and ``macro_auprc``
+            (:func:`remixup.metrics.macro_auprc`), in %; for small evaluation sets such as tables, one process.
 
     Returns:
-        :func:`remixup.metrics.summarize`'s dict (accuracies in %).
+        :func:`remixup.metrics.summarize`'s dict (accuracies in %), with ``macro_f1`` and ``macro_auprc`` when
+        ``scores``.
     """
     device = next(model.parameters()).device
     shift = logit_adjustment(class_counts, logit_adjust).to(device) if logit_adjust else None
@@ -56,18 +60,26 @@ def evaluate_batches(
     model.eval()
     counts = MetricCounts.zeros(len(class_counts), device)
     autocast = Precision(amp=amp).autocast(device)
+    kept: list[tuple[torch.Tensor, torch.Tensor]] = []
     for xb, yb in batches:
         xb = xb.to(device, non_blocking=True)
         if channels_last and xb.ndim == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
         with autocast:
             logits = model(xb)
-        logits = logits.float()
-        counts.update(logits if shift is None else logits - shift, yb.to(device))
+        logits = logits.float() if shift is None else logits.float() - shift
+        counts.update(logits, yb.to(device))
+        if scores:
+            kept.append((torch.softmax(logits, dim=1).cpu(), yb.cpu()))
     if world_size > 1:
         counts.all_reduce()
     model.train(was_training)
-    return summarize(counts, class_counts)
+    out = summarize(counts, class_counts)
+    if scores and world_size == 1:
+        out["macro_f1"] = macro_f1(out["confusion"])
+        probs = torch.cat([p for p, _ in kept]) if kept else torch.zeros(0, len(class_counts))
+        out["macro_auprc"] = macro_auprc(probs, torch.cat([y for _, y in kept]) if kept else torch.zeros(0, dtype=torch.int64))
+    return out
 
 
 def evaluate(
@@ -83,6 +95,7 @@ def evaluate(
     rank: int = 0,
     world_size: int = 1,
     logit_adjust: float = 0.0,
+    scores: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on tensors (x, y): top-1/5, per-class, balanced and many/medium/few accuracy, confusion.
 
@@ -94,7 +107,7 @@ def evaluate(
         transform: ``transform(x_batch) -> float (B, C, H, W)``, e.g. the dataset's ``eval_transform()``.
         batch_size: evaluation batch size.
         rank, world_size: evaluate the shard ``rank::world_size`` and all-reduce the counts (DDP).
-        amp, channels_last, logit_adjust: as :func:`evaluate_batches`.
+        amp, channels_last, logit_adjust, scores: as :func:`evaluate_batches`.
 
     Returns:
         :func:`remixup.metrics.summarize`'s dict (accuracies in %).
@@ -108,7 +121,7 @@ def evaluate(
             yield (transform(xb) if transform is not None else xb.float()), y[idx]
 
     return evaluate_batches(model, batches(), class_counts=class_counts, amp=amp, channels_last=channels_last,
-                            world_size=world_size, logit_adjust=logit_adjust)  # fmt: skip
+                            world_size=world_size, logit_adjust=logit_adjust, scores=scores)  # fmt: skip
 
 
 def evaluate_data(model: nn.Module, data: RunData, *, batch_size: int, precision: Precision, rank: int = 0,
@@ -118,7 +131,7 @@ def evaluate_data(model: nn.Module, data: RunData, *, batch_size: int, precision
     batches = data.eval_batches(batch_size=batch_size, rank=rank, world_size=world_size,
                                 channels_last=precision.channels_last, workers=workers, split=split)  # fmt: skip
     return evaluate_batches(model, batches, class_counts=data.class_counts, amp=precision.amp, channels_last=precision.channels_last,
-                            world_size=world_size, logit_adjust=logit_adjust)  # fmt: skip
+                            world_size=world_size, logit_adjust=logit_adjust, scores=data.table is not None)  # fmt: skip
 
 
 def evaluate_val(model: nn.Module, data: RunData, *, batch_size: int, precision: Precision, rank: int = 0,
@@ -128,7 +141,7 @@ def evaluate_val(model: nn.Module, data: RunData, *, batch_size: int, precision:
         return {}
     m = evaluate_data(model, data, batch_size=batch_size, precision=precision, rank=rank, world_size=world_size,
                       workers=workers, split="val")  # fmt: skip
-    return {f"val_{k}": m[k] for k in VAL_METRICS}
+    return {f"val_{k}": m[k] for k in (*VAL_METRICS, *TABLE_METRICS) if k in m}
 
 
 def evaluate_checkpoint(

@@ -78,6 +78,40 @@ def macro_f1(confusion: Any) -> float | None:
     return 100.0 * float(f1[present].mean())
 
 
+def macro_auprc(probabilities: Any, labels: Any) -> float | None:
+    """Macro-averaged area under the precision-recall curve (%), as average precision.
+
+    For each class c with test samples, samples are ranked by their score for c (``probabilities[:, c]``) and
+    ``AP_c = Σ_k (R_k − R_{k−1}) · P_k`` over the distinct scores, highest first (precision P_k and recall R_k of
+    predicting c at or above the k-th score); the result is the mean of ``AP_c`` over those classes. Equals
+    scikit-learn's ``average_precision_score(labels == c, probabilities[:, c])`` averaged over the classes present.
+
+    Args:
+        probabilities: (N, C) scores (any monotone transform of a class's score gives the same AP_c).
+        labels: (N,) int labels in [0, C).
+
+    Returns:
+        The mean AP in %, ``None`` when there is no sample.
+    """
+    import numpy as np
+
+    p = torch.as_tensor(probabilities).detach().to("cpu", torch.float64).numpy()
+    y = torch.as_tensor(labels).detach().to("cpu", torch.int64).numpy()
+    if y.size == 0:
+        return None
+    values = []
+    for c in np.unique(y):
+        score, hit = p[:, c], (y == c)
+        order = np.argsort(-score, kind="mergesort")
+        score, hit = score[order], hit[order]
+        last = np.r_[np.flatnonzero(np.diff(score) != 0), score.size - 1]  # the last sample of each distinct score
+        tp = np.cumsum(hit)[last]
+        precision = tp / (last + 1)
+        recall = tp / hit.sum()
+        values.append(float(np.sum(np.diff(np.r_[0.0, recall]) * precision)))
+    return 100.0 * float(np.mean(values))
+
+
 def shot_groups(class_counts: Any) -> dict[str, list[int]]:
     """Class indices of the many (> 100), medium (20–100) and few (< 20) training-sample groups."""
     counts = [int(n) for n in torch.as_tensor(class_counts).tolist()]

@@ -1,4 +1,5 @@
-"""Predictions of a trained run on new inputs: image files, folders of images, ``.npz`` arrays or in-memory arrays.
+"""Predictions of a trained run on new inputs: image files, folders of images, ``.npz`` arrays, in-memory arrays,
+or, for a run trained on a table, new rows as a CSV, TSV or Parquet file (or a pandas DataFrame).
 
 The model is rebuilt the one way runs build it (:func:`remixup.models.build_model_for`) and the inputs go through
 the dataset's own evaluation transform (:meth:`remixup.data.registry.DatasetSpec.eval_transform`), so a prediction
@@ -13,6 +14,13 @@ image of another size is resized (short side) and centre-cropped to the training
 image folders) resize and centre-crop as their evaluation does. An ``.npz`` file contributes one array: ``x``, else
 ``x_test``, else its only array, shaped like the training data ((N, H, W, C) or (N, C, H, W) uint8 images, (N, D)
 vectors).
+
+New rows of a table go through the preprocessing fitted on the run's training split, kept in the run folder as
+``table.json`` (:class:`remixup.data.table_preprocess.TablePreprocessor`): columns are matched by name (extra
+columns, such as the label, are ignored), missing cells are imputed with the training median or mode, numeric
+columns are standardised with the training mean and standard deviation, and a category not seen in training
+encodes as all zeros (a note on stderr counts such rows). A missing column or a cell in a numeric column that is no
+number is an error naming it. Each row of a table's prediction also carries ``probabilities``, one per class.
 
 The probability is the softmax of the logits the training loss saw (LDAM's ``s·z``), after the optional post-hoc
 logit adjustment ``− τ·log π`` by the training prior π (Menon et al. 2021), the same adjustment as ``remixup eval
@@ -32,6 +40,7 @@ import torch
 from torch import nn
 
 from remixup._validation import check_number
+from remixup.data.table_sources import TABLE_SUFFIXES
 from remixup.errors import DataError, UserError
 
 __all__ = ["Predictor", "load_predictor", "predict", "write_predictions"]
@@ -83,11 +92,21 @@ class Predictor:
                                                 classifier=method.classifier, classifier_bias=config.model.classifier_bias)  # fmt: skip
         self.model.load_state_dict(state["model"])
         self.model.to(device).eval()
+        self.table = _table_preprocessing(path, self.input_shape)
         self.logit_scale = float(build_loss(method.loss, class_counts=self.class_counts.tolist()).logit_scale)
         self.source = str(path)
 
     # -- inputs ------------------------------------------------------------------------------------------------
+    def _table_items(self, frame: dict[str, np.ndarray], where: str, prefix: str) -> list[_Item]:
+        assert self.table is not None
+        x = self.table.transform_rows(frame, where)
+        return [_Item(f"{prefix}[{i}]", array=x[i]) for i in range(x.shape[0])]
+
     def _items(self, inputs: Any) -> list[_Item]:
+        if hasattr(inputs, "columns") and hasattr(inputs, "to_numpy"):  # a pandas DataFrame of new rows
+            if self.table is None:
+                raise DataError(f"a DataFrame of rows needs a run trained on a table (tabular:...); {self.source} was not")
+            return self._table_items({str(c): inputs[c].to_numpy(dtype=object) for c in inputs.columns}, "the DataFrame", "")
         if isinstance(inputs, (np.ndarray, torch.Tensor)):
             array = inputs.detach().cpu().numpy() if isinstance(inputs, torch.Tensor) else inputs
             return [_Item(f"[{i}]", array=array[i]) for i in range(len(array))]
@@ -101,6 +120,13 @@ class Predictor:
                 if not files:
                     raise DataError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
                 items += [_Item(str(p), path=p) for p in files]
+            elif path.suffix.lower() in TABLE_SUFFIXES:
+                if self.table is None:
+                    raise DataError(f"{path}: rows of a table need a run trained on a table (tabular:...); "
+                                    f"{self.source} was trained on {self.spec.name}")  # fmt: skip
+                from remixup.data.table_sources import read_rows
+
+                items += self._table_items(read_rows(path), str(path), str(path))
             elif path.suffix.lower() == ".npz":
                 array = _read_npz(path)
                 items += [_Item(f"{path}[{i}]", array=array[i]) for i in range(len(array))]
@@ -116,8 +142,9 @@ class Predictor:
         """One input as the model takes it, normalised: float (C, H, W) or (D,)."""
         if item.path is not None:
             if self.kind == "vector":
+                how = "rows of a .csv, .tsv or .parquet file" if self.table is not None else "an .npz array (N, D)"
                 raise DataError(f"{item.name}: the model takes vectors of {self.input_shape[0]} values, not images; "
-                                "give them as an .npz array (N, D)")  # fmt: skip
+                                f"give them as {how}")  # fmt: skip
             return self._image(item.path)
         assert item.array is not None
         return self._array(item.name, item.array)
@@ -194,10 +221,14 @@ class Predictor:
             logits = self.model(x.to(self.device)).float() * self.logit_scale
             if shift is not None:
                 logits = logits - shift
-            probs, labels = torch.softmax(logits, dim=1).topk(k, dim=1)
-            for name, p, lab in zip(names, probs.cpu().tolist(), labels.cpu().tolist(), strict=True):
+            every = torch.softmax(logits, dim=1)
+            probs, labels = every.topk(k, dim=1)
+            for name, p, lab, full in zip(names, probs.cpu().tolist(), labels.cpu().tolist(), every.cpu().tolist(), strict=True):
                 top = [{"label": c, "class": self.classes[c], "probability": q} for c, q in zip(lab, p, strict=True)]
-                rows.append({"input": name, "label": lab[0], "class": self.classes[lab[0]], "probability": p[0], "top_k": top})
+                row = {"input": name, "label": lab[0], "class": self.classes[lab[0]], "probability": p[0], "top_k": top}
+                if self.table is not None:
+                    row["probabilities"] = dict(zip(self.classes, full, strict=True))
+                rows.append(row)
         return rows
 
 
@@ -210,6 +241,21 @@ def _input_shape(weights: dict[str, torch.Tensor], spec: Any) -> tuple[int, ...]
         return (int(first.shape[1]),)
     size = spec.image_size or 224
     return (int(first.shape[1]), size, size)
+
+
+def _table_preprocessing(path: Path, input_shape: tuple[int, ...]) -> Any:
+    """The run's table preprocessing (``table.json`` next to the checkpoint), or ``None`` for a run not on a table."""
+    from remixup.data.table_preprocess import TablePreprocessor
+    from remixup.rundir import RunFolder
+
+    text = RunFolder(path.parent).read_table()
+    if text is None:
+        return None
+    table = TablePreprocessor.from_json(text, str(RunFolder(path.parent).table))
+    if (len(table.features),) != tuple(input_shape):
+        raise DataError(f"{RunFolder(path.parent).table}: {len(table.features)} features, but the model takes "
+                        f"{input_shape[0]}; the file belongs to another run")  # fmt: skip
+    return table
 
 
 def _read_npz(path: Path) -> np.ndarray:
@@ -252,8 +298,9 @@ def predict(
 
     Args:
         checkpoint: a ``checkpoint.pt``, or the run folder holding one.
-        inputs: a path or a list of paths (image files, folders searched recursively for images, ``.npz`` files),
-            or an array / tensor of samples (N, ...) shaped like the training data.
+        inputs: a path or a list of paths (image files, folders searched recursively for images, ``.npz`` files;
+            for a run on a table, ``.csv``/``.tsv``/``.parquet`` files of new rows), an array / tensor of samples
+            (N, ...) shaped like the training data, or (a table's run) a pandas DataFrame of new rows.
         top_k: how many classes each row lists (at most C).
         batch_size: inputs per forward pass.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
@@ -261,7 +308,9 @@ def predict(
 
     Returns:
         One dict per input, in input order: ``input`` (path, ``file.npz[i]`` or ``[i]``), ``label`` and ``class`` of
-        the top prediction, its ``probability``, and ``top_k``: a list of ``{"label", "class", "probability"}``.
+        the top prediction, its ``probability``, and ``top_k``: a list of ``{"label", "class", "probability"}``;
+        for a table also ``probabilities``: class name -> probability, for every class (``file.csv[i]`` is row i,
+        counted from 0, of the file's data rows).
 
     Raises:
         UserError / DataError: a missing or unreadable checkpoint or input, or an input of the wrong shape (the
@@ -274,7 +323,7 @@ def predict(
 
 def write_predictions(rows: Sequence[dict[str, Any]], fmt: str, stream: Any) -> None:
     """Write ``rows`` to ``stream`` as ``csv`` (input, label, class, probability, then class_i/probability_i for
-    the top k) or ``json`` (a list of the dicts)."""
+    the top k; for a table's rows instead one column ``p_CLASS`` per class) or ``json`` (a list of the dicts)."""
     if fmt == "json":
         import json
 
@@ -282,8 +331,15 @@ def write_predictions(rows: Sequence[dict[str, Any]], fmt: str, stream: Any) -> 
         return
     import csv
 
-    k = max((len(r["top_k"]) for r in rows), default=0)
     writer = csv.writer(stream, lineterminator="\n")
+    if rows and "probabilities" in rows[0]:  # a table: every class's probability
+        classes = list(rows[0]["probabilities"])
+        writer.writerow(["input", "label", "class", "probability", *(f"p_{c}" for c in classes)])
+        for r in rows:
+            writer.writerow([r["input"], r["label"], r["class"], f"{r['probability']:.6f}",
+                             *(f"{r['probabilities'][c]:.6f}" for c in classes)])  # fmt: skip
+        return
+    k = max((len(r["top_k"]) for r in rows), default=0)
     writer.writerow(
         ["input", "label", "class", "probability", *(f"{x}_{i}" for i in range(1, k + 1) for x in ("class", "probability"))]
     )

@@ -6,6 +6,9 @@ A run folder ``OUT`` holds::
     metrics.jsonl/.csv   one row per completed epoch (rewritten from the checkpoint's history on resume)
     checkpoint.pt        the latest epoch (atomic; ``checkpoint_eNNN.pt`` every ``run.keep_every`` epochs)
     summary.json         the result, written last: its presence means the run is finished
+    table.json           tables only: the preprocessing fitted on the training split (columns, medians, means,
+                         standard deviations, categories, class names), applied to new rows by ``remixup predict``
+    checkpoint_best.pt   when a caller keeps the best checkpoint on validation (``remixup reproduce tabular``)
     tensorboard/         scalars per epoch, when TensorBoard is installed and ``run.tensorboard`` is on
     .remixup-run         marks the folder as a run's, and is the lock of the process that owns it
 
@@ -46,8 +49,11 @@ METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
 TENSORBOARD = "tensorboard"
 MARKER = ".remixup-run"
+TABLE = "table.json"
+BEST_CHECKPOINT = "checkpoint_best.pt"
 _RUN_FILE = re.compile(
-    r"^(config\.yaml|metrics\.jsonl|metrics\.csv|checkpoint\.pt|checkpoint_e\d+\.pt|summary\.json|tensorboard)$"
+    r"^(config\.yaml|metrics\.jsonl|metrics\.csv|checkpoint\.pt|checkpoint_e\d+\.pt|checkpoint_best\.pt|summary\.json"
+    r"|table\.json|tensorboard)$"
 )
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "lam_y_forced", "images_per_s", "time_s",
                "top1", "top5", "balanced_acc", "many", "medium", "few",
@@ -110,6 +116,14 @@ class RunFolder:
     @property
     def tensorboard(self) -> Path:
         return self.path / TENSORBOARD
+
+    @property
+    def table(self) -> Path:
+        return self.path / TABLE
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.path / BEST_CHECKPOINT
 
     def kept_checkpoint(self, epoch: int) -> Path:
         """Where the checkpoint of ``epoch`` is kept (``run.keep_every``)."""
@@ -246,6 +260,17 @@ class RunFolder:
         for row in history:
             writer.writerow(["" if row.get(k) is None else row[k] for k in LOG_COLUMNS])
         atomic_write(self.path / METRICS_CSV, buf.getvalue())
+
+    def write_table(self, json_text: str) -> None:
+        """Write table.json (a table's fitted preprocessing, :class:`remixup.data.table_preprocess.TablePreprocessor`)."""
+        atomic_write(self.table, json_text)
+
+    def read_table(self) -> str | None:
+        """The text of table.json, ``None`` when the run has none (not a table, or trained before it was kept)."""
+        try:
+            return self.table.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """Write summary.json; call it last, since its presence marks the run finished."""

@@ -1,8 +1,10 @@
-"""``remixup predict``: a trained run's predictions on image files, folders of images and ``.npz`` arrays.
+"""``remixup predict``: a trained run's predictions on image files, folders of images and ``.npz`` arrays, or on new
+rows of a table (.csv, .tsv, .parquet) for a run trained on one.
 
 remixup predict runs/digits-remix photos/ more.npz                 # CSV on stdout: input, label, class, probability, top-k
 remixup predict runs/digits-remix a.png --format json --top-k 3 --out predictions.json
 remixup predict runs/c10-remix images/ --logit-adjust 1            # post-hoc logit adjustment by the training prior
+remixup predict runs/yeast new_rows.csv --out predictions.csv      # a table: class and p_CLASS per row
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import sys
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT", help="a checkpoint.pt, or the run folder that holds one")
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of images (searched recursively) "
-                        "or .npz files (array x, x_test or the only one)")  # fmt: skip
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of images (searched recursively), "
+                        ".npz files (array x, x_test or the only one), or for a run on a table .csv/.tsv/.parquet files of new rows")  # fmt: skip
     parser.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default csv)")
     parser.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
     parser.add_argument("--top-k", type=int, default=5, help="classes listed per input (default 5)")

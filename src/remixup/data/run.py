@@ -25,6 +25,7 @@ from remixup.data.datasets import ArrayDataset, ImageFileDataset
 from remixup.data.loaders import FileLoader, TensorLoader
 from remixup.data.profiles import make_imbalanced
 from remixup.data.registry import DatasetSpec, get_spec, load_dataset
+from remixup.data.table_preprocess import TablePreprocessor
 from remixup.errors import DataError, UserError
 
 __all__ = ["FileData", "RunData", "TensorData", "hold_out", "load_run_data"]
@@ -43,7 +44,10 @@ class RunData(ABC):
         input_shape: one sample as the model sees it: (C, H, W) for images, (D,) for vectors.
         data_sha256: which data made the run: the SHA-256 of the full training split as loaded, before any subset
             (:func:`training_data_sha256`); ``None`` when only the evaluation split was loaded.
-        has_val: whether a validation split was held out of the training split (``data.val_fraction`` > 0).
+        has_val: whether there is a validation split: held out of the training split (``data.val_fraction`` > 0),
+            or a table's own validation split.
+        table: a table's preprocessing fitted on its training split (``None`` for other data); the run folder keeps
+            it as ``table.json`` for prediction.
     """
 
     spec: DatasetSpec
@@ -53,6 +57,7 @@ class RunData(ABC):
     input_shape: tuple[int, ...]
     data_sha256: str | None = None
     has_val: bool = False
+    table: TablePreprocessor | None = None
 
     @property
     def num_classes(self) -> int:
@@ -193,7 +198,8 @@ def load_run_data(dataset: str, root: str | None, *, device: torch.device, imbal
         train: ``False`` skips the training split's pixels where it can (evaluation only); the class counts then
             come from the caller.
         val_fraction, val_seed, val_min_per_class: a validation split held out of the imbalanced training split
-            (:func:`hold_out`); 0 holds out nothing. The class counts are those of what is left for training.
+            (:func:`hold_out`); 0 holds out nothing, and a table then brings its own validation split. The class
+            counts are those of what is left for training.
 
     Raises:
         UserError: the splits disagree on the number of classes; data errors from the loaders.
@@ -213,12 +219,18 @@ def load_run_data(dataset: str, root: str | None, *, device: torch.device, imbal
     val_set = None
     if train and val_fraction > 0:
         train_set, val_set = hold_out(train_set, val_fraction, seed=val_seed, min_per_class=val_min_per_class)
+    elif train and dataset.startswith("tabular:"):  # a table comes with its own validation split
+        val_set = load_dataset(dataset, root, split="val", **table)
     data: RunData
     if isinstance(train_set, ImageFileDataset):
         data = FileData(spec, train_set, test_set, device, augment=augment, seed=seed, val=val_set)
     else:
         data = TensorData(spec, train_set, test_set, device, val=val_set)
     data.data_sha256 = sha
+    if dataset.startswith("tabular:"):
+        from remixup.data.tabular import load_table_splits
+
+        data.table = load_table_splits(dataset, **table).preprocessor  # cached: nothing is read again
     return data
 
 

@@ -265,6 +265,40 @@ def _read_file(path: Path, label_column: str) -> RawTable:
     return RawTable(features, values, {}, frame[label].to_numpy(dtype=object), label, str(path))
 
 
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+
+
+def read_rows(path: str | Path) -> dict[str, np.ndarray]:
+    """The columns of a CSV, TSV or Parquet file of new rows (no label needed): column name -> (N,) object array
+    (CSV/TSV cells as strings, nothing read as missing yet).
+
+    Raises:
+        DataError: no such file, not a table file, unreadable, or no rows.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise DataError(f"{path}: rows to predict must come as {', '.join(TABLE_SUFFIXES)}; got {suffix or 'no suffix'}")
+    try:
+        import pandas as pd
+    except ModuleNotFoundError:
+        raise UserError("tables need pandas: pip install 'remixup[tabular]'") from None
+    try:
+        if suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
+    except ImportError as exc:
+        raise UserError(f"reading {path.name} needs a Parquet engine: pip install 'remixup[tabular]' ({exc})") from None
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise DataError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    if len(frame) == 0:
+        raise DataError(f"{path}: no rows to predict")
+    return {str(c): frame[c].to_numpy(dtype=object) for c in frame.columns}
+
+
 def read_table(source: str, label_column: str = "") -> RawTable:
     """Read a package set by name or a CSV/TSV/Parquet file (the part after ``tabular:``)."""
     if _is_file_source(source):

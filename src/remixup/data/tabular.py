@@ -43,6 +43,7 @@ import torch
 
 from remixup._validation import check_choice, check_number
 from remixup.data.datasets import ArrayDataset
+from remixup.data.table_preprocess import TablePreprocessor, cleaned_cells, parse_numbers
 from remixup.data.table_sources import CLASS_POLICIES as CLASS_POLICIES
 from remixup.data.table_sources import MISSING as MISSING
 from remixup.data.table_sources import NUMERIC_SHARE as NUMERIC_SHARE
@@ -69,17 +70,6 @@ def _to_float(cell: Any) -> float | None:
         return None
 
 
-def _cleaned(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A column's cells as stripped strings (object array) and its (N,) mask of missing cells."""
-    import pandas as pd
-
-    series = pd.Series(column, dtype=object)
-    missing = series.isna().to_numpy().copy()
-    text = series.astype(str).str.strip(" \t'\"")
-    missing |= text.isin(MISSING).to_numpy()
-    return text.to_numpy(dtype=object), missing
-
-
 def column_kinds(table: RawTable) -> tuple[list[str], list[np.ndarray]]:
     """Each feature column's kind (``"numeric"`` or ``"categorical"``) and its cells: float64 with NaN for
     numeric columns, strings with ``None`` for categorical ones.
@@ -87,16 +77,10 @@ def column_kinds(table: RawTable) -> tuple[list[str], list[np.ndarray]]:
     Raises:
         DataError: a numeric column (declared, or numbers in ≥ 90 % of its cells) with a cell that is no number.
     """
-    import pandas as pd
-
     kinds, cells = [], []
     for name, column in zip(table.columns, table.values, strict=False):
-        text, missing = _cleaned(column)
-        present_text = text.copy()
-        present_text[missing] = None
-        with np.errstate(invalid="ignore"):
-            floats = pd.to_numeric(pd.Series(present_text, dtype=object), errors="coerce").to_numpy(dtype=np.float64).copy()
-        bad = np.flatnonzero(~missing & ~np.isfinite(floats))
+        text, missing = cleaned_cells(column)
+        floats, bad = parse_numbers(text, missing)
         present = int((~missing).sum())
         declared = table.declared.get(name)
         numeric = declared == "numeric" or (declared is None and present > 0 and bad.size <= (1 - NUMERIC_SHARE) * present)
@@ -107,10 +91,11 @@ def column_kinds(table: RawTable) -> tuple[list[str], list[np.ndarray]]:
                 "fix the value or leave the cell empty (missing values are imputed)"
             )
         if numeric:
-            floats[missing] = np.nan
             kinds.append("numeric")
             cells.append(floats)
         else:
+            present_text = text.copy()
+            present_text[missing] = None
             kinds.append("categorical")
             cells.append(present_text)
     return kinds, cells
@@ -158,6 +143,8 @@ class TableSplits:
         x_ordinal: split -> (N_split, K) float64, one column per input column (numeric ones standardised,
             categorical ones as training-category codes, NaN for an unseen category), for tree models.
         categorical: (K,) which columns of ``x_ordinal`` are categorical.
+        preprocessor: the preprocessing fitted on the training split (saved with a run as ``table.json`` and
+            applied to new rows by ``remixup predict``).
     """
 
     x: dict[str, np.ndarray]
@@ -172,6 +159,7 @@ class TableSplits:
     source: str = ""
     x_ordinal: dict[str, np.ndarray] = field(default_factory=dict)
     categorical: list[bool] = field(default_factory=list)
+    preprocessor: TablePreprocessor | None = None
 
     def dataset(self, split: str) -> ArrayDataset:
         """One split as an :class:`ArrayDataset` (float32 (N, D), int64 (N,))."""
@@ -195,58 +183,18 @@ class TableSplits:
 
 
 def _fit_transform(
-    kinds: list[str], cells: list[np.ndarray], names: list[str], parts: dict[str, np.ndarray]
-) -> tuple[dict[str, np.ndarray], list[str], dict[str, np.ndarray], list[bool]]:
-    """Fit imputation, scaling and one-hot encoding on ``parts["train"]`` rows and apply them to every part.
-
-    Also returns the ordinal form (one column per input column: categories as codes 0..K-1 over the training
-    categories, NaN for one not seen in training) and which of its columns are categorical, for tree models.
-    """
-    import pandas as pd
-
-    blocks: dict[str, list[np.ndarray]] = {s: [] for s in parts}
-    ordinal: dict[str, list[np.ndarray]] = {s: [] for s in parts}
-    categorical: list[bool] = []
-    features: list[str] = []
-    train = parts["train"]
-    for kind, column, name in zip(kinds, cells, names, strict=False):
-        if kind == "numeric":
-            fit = column[train]
-            fit = fit[~np.isnan(fit)]
-            median = float(np.median(fit)) if fit.size else 0.0
-            filled_train = np.where(np.isnan(column[train]), median, column[train])
-            mean, std = float(filled_train.mean()), float(filled_train.std())
-            std = std if std > 1e-12 else 1.0
-            for s, rows in parts.items():
-                v = np.where(np.isnan(column[rows]), median, column[rows])
-                blocks[s].append(((v - mean) / std)[:, None])
-                ordinal[s].append(((v - mean) / std)[:, None])
-            features.append(name)
-            categorical.append(False)
-        else:
-            fit = [c for c in column[train] if c is not None]
-            if not fit:
-                continue  # never seen in training: nothing to encode
-            values, counts = np.unique(np.array(fit, dtype=object).astype(str), return_counts=True)
-            mode = str(values[int(np.argmax(counts))])
-            for s, rows in parts.items():
-                onehot = np.zeros((rows.size, values.size))
-                filled = np.where(pd.isna(column[rows]), mode, column[rows])
-                codes = pd.Categorical(filled, categories=values).codes.astype(np.int64)  # -1: a category not seen in training
-                hit = codes >= 0
-                onehot[np.flatnonzero(hit), codes[hit]] = 1.0
-                blocks[s].append(onehot)
-                ordinal[s].append(np.where(hit, codes, np.nan)[:, None])
-            features += [f"{name}={v}" for v in values.tolist()]
-            categorical.append(values.size <= 255)  # more categories than a tree's bins: treat the codes as numbers
-    if not features:
-        raise DataError("the table has no feature column with a value in the training split")
-    return (
-        {s: np.concatenate(b, axis=1).astype(np.float32) for s, b in blocks.items()},
-        features,
-        {s: np.concatenate(b, axis=1) for s, b in ordinal.items()},
-        categorical,
-    )
+    kinds: list[str], cells: list[np.ndarray], names: list[str], parts: dict[str, np.ndarray], *, label_column: str,
+    classes: list[str], source: str,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], TablePreprocessor]:  # fmt: skip
+    """Fit the preprocessing on ``parts["train"]`` rows and apply it to every part: the features (N, D) and the
+    ordinal form (N, K) of each part, and the fitted :class:`TablePreprocessor`."""
+    pre = TablePreprocessor.fit(kinds, cells, names, parts["train"], label_column=label_column, classes=classes, source=source)
+    by_name = dict(zip(names, cells, strict=True))
+    x: dict[str, np.ndarray] = {}
+    ordinal: dict[str, np.ndarray] = {}
+    for s, rows in parts.items():
+        x[s], ordinal[s], _ = pre.transform({c.name: by_name[c.name][rows] for c in pre.columns})
+    return x, ordinal, pre
 
 
 def _group_small(
@@ -308,7 +256,7 @@ def build_splits(
         raise ValueError(f"`val_fraction` + `test_fraction` of `{owner}` must be < 1; got {val_fraction} + {test_fraction}")
     check_choice(class_policy, "class_policy", CLASS_POLICIES, owner=owner)
     source = source or table.source
-    labels, missing_label = _cleaned(table.labels)
+    labels, missing_label = cleaned_cells(table.labels)
     has_label = ~missing_label
     notes: list[str] = []
     if not has_label.all():
@@ -349,14 +297,16 @@ def build_splits(
         parts["val"].append(members[n_test : n_test + n_val])
         parts["train"].append(members[n_test + n_val :])
     idx = {s: np.sort(np.concatenate(p)) for s, p in parts.items()}
-    x, features, x_ordinal, categorical = _fit_transform(kinds, cells, table.columns, idx)
+    x, x_ordinal, pre = _fit_transform(
+        kinds, cells, table.columns, idx, label_column=table.label_column, classes=classes, source=source
+    )
     for line in notes:
         print(f"note: {line}", file=sys.stderr)
     return TableSplits(
         x,
         {s: y_all[i] for s, i in idx.items()},
         classes,
-        features,
+        pre.features,
         notes,
         dropped,
         merged,
@@ -364,7 +314,8 @@ def build_splits(
         raw_classes=len(counts),
         source=source,
         x_ordinal=x_ordinal,
-        categorical=categorical,
+        categorical=pre.categorical,
+        preprocessor=pre,
     )
 
 
