@@ -8,7 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from remixup.stats import average_ranks, cliques, friedman, holm, nemenyi_cd, nemenyi_q, plot_cd, rank_rows, wilcoxon
+from remixup.stats import (
+    average_ranks,
+    cliques,
+    friedman,
+    holm,
+    nemenyi_cd,
+    nemenyi_q,
+    plot_cd,
+    rank_rows,
+    signed_rank,
+    tost,
+    wilcoxon,
+)
 
 pytest.importorskip("scipy")
 
@@ -21,10 +33,57 @@ def test_wilcoxon_exact_and_ties() -> None:
     stat, p = wilcoxon([1, 2, 0, 4, 5], [0, 0, 3, 0, 0])
     assert (stat, p) == (3.0, 0.3125)
     assert wilcoxon([0.5, 0.5], [0.5, 0.5]) == (0.0, 1.0)  # no difference at all
-    stat, p = wilcoxon([1, 1, 1, 2], [0, 0, 0, 0])  # tied |d|: normal approximation, still symmetric in sign
-    assert stat == 0.0 and 0.05 < p < 0.2 and wilcoxon([0, 0, 0, 0], [1, 1, 1, 2])[1] == pytest.approx(p)
-    with pytest.raises(ValueError, match="`x` and `y` of `wilcoxon` must be paired"):
+    # tied |d| (midranks 2, 2, 2, 4): the sign-flip distribution; only all + or all - reach |W+ - 5| = 5: p = 2/16
+    assert signed_rank([1, 1, 1, 2], [0, 0, 0, 0]) == signed_rank([0, 0, 0, 0], [1, 1, 1, 2])
+    result = signed_rank([1, 1, 1, 2], [0, 0, 0, 0])
+    assert (result.statistic, result.p, result.method) == (0.0, 0.125, "permutation")
+    with pytest.raises(ValueError, match="`x` and `y` of `signed_rank` must be paired"):
         wilcoxon([1, 2], [1])
+
+
+def test_signed_rank_is_scipys_exact_wilcoxon_without_ties() -> None:
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    for n in (5, 10, 14):
+        x, y = rng.normal(0.3, 1, n), rng.normal(0, 1, n)
+        for alternative in ("two-sided", "greater", "less"):
+            ours = signed_rank(x, y, alternative=alternative)
+            ref = stats.wilcoxon(x, y, alternative=alternative, method="exact")
+            assert ours.method == "exact" and ours.p == pytest.approx(ref.pvalue, rel=1e-12)
+            if alternative == "two-sided":
+                assert ours.statistic == pytest.approx(ref.statistic)
+
+
+def test_signed_rank_with_ties_is_the_exact_sign_flip_permutation_test() -> None:
+    from scipy import stats
+
+    def w_plus(d: np.ndarray, axis: int = -1) -> np.ndarray:
+        ranks = stats.rankdata(np.abs(d), axis=axis)
+        return np.sum(ranks * (d > 0), axis=axis)
+
+    for d in ([1, 1, 2, -2, 3, 3, 3, 0.5], [2, 2, 2, -1, 4, 4, -4, 5, 1, 3]):
+        ref = stats.permutation_test((np.array(d, dtype=float),), w_plus, permutation_type="samples",
+                                     n_resamples=np.inf, alternative="two-sided")  # fmt: skip
+        ours = signed_rank(d, [0] * len(d))
+        assert ours.method == "permutation" and ours.p == pytest.approx(ref.pvalue, rel=1e-12)
+    # 10 of 10 seeds ahead with tied gains: p = 2/1024, where the normal approximation gave about 0.006
+    assert signed_rank([1.0] * 5 + [2.0] * 5, [0.0] * 10).p == pytest.approx(2 / 1024)
+
+
+def test_tost_is_two_one_sided_exact_tests() -> None:
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 0.3, 10)
+    y = rng.normal(0, 0.3, 10)
+    d = x - y
+    ref = max(stats.wilcoxon(d + 1.0, alternative="greater", method="exact").pvalue,
+              stats.wilcoxon(d - 1.0, alternative="less", method="exact").pvalue)  # fmt: skip
+    assert tost(x, y, 1.0) == pytest.approx(ref, rel=1e-12) and tost(x, y, 1.0) < 0.05  # within ±1 point
+    assert tost(x + 3.0, y, 1.0) > 0.5  # 3 points apart: not equivalent
+    with pytest.raises(ValueError, match="`margin` of `tost`"):
+        tost(x, y, 0.0)
 
 
 def test_holm_step_down() -> None:
@@ -54,3 +113,21 @@ def test_nemenyi_critical_difference() -> None:
 def test_plot_cd_writes_a_png(tmp_path: Path) -> None:
     path = plot_cd([2.5, 1.2, 3.9, 2.0], ["a", "b", "c", "d"], 1.25, tmp_path / "cd.png", title="t")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_macro_auprc_is_sklearns_average_precision_averaged_over_classes() -> None:
+    from sklearn.metrics import average_precision_score
+
+    from remixup.metrics import macro_auprc
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 4, 200)
+    probs = rng.dirichlet(np.ones(4), 200)
+    probs[:50] = np.round(probs[:50], 1)  # tied scores
+    probs[labels == 2, 2] += 0.2  # a class the scores find
+    ref = np.mean([average_precision_score(labels == c, probs[:, c]) for c in range(4)])
+    assert macro_auprc(probs, labels) == pytest.approx(100 * ref, rel=1e-12)
+    present = labels[labels != 3]  # a class without test samples is left out of the mean
+    ref3 = np.mean([average_precision_score(present == c, probs[labels != 3][:, c]) for c in range(3)])
+    assert macro_auprc(probs[labels != 3], present) == pytest.approx(100 * ref3, rel=1e-12)
+    assert macro_auprc(np.zeros((0, 4)), np.zeros(0, dtype=np.int64)) is None

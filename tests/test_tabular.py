@@ -210,3 +210,19 @@ def test_parquet_file_with_a_named_label_column(tmp_path: Path) -> None:
     frame.to_parquet(tmp_path / "t.parquet")
     train = load_dataset(f"tabular:{tmp_path / 't.parquet'}", split="train", label_column="target")
     assert train.classes == ["a", "b"] and train.class_counts.tolist() == [19, 12] and train.x.shape[1] == 4
+
+
+def test_readme_sentences_on_tables_are_the_reports() -> None:
+    """The README's block on tables is the one the report generates from the committed runs.csv."""
+    from remixup.tabular_report import README_END, README_START, read_runs_csv, write_report
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index(README_START) : readme.index(README_END) + len(README_END)]
+    committed = (root / "results" / "tabular" / "summary.md").read_text(encoding="utf-8").strip()
+    assert block == committed
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as out:
+        paths = write_report(read_runs_csv(root / "results" / "tabular" / "runs.csv"), Path(out), write_csv=False)
+        assert paths["summary"].read_text(encoding="utf-8").strip() == committed

@@ -1,7 +1,11 @@
 """Statistics for comparing methods over seeds and data sets (Demšar 2006, "Statistical Comparisons of Classifiers
 over Multiple Data Sets", JMLR 7).
 
-- :func:`wilcoxon` — the paired Wilcoxon signed-rank test (two-sided) of two methods' scores, e.g. over seeds;
+- :func:`signed_rank` — the paired Wilcoxon signed-rank test of two methods' scores, e.g. over seeds: exact, or
+  where tied differences make the exact null distribution wrong, the exact sign-flip permutation test of the same
+  statistic (midranks), never a normal approximation for n ≤ 25;
+- :func:`wilcoxon` — its two-sided ``(statistic, p)``;
+- :func:`tost` — the paired equivalence test (two one-sided signed-rank tests) for a margin ±δ;
 - :func:`holm` — Holm's step-down adjustment of a family of p-values;
 - :func:`average_ranks` — each method's rank on each data set (1 = best, ties share the mean rank), averaged;
 - :func:`friedman` — the Friedman test that all methods rank alike;
@@ -15,42 +19,132 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from remixup._validation import check_number
+from remixup._validation import check_choice, check_number
 
 # Demšar (2006), Table 5(a): q_0.05 of the Nemenyi test for k = 2..10 classifiers (studentized range / sqrt 2).
 NEMENYI_Q05 = {2: 1.960, 3: 2.343, 4: 2.569, 5: 2.728, 6: 2.850, 7: 2.949, 8: 3.031, 9: 3.102, 10: 3.164}
 
 
-def wilcoxon(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> tuple[float, float]:
-    """Two-sided paired Wilcoxon signed-rank test of ``x`` against ``y``; returns ``(statistic, p)``.
+EXACT_MAX_N = 25  # up to this many non-zero differences the null distribution is enumerated exactly
 
-    Zero differences are left out (Wilcoxon's own convention). The p-value is exact when the remaining
-    absolute differences have no ties (n ≤ 50), else from the normal approximation with a continuity correction.
-    Every difference zero gives ``(0.0, 1.0)``.
+
+@dataclass(frozen=True)
+class SignedRank:
+    """The result of :func:`signed_rank`.
+
+    Attributes:
+        statistic: two-sided: ``min(W+, W−)`` (scipy's convention); one-sided: ``W+``, the rank sum of positive
+            differences.
+        p: the p-value.
+        method: ``"exact"`` (no ties among the non-zero |differences|: Wilcoxon's exact distribution),
+            ``"permutation"`` (ties: the exact distribution of W+ with midranks over all 2^n sign flips) or
+            ``"normal"`` (n > :data:`EXACT_MAX_N`, with ties: normal approximation with tie correction).
+        n: the number of non-zero differences.
+    """
+
+    statistic: float
+    p: float
+    method: str
+    n: int
+
+
+def _rank_sum_counts(doubled: np.ndarray) -> np.ndarray:
+    """counts[s]: how many of the 2^n sign assignments give a positive rank sum of s/2 (``doubled`` = 2·ranks)."""
+    total = int(doubled.sum())
+    counts = np.zeros(total + 1, dtype=np.float64)
+    counts[0] = 1.0
+    for r in doubled.tolist():
+        counts[r:] = counts[r:] + counts[: total + 1 - r].copy()
+    return counts
+
+
+def signed_rank(
+    x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, *, alternative: str = "two-sided", shift: float = 0.0
+) -> SignedRank:
+    """Paired Wilcoxon signed-rank test of ``x − y − shift`` against a distribution symmetric about 0.
+
+    Zero differences are left out (Wilcoxon's convention); the non-zero ones are ranked by absolute value (ties
+    share their mean rank). With n ≤ :data:`EXACT_MAX_N` non-zero differences the p-value is exact: under the null
+    each difference's sign is + or − with probability 1/2, so W+ (the rank sum of positive differences) takes each
+    of the 2^n sign patterns alike; this is Wilcoxon's exact test without ties and the exact paired permutation test
+    of the same statistic with them. Two-sided: P(|W+ − E| ≥ |w − E|), E = Σ ranks / 2; ``"greater"``: P(W+ ≥ w)
+    (x tends to exceed y + shift); ``"less"``: P(W+ ≤ w).
 
     Args:
         x, y: paired scores (n,), e.g. one per seed.
+        alternative: ``"two-sided"``, ``"greater"`` or ``"less"``.
+        shift: subtract it from every difference first (the equivalence test's margins).
 
     Raises:
-        ValueError: different lengths or fewer than one pair.
+        ValueError: different lengths, no pair, or an unknown alternative.
     """
     from scipy import stats
 
+    check_choice(alternative, "alternative", ("two-sided", "greater", "less"), owner="signed_rank")
     a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1 or a.size == 0:
-        raise ValueError(f"`x` and `y` of `wilcoxon` must be paired 1-D sequences of equal length; got {a.shape} and {b.shape}")
-    d = a - b
+        raise ValueError(f"`x` and `y` of `signed_rank` must be paired 1-D sequences of equal length; got {a.shape} and {b.shape}")
+    d = np.round(a - b - shift, 10)  # differences equal up to float noise count as ties (and as zeros)
     d = d[d != 0]
-    if d.size == 0:
-        return 0.0, 1.0
-    ties = np.unique(np.abs(d)).size < d.size
-    method = "approx" if ties or d.size > 50 else "exact"
-    result = stats.wilcoxon(d, zero_method="wilcox", correction=method == "approx", method=method)
-    return float(result.statistic), float(result.pvalue)
+    n = int(d.size)
+    if n == 0:
+        return SignedRank(0.0, 1.0, "exact", 0)
+    ranks = stats.rankdata(np.abs(d))
+    w_plus = float(ranks[d > 0].sum())
+    total = float(ranks.sum())
+    ties = np.unique(np.abs(d)).size < n
+    if n <= EXACT_MAX_N:
+        counts = _rank_sum_counts(np.rint(2 * ranks).astype(np.int64))
+        values = np.arange(counts.size) / 2.0
+        prob = counts / counts.sum()
+        tol = 1e-9
+        if alternative == "greater":
+            p = float(prob[values >= w_plus - tol].sum())
+        elif alternative == "less":
+            p = float(prob[values <= w_plus + tol].sum())
+        else:
+            centre = total / 2.0
+            p = float(prob[np.abs(values - centre) >= abs(w_plus - centre) - tol].sum())
+        method = "permutation" if ties else "exact"
+    else:
+        mean = total / 2.0
+        var = float((ranks**2).sum()) / 4.0  # tie-corrected variance of W+
+        z = (w_plus - mean) / math.sqrt(var)
+        if alternative == "greater":
+            p = float(stats.norm.sf(z))
+        elif alternative == "less":
+            p = float(stats.norm.cdf(z))
+        else:
+            p = float(2 * stats.norm.sf(abs(z)))
+        method = "normal"
+    statistic = min(w_plus, total - w_plus) if alternative == "two-sided" else w_plus
+    return SignedRank(float(statistic), min(1.0, p), method, n)
+
+
+def wilcoxon(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """Two-sided paired Wilcoxon signed-rank test (:func:`signed_rank`): ``(min(W+, W−), p)``; every difference zero
+    gives ``(0.0, 1.0)``."""
+    result = signed_rank(x, y)
+    return result.statistic, result.p
+
+
+def tost(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, margin: float) -> float:
+    """The p-value of the paired equivalence test that ``x − y`` lies within ±``margin``: two one-sided signed-rank
+    tests (Schuirmann's TOST), of ``x − y > −margin`` and of ``x − y < margin``; p = the larger of their p-values.
+    Equivalence is shown at level α when p < α.
+
+    Raises:
+        ValueError: a margin ≤ 0, or as :func:`signed_rank`.
+    """
+    check_number(margin, "margin", owner="tost", low=0.0, low_open=True)
+    above = signed_rank(x, y, alternative="greater", shift=-float(margin)).p
+    below = signed_rank(x, y, alternative="less", shift=float(margin)).p
+    return max(above, below)
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

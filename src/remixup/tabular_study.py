@@ -470,6 +470,14 @@ def run_command(args: Any) -> int:
     report_dir: Path = args.report_dir or runs_dir
     if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"`--epochs` must be >= 1; got {args.epochs}")
+    if getattr(args, "measure_budget", None) is not None:
+        from remixup.tabular_budget import measure_budget, write_budget
+
+        if args.measure_budget < 100:
+            raise ValueError(f"`--measure-budget` must be >= 100 steps; got {args.measure_budget}")
+        result = measure_budget(runs_dir, args.measure_budget, echo=lambda line: print(line, flush=True))
+        print(f"# budget: {write_budget(result, report_dir / 'budget.json')}")
+        return 0
     total = groups(sets, seeds)
     print(
         f"# tabular: {len(sets)} sets x {len(seeds)} seeds = {len(total)} groups of {len(methods)} network runs"

@@ -110,6 +110,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-boosted", action="store_true", help="tabular: leave out the boosted-tree reference")
     parser.add_argument("--no-report", action="store_true", help="tabular: run only, write no report")
+    parser.add_argument("--measure-budget", type=int, default=None, metavar="STEPS",
+                        help="tabular: measure where validation stops improving over STEPS steps on three sets and write "
+                             "budget.json to --report-dir (remixup.tabular_budget), instead of running the grid")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     from remixup.slurm import add_slurm_options
 

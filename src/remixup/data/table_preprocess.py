@@ -94,7 +94,8 @@ class TableColumn:
             z = (v - self.mean) / self.std
             return z[:, None], z, 0
         filled = np.where(pd.isna(cells), self.mode, cells)
-        codes = pd.Categorical(filled, categories=self.categories).codes.astype(np.int64)  # -1: not seen in training
+        index = {c: k for k, c in enumerate(self.categories)}
+        codes = np.array([index.get(str(v), -1) for v in filled], dtype=np.int64)  # -1: not seen in training
         hit = codes >= 0
         onehot = np.zeros((cells.shape[0], len(self.categories)))
         onehot[np.flatnonzero(hit), codes[hit]] = 1.0
