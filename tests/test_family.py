@@ -12,9 +12,9 @@ from torch import nn
 
 from remixup.config import MixingConfig, TrainConfig, apply_override
 from remixup.errors import ConfigError, InvalidParameterError
-from remixup.family import MAMixLabels, MixStats, PartnerMix, mamix_label_factor, unimix_lambda
+from remixup.mixing.family import MAMixLabels, MixStats, PartnerMix, mamix_label_factor, unimix_lambda
 from remixup.losses import build_loss
-from remixup.method_mixing import build_mixing
+from remixup.mixing.build import build_mixing
 from remixup.methods import METHODS, get_method
 from remixup.mixing import CutMixMixer, MixRecord, MixTransform, MixupLabels, MixupMixer, RemixLabels, sample_beta
 
@@ -291,7 +291,7 @@ class _Net(nn.Module):
 
 
 def test_manifold_with_a_permutation_partner_draws_what_manifold_mixup_draws() -> None:
-    from remixup.manifold import ManifoldMixup
+    from remixup.mixing.manifold import ManifoldMixup
 
     torch.manual_seed(0)
     net = _Net()

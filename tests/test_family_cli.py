@@ -76,7 +76,7 @@ def test_class_weighted_partner_on_file_backed_data(tmp_path: Path) -> None:
 
     from remixup.config import TrainConfig
     from remixup.data.run import FileData, load_run_data
-    from remixup.method_mixing import build_mixing
+    from remixup.mixing.build import build_mixing
     from remixup.methods import get_method
 
     rng = np.random.default_rng(0)

@@ -276,7 +276,7 @@ class Training:
         self.history, self.last_eval = list(state["history"]), state["last_eval"]
 
     def _setup_mixing(self) -> None:
-        from remixup.method_mixing import build_mixing
+        from remixup.mixing.build import build_mixing
 
         wrap = self.world.world_size > 1
         ids = [self.device.index] if self.device.type == "cuda" else None

@@ -25,7 +25,7 @@ except ImportError as exc:
 
 from remixup._validation import check_class_counts, check_number
 from remixup.balancing import DeferredSchedule
-from remixup.dropin import RemixMixup
+from remixup.mixing.dropin import RemixMixup
 from remixup.mixing import _mix_seed
 
 __all__ = ["RemixCallback"]

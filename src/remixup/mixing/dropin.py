@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from remixup._validation import check_choice, check_class_counts, check_labels, check_number
-from remixup.mixing import MixedBatch, MixRecord, MixupLabels, RemixLabels, batch_generator, sample_beta
+from remixup.mixing.transform import MixedBatch, MixRecord, MixupLabels, RemixLabels, batch_generator, sample_beta
 
 __all__ = ["MODES", "RemixMixup"]
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from remixup._validation import check_batch, check_labels, check_number
 from remixup.errors import InvalidParameterError, InvalidTypeError
-from remixup.mixing import MixedBatch, MixRecord, MixupLabels, MixupMixer, RemixLabels, soft_targets
+from remixup.mixing.transform import MixedBatch, MixRecord, MixupLabels, MixupMixer, RemixLabels, soft_targets
 
 __all__ = ["ManifoldMixup", "INPUT"]
 

@@ -1,6 +1,6 @@
 """The class-aware mixing family: CMO, Balanced-MixUp, UniMix and MAMix as choices on four axes.
 
-Each method pairs every sample i of a batch with a partner j (:mod:`remixup.partners`), draws the share λx of
+Each method pairs every sample i of a batch with a partner j (:mod:`remixup.mixing.partners`), draws the share λx of
 sample i in the mixed input, mixes the inputs with an operator and gives the label share λy to i by a label rule:
 
 ===================  ===================================================================================
@@ -39,10 +39,10 @@ from torch import nn
 
 from remixup._validation import check_batch, check_choice, check_class_counts, check_labels, check_number
 from remixup.errors import InvalidParameterError
-from remixup.manifold import ManifoldMixup, forward_mixing_at
+from remixup.mixing.manifold import ManifoldMixup, forward_mixing_at
 from remixup.metrics import FEW_BELOW, MANY_ABOVE
-from remixup.mixing import MixedBatch, MixRecord, cutmix_boxes, sample_beta, soft_targets
-from remixup.partners import DEFAULT_EXPONENT, PARTNERS, LoaderPartners, in_batch_partners
+from remixup.mixing.transform import MixedBatch, MixRecord, cutmix_boxes, sample_beta, soft_targets
+from remixup.mixing.partners import DEFAULT_EXPONENT, PARTNERS, LoaderPartners, in_batch_partners
 
 __all__ = [
     "DRAWS",

@@ -2,7 +2,7 @@
 
 The registry (:mod:`remixup.methods`) says what a method is; this module turns it into the object the training
 step calls: :class:`~remixup.mixing.NoMixing`, a :class:`~remixup.mixing.MixTransform` (Mixup, CutMix), a
-:class:`~remixup.manifold.ManifoldMixup`, or a :class:`~remixup.family.PartnerMix` (a class-aware partner, CMO,
+:class:`~remixup.mixing.manifold.ManifoldMixup`, or a :class:`~remixup.mixing.family.PartnerMix` (a class-aware partner, CMO,
 Balanced-MixUp, UniMix, MAMix).
 """
 
@@ -18,7 +18,7 @@ from remixup.methods import Method
 if TYPE_CHECKING:
     from remixup.config import TrainConfig
     from remixup.data.run import RunData
-    from remixup.mixing import Mixing
+    from remixup.mixing.transform import Mixing
 
 __all__ = ["build_mixing"]
 
@@ -39,10 +39,10 @@ def build_mixing(method: Method, mixing: Any, model: nn.Module, class_counts: to
         rank, world_size: this process's place in a DDP job (each rank draws its own class-weighted partners).
 
     A method of the family, or any method with ``mixing.partner`` (or the probability and window keys) set,
-    becomes a :class:`~remixup.family.PartnerMix`; the other methods are built exactly as before.
+    becomes a :class:`~remixup.mixing.family.PartnerMix`; the other methods are built exactly as before.
     """
-    from remixup.manifold import ManifoldMixup
-    from remixup.mixing import CutMixMixer, MixTransform, MixupLabels, MixupMixer, NoMixing, RemixLabels
+    from remixup.mixing.manifold import ManifoldMixup
+    from remixup.mixing.transform import CutMixMixer, MixTransform, MixupLabels, MixupMixer, NoMixing, RemixLabels
     from remixup.models import get_mixing_points
 
     if method.mixer is None:
@@ -75,9 +75,9 @@ def _build_family(method: Method, m: Any, model: nn.Module, class_counts: torch.
 
     from remixup import seeding
     from remixup.errors import ConfigError
-    from remixup.family import MAMixLabels, PartnerMix
-    from remixup.mixing import MixupLabels, RemixLabels
-    from remixup.partners import DEFAULT_EXPONENT, ClassWeightedSampler, LoaderPartners
+    from remixup.mixing.family import MAMixLabels, PartnerMix
+    from remixup.mixing.transform import MixupLabels, RemixLabels
+    from remixup.mixing.partners import DEFAULT_EXPONENT, ClassWeightedSampler, LoaderPartners
 
     partner = method.partner if m.partner == "auto" else m.partner
     assert method.mixer is not None  # build_mixing returned NoMixing before
