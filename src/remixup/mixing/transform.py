@@ -1,311 +1,35 @@
-"""Batch mixing for Mixup, CutMix and Remix: the mixers draw and mix, the label policies decide.
+"""Mixup and CutMix on the input, and the drop-in transforms that chain a mixer with a label rule.
 
 Remix (Chou et al., "Remix: Rebalanced Mixup", arXiv:2007.03943) keeps Mixup's feature mixing
 
     x̃ = λx·x_i + (1 − λx)·x_j,   λx ~ Beta(α, α),   j = π(i) for a random permutation π of the batch,
 
-but mixes the labels with its own factor λy, ỹ = λy·e_{y_i} + (1 − λy)·e_{y_j}, which hands the whole label to the
-minority sample when it dominates the image:
+and mixes the labels with its own factor λy (:mod:`remixup.mixing.labels`). A *mixer* (:class:`MixupMixer`,
+:class:`CutMixMixer`) draws and mixes, returning a :class:`~remixup.mixing.base.MixOutput`; a *label rule*
+(:class:`~remixup.mixing.labels.MixupLabels`, :class:`~remixup.mixing.labels.RemixLabels`) turns
+``(y, y_partner, lam_x)`` into ``lam_y``. :class:`MixTransform` (and its preset :class:`Remix`) chains them into a
+drop-in ``(x, y) -> (x_mixed, y_soft)`` batch transform and a :class:`~remixup.mixing.base.Mixing` of the engine.
 
-    λy = 0    if n_i/n_j ≥ κ and λx < τ
-    λy = 1    if n_i/n_j ≤ 1/κ and 1 − λx < τ
-    λy = λx   otherwise,
-
-with n_i, n_j the training counts of the classes of x_i and x_j (κ = 3, τ = 0.5 in the paper).
-
-The pieces compose freely: a *mixer* (:class:`MixupMixer`, :class:`CutMixMixer`) returns a :class:`MixOutput` with
-the mixed input and what it drew; a *label policy* (:class:`MixupLabels`, :class:`RemixLabels`) turns
-``(y, y_partner, lam_x)`` into ``lam_y``; :func:`soft_targets` builds the (B, C) targets. :class:`MixTransform` (and
-its preset :class:`Remix`) chains them into a drop-in ``(x, y) -> (x_mixed, y_soft)`` batch transform.
-
-**Non-finite values.** Parameters (α, κ, τ, class counts) are checked when a piece is built; tensors passed per batch
-are not checked for NaN or infinity, since that would cost a device synchronisation every step. Such values flow
-through: a NaN or infinite input gives NaN mixed inputs, a NaN λx a NaN λy, and a NaN count leaves its pairs
-ineligible (λy = λx); :func:`remixup.losses.soft_cross_entropy` then returns NaN. The training engine stops a run whose
-loss, weights or BatchNorm statistics become non-finite.
+**Non-finite values.** Parameters are checked when a piece is built; tensors passed per batch are not checked for
+NaN or infinity, since that would cost a device synchronisation every step. A NaN or infinite input gives NaN mixed
+inputs; :func:`remixup.losses.soft_cross_entropy` then returns NaN, and the training engine stops a run whose loss,
+weights or BatchNorm statistics become non-finite.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from typing import Protocol
-
-import numpy as np
 import torch
-from torch import nn
-from torch.utils.data import get_worker_info
 
-from remixup._validation import check_batch, check_choice, check_class_counts, check_labels, check_number
+from remixup._validation import check_batch, check_choice, check_labels, check_number
 from remixup.errors import InvalidParameterError
+from remixup.mixing.base import Mixing, MixOutput, MixRecord
+from remixup.mixing.draws import batch_generator, box_mask, cutmix_box, sample_beta
+from remixup.mixing.labels import LabelRule, RemixLabels, soft_targets
 
-__all__ = [
-    "MixOutput",
-    "MixRecord",
-    "MixupMixer",
-    "CutMixMixer",
-    "MixupLabels",
-    "RemixLabels",
-    "MixTransform",
-    "MixedBatch",
-    "Mixing",
-    "NoMixing",
-    "Remix",
-    "remix_label_factor",
-    "soft_targets",
-    "sample_beta",
-    "cutmix_boxes",
-    "forced_count",
-    "forced_share",
-    "batch_generator",
-]
+__all__ = ["CutMixMixer", "MixTransform", "MixupMixer", "Remix"]
 
 
-def sample_beta(alpha: float, size: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw ``size`` samples of Beta(α, α) as a float32 CPU tensor (size,), reproducibly from ``generator``.
-
-    ``torch.distributions.Beta`` takes no generator, so one 63-bit seed is drawn from the torch generator (or
-    torch's default generator when ``None``) and NumPy's exact Beta sampler does the rest.
-    """
-    seed = int(torch.randint(0, 2**63 - 1, (1,), generator=generator))
-    draws = np.random.default_rng(seed).beta(alpha, alpha, size=size)
-    return torch.from_numpy(draws.astype(np.float32))
-
-
-def _rank() -> int:
-    """This process's DDP rank: torch.distributed's when initialised, else ``$RANK`` (set by torchrun), else 0."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return int(torch.distributed.get_rank())
-    return int(os.environ.get("RANK", "0"))
-
-
-def _mix_seed(*parts: int) -> int:
-    """A 63-bit seed mixed from any number of non-negative integers (each may be up to 64 bits)."""
-    words = []
-    for p in parts:
-        p = int(p) & 0xFFFFFFFFFFFFFFFF
-        words += [p & 0xFFFFFFFF, p >> 32]
-    state = np.random.SeedSequence(words).generate_state(2, dtype=np.uint32)
-    return ((int(state[0]) << 32) | int(state[1])) & (2**63 - 1)
-
-
-class _WorkerDraws:
-    """The per-worker generator behind :func:`batch_generator` (one per mixer and DataLoader worker)."""
-
-    def __init__(self, key: tuple[int, int, int], seed: int) -> None:
-        self.key = key
-        self.generator = torch.Generator().manual_seed(seed)
-
-
-def batch_generator(owner: object, generator: torch.Generator | None) -> torch.Generator | None:
-    """The generator the next batch of ``owner`` draws from; the one rule every mixer here follows.
-
-    * In the main process: ``generator`` itself, consumed in call order (``None``: torch's default generator).
-    * In a DataLoader worker with ``generator=None``: torch's default generator, which PyTorch seeds in each worker
-      from the worker's seed, so draws differ between workers and epochs.
-    * In a DataLoader worker with a ``generator``: every worker holds a copy of one generator state, so drawing
-      from it would repeat the same λ and pairing in every worker. Instead the worker's batches draw, in order, from
-      a private generator seeded once per worker from (``generator.initial_seed()``, the worker's seed
-      ``torch.utils.data.get_worker_info().seed``, its id, the DDP rank). The worker's seed is drawn by the
-      DataLoader for each epoch (from its ``generator=`` argument, else torch's default generator), exactly as the
-      shuffled order is, so a seeded run repeats its draws, a resumed run that restores the loader's seed repeats
-      them too, and a new epoch, another worker or another rank draws afresh.
-
-    The private generator is cached on ``owner`` (attribute ``_worker_draws``) and rebuilt when the worker changes.
-    """
-    info = get_worker_info()
-    if info is None or generator is None:
-        return generator
-    rank = _rank()
-    key = (int(info.id), int(info.seed), rank)
-    draws: _WorkerDraws | None = getattr(owner, "_worker_draws", None)
-    if draws is None or draws.key != key:
-        draws = _WorkerDraws(key, _mix_seed(generator.initial_seed(), info.seed, info.id, rank))
-        owner._worker_draws = draws  # type: ignore[attr-defined]
-    return draws.generator
-
-
-def remix_label_factor(
-    lam_x: float | torch.Tensor,
-    n_i: torch.Tensor,
-    n_j: torch.Tensor,
-    kappa: float = 3.0,
-    tau: float = 0.5,
-) -> torch.Tensor:
-    """Remix's label factor λy, elementwise with broadcasting.
-
-    λy = 0 where n_i/n_j ≥ κ and λx < τ; λy = 1 where n_i/n_j ≤ 1/κ and 1 − λx < τ; λy = λx elsewhere.
-    The second test is evaluated as n_j/n_i ≥ κ (the same inequality for positive counts) so that 1/κ is never
-    rounded; all comparisons are made in float64. If both hold (possible only with κ = 1, n_i = n_j and τ > 0.5) the
-    first rule wins.
-
-    Args:
-        lam_x: feature-mixing factor, the share of sample i: a float or a tensor broadcastable with the counts.
-        n_i: training count of the class of sample i of each pair, e.g. (B,).
-        n_j: training count of the class of its partner j, e.g. (B,).
-        kappa: imbalance ratio that makes a pair eligible, κ ≥ 1.
-        tau: mixing-share threshold, 0 ≤ τ ≤ 1. τ = 0 reproduces the base method (λy = λx) exactly.
-
-    Returns:
-        λy with the broadcast shape of the inputs, in λx's floating dtype (float32 for a Python float).
-
-    Python numbers (and sequences, NumPy arrays) are checked: λx in [0, 1], counts positive and finite. Tensors are
-    not (see the module docstring on non-finite values).
-
-    Raises:
-        ValueError: for κ < 1, τ outside [0, 1], or (given as numbers) λx outside [0, 1] or a count ≤ 0.
-    """
-    check_number(kappa, "kappa", owner="remix_label_factor", low=1.0)
-    check_number(tau, "tau", owner="remix_label_factor", low=0.0, high=1.0)
-    if not isinstance(lam_x, torch.Tensor):
-        check_number(lam_x, "lam_x", owner="remix_label_factor", low=0.0, high=1.0)
-    for name, n in (("n_i", n_i), ("n_j", n_j)):
-        if not isinstance(n, torch.Tensor) and not bool(np.all(np.isfinite(v := np.asarray(n, dtype=np.float64)) & (v > 0))):
-            raise InvalidParameterError(f"`{name}` of `remix_label_factor` must hold positive finite counts; got {n!r}")
-    n_i = torch.as_tensor(n_i)
-    n_j = torch.as_tensor(n_j)
-    if isinstance(lam_x, torch.Tensor) and lam_x.is_floating_point():
-        lam = lam_x.to(n_i.device) if lam_x.ndim == 0 else lam_x
-    else:
-        lam = torch.as_tensor(lam_x, dtype=torch.float32, device=n_i.device)
-    # Compare in float64 so that a float32 λx is tested against the exact τ the user gave.
-    ni, nj, lam64 = n_i.to(torch.float64), n_j.to(torch.float64), lam.to(torch.float64)
-    i_majority = (ni / nj >= kappa) & (lam64 < tau)  # image mostly the minority sample j: label it j
-    j_majority = (nj / ni >= kappa) & (1 - lam64 < tau)  # image mostly the minority sample i: label it i
-    lam, i_majority, j_majority = torch.broadcast_tensors(lam, i_majority, j_majority)
-    zero, one = torch.zeros((), dtype=lam.dtype, device=lam.device), torch.ones((), dtype=lam.dtype, device=lam.device)
-    return torch.where(i_majority, zero, torch.where(j_majority, one, lam))
-
-
-def soft_targets(y: torch.Tensor, y_partner: torch.Tensor, lam_y: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Mixed one-hot targets ỹ = λy·e_{y} + (1 − λy)·e_{y_partner}.
-
-    Args:
-        y: (B,) int64 class of sample i of each pair.
-        y_partner: (B,) int64 class of its partner j.
-        lam_y: (B,) label share of sample i.
-        num_classes: C.
-
-    Returns:
-        (B, C) targets in lam_y's dtype; every row sums to 1 (also when y == y_partner).
-    """
-    lam = lam_y.reshape(-1, 1)
-    target = torch.zeros(y.shape[0], num_classes, dtype=lam.dtype, device=lam.device)
-    target.scatter_(1, y.reshape(-1, 1), lam)
-    target.scatter_add_(1, y_partner.reshape(-1, 1), 1 - lam)
-    return target
-
-
-def cutmix_boxes(
-    lam: torch.Tensor, height: int, width: int, *, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """CutMix boxes for target shares ``lam`` (n,): side √(1 − λ) of (H, W), centred uniformly at random (two draws
-    of ``generator``: the rows, then the columns), clipped at the border.
-
-    Returns:
-        ``(kept (n,) float64, mask (n, H, W) bool)``: the exact share of pixels kept after clipping (the area-corrected
-        λx, as timm and torchvision compute it) and the mask, True inside the box.
-    """
-    n = lam.shape[0]
-    ratio = torch.sqrt(1.0 - lam.double())
-    cut_h, cut_w = (ratio * height).long(), (ratio * width).long()
-    cy = torch.randint(0, height, (n,), generator=generator)
-    cx = torch.randint(0, width, (n,), generator=generator)
-    y0, y1 = (cy - cut_h // 2).clamp(0, height), (cy + cut_h // 2).clamp(0, height)
-    x0, x1 = (cx - cut_w // 2).clamp(0, width), (cx + cut_w // 2).clamp(0, width)
-    rows, cols = torch.arange(height), torch.arange(width)
-    in_rows = (rows >= y0[:, None]) & (rows < y1[:, None])  # (n, H)
-    in_cols = (cols >= x0[:, None]) & (cols < x1[:, None])  # (n, W)
-    mask = in_rows[:, :, None] & in_cols[:, None, :]
-    kept = 1.0 - ((y1 - y0) * (x1 - x0)).double() / (height * width)
-    return kept, mask
-
-
-def forced_count(lam_x: torch.Tensor, lam_y: torch.Tensor) -> torch.Tensor:
-    """Number of pairs whose label factor the policy changed (λy ≠ λx: Remix forced it to 0 or 1), a 0-d int64 tensor.
-
-    This is the one definition of "forced"; it stays on the device (no host sync), so a training loop can sum it per
-    step and divide by the number of pairs once per epoch.
-    """
-    return (lam_y != lam_x).sum()
-
-
-def forced_share(lam_x: torch.Tensor, lam_y: torch.Tensor) -> float:
-    """Share of pairs whose label factor was changed by the policy: ``forced_count / B`` (0 for an empty batch)."""
-    return float(forced_count(lam_x, lam_y)) / lam_x.numel() if lam_x.numel() else 0.0
-
-
-@dataclass(frozen=True)
-class MixOutput:
-    """What a mixer returns for a batch.
-
-    Attributes:
-        x: (B, ...) mixed input.
-        y: (B,) int64 labels of sample i of each pair (the batch's own labels, unchanged).
-        y_partner: (B,) int64 labels of the partners, ``y[perm]``.
-        lam_x: (B,) float32 share of sample i in each mixed input; for CutMix the exact kept-pixel fraction.
-        perm: (B,) int64 permutation that paired sample i with sample ``perm[i]``.
-    """
-
-    x: torch.Tensor
-    y: torch.Tensor
-    y_partner: torch.Tensor
-    lam_x: torch.Tensor
-    perm: torch.Tensor
-
-
-@dataclass(frozen=True)
-class MixRecord:
-    """What a transform drew for its last batch: (B,) tensors ``lam_x``, ``lam_y``, ``perm``, ``y``, ``y_partner``."""
-
-    lam_x: torch.Tensor
-    lam_y: torch.Tensor
-    perm: torch.Tensor
-    y: torch.Tensor
-    y_partner: torch.Tensor
-
-    @property
-    def forced_share(self) -> float:
-        """Share of pairs whose λy was forced to 0 or 1 (λy ≠ λx)."""
-        return forced_share(self.lam_x, self.lam_y)
-
-    @property
-    def hard_labels(self) -> torch.Tensor:
-        """(B,) the class holding the larger label share of each pair: ``y`` where λy ≥ ½, else ``y_partner``."""
-        return torch.where(self.lam_y >= 0.5, self.y, self.y_partner)
-
-
-@dataclass(frozen=True)
-class MixedBatch:
-    """One mixed forward pass: what :meth:`Mixing.mix_forward` returns.
-
-    Attributes:
-        logits: (B, C) model outputs on the mixed batch.
-        target: (B, C) soft targets, or the (B,) int64 labels when nothing was mixed.
-        record: what the mixing drew (λx, λy, pairing), ``None`` when nothing was mixed.
-    """
-
-    logits: torch.Tensor
-    target: torch.Tensor
-    record: MixRecord | None
-
-
-class Mixing(Protocol):
-    """The one call a training loop makes per batch, whatever mixes: the input (Mixup, CutMix), a hidden layer
-    (manifold mixing) or nothing (:class:`NoMixing`). ``x`` (B, ...) is the batch, ``y`` (B,) its labels."""
-
-    def mix_forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MixedBatch: ...
-
-
-class NoMixing:
-    """Clean training behind the :class:`Mixing` protocol: ``model(x)`` with the labels as the target."""
-
-    def mix_forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MixedBatch:
-        """Return ``MixedBatch(model(x), y, None)``."""
-        return MixedBatch(model(x), y, None)
-
-
-class _BetaMixer:
+class BetaMixer:
     """What the two input mixers share: α, one λ per batch or per sample, and the generator (see subclasses)."""
 
     def __init__(self, alpha: float = 1.0, *, per_sample: bool = False, generator: torch.Generator | None = None):
@@ -318,7 +42,7 @@ class _BetaMixer:
         raise NotImplementedError
 
 
-class MixupMixer(_BetaMixer):
+class MixupMixer(BetaMixer):
     """Mixup's feature mixing: x̃ = λx·x + (1 − λx)·x[π], λx ~ Beta(α, α).
 
     Args:
@@ -360,7 +84,7 @@ class MixupMixer(_BetaMixer):
         return MixOutput(x=self.mix(x, perm, lam), y=y, y_partner=y[perm], lam_x=lam, perm=perm)
 
 
-class CutMixMixer(_BetaMixer):
+class CutMixMixer(BetaMixer):
     """CutMix: paste a box of x[π] into x; λx is the share of pixels of x that were kept.
 
     A target λ ~ Beta(α, α) sets the box to side ratio √(1 − λ) of (H, W), centred uniformly at random; the box is
@@ -379,7 +103,8 @@ class CutMixMixer(_BetaMixer):
         perm = torch.randperm(batch_size, generator=g)
         n = batch_size if self.per_sample else 1
         lam = sample_beta(self.alpha, n, generator=g).double()
-        kept, mask = cutmix_boxes(lam, height, width, generator=g)
+        kept, box = cutmix_box(lam, height, width, generator=g)
+        mask = box_mask(box, height, width)
         lam_x = kept.float().expand(batch_size).contiguous()
         return perm.to(device), lam_x.to(device), mask.to(device)
 
@@ -396,44 +121,7 @@ class CutMixMixer(_BetaMixer):
         return MixOutput(x=mixed, y=y, y_partner=y[perm], lam_x=lam, perm=perm)
 
 
-class MixupLabels:
-    """Mixup's label policy: λy = λx (the labels mix in the same proportion as the inputs)."""
-
-    def __call__(self, y: torch.Tensor, y_partner: torch.Tensor, lam_x: torch.Tensor) -> torch.Tensor:
-        """Return λy (B,) for labels y, y_partner (B,) and factors lam_x (B,)."""
-        return lam_x.clone()
-
-
-class RemixLabels:
-    """Remix's label policy: λy from :func:`remix_label_factor` with the classes' training counts.
-
-    Args:
-        class_counts: (C,) number of training samples of each class, all positive.
-        kappa: κ ≥ 1; a pair is eligible when one class is at least κ times the other.
-        tau: τ in [0, 1]; the minority sample must hold more than 1 − τ of the mix to take the whole label.
-    """
-
-    def __init__(self, class_counts, *, kappa: float = 3.0, tau: float = 0.5):  # noqa: ANN001 - any sequence
-        owner = type(self).__name__
-        self._counts = check_class_counts(class_counts, owner=owner)
-        check_number(kappa, "kappa", owner=owner, low=1.0)
-        check_number(tau, "tau", owner=owner, low=0.0, high=1.0)
-        self.class_counts = class_counts
-        self.kappa = kappa
-        self.tau = tau
-
-    @property
-    def num_classes(self) -> int:
-        return int(self._counts.numel())
-
-    def __call__(self, y: torch.Tensor, y_partner: torch.Tensor, lam_x: torch.Tensor) -> torch.Tensor:
-        """Return λy (B,) for labels y, y_partner (B,) and factors lam_x (B,)."""
-        if self._counts.device != y.device:
-            self._counts = self._counts.to(y.device)
-        return remix_label_factor(lam_x, self._counts[y], self._counts[y_partner], self.kappa, self.tau)
-
-
-class MixTransform:
+class MixTransform(Mixing):
     """A drop-in batch transform ``(x, y) -> (x_mixed, y_soft)``: a mixer followed by a label policy.
 
     Args:
@@ -446,14 +134,16 @@ class MixTransform:
     ``collate_fn`` that needs the record returns it from :meth:`mix`. Inputs are not modified.
     """
 
-    def __init__(self, mixer: _BetaMixer, labels: MixupLabels | RemixLabels, *, num_classes: int):
+    def __init__(self, mixer: BetaMixer, labels: LabelRule, *, num_classes: int):
         check_number(num_classes, "num_classes", owner=type(self).__name__, low=2, integer=True)
-        if getattr(labels, "num_classes", num_classes) != num_classes:
+        rule_classes = getattr(labels, "num_classes", num_classes)
+        if rule_classes != num_classes:
             raise InvalidParameterError(f"`num_classes` of `MixTransform` must equal the number of classes of `labels` "
-                                        f"({labels.num_classes} class counts); got {num_classes}")  # type: ignore[union-attr]  # fmt: skip
+                                        f"({rule_classes} class counts); got {num_classes}")  # fmt: skip
         self.mixer = mixer
         self.labels = labels
         self.num_classes = num_classes
+        self.generator = mixer.generator
         self.last: MixRecord | None = None
 
     def mix(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, MixRecord]:
@@ -473,10 +163,9 @@ class MixTransform:
         x_mixed, target, self.last = self.mix(x, y)
         return x_mixed, target
 
-    def mix_forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MixedBatch:
-        """The :class:`Mixing` protocol: mix the input, then ``model(x_mixed)``."""
-        x_mixed, target, record = self.mix(x, y)
-        return MixedBatch(model(x_mixed), target, record)
+    def mix_input(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, MixRecord | None]:
+        """The :class:`~remixup.mixing.base.Mixing` call: :meth:`mix` (every batch is mixed)."""
+        return self.mix(x, y)
 
 
 class Remix(MixTransform):
