@@ -339,7 +339,8 @@ def fuse_groups(runs: Sequence[RunSpec], fuse: int, command: CommandBuilder, run
     :func:`remixup.fused.group_key`: the architecture, the data set, the optimiser and the schedule's length. A run
     that cannot be fused (manifold mixing) is a group of its own. Groups keep the runs' grid order.
     """
-    from remixup.fused import config_from_train_args, fusable, group_key
+    from remixup.commands.fused import config_from_train_args
+    from remixup.fused import fusable, group_key
 
     by_key: dict[object, list[RunSpec]] = {}
     alone: list[list[RunSpec]] = []
@@ -355,12 +356,12 @@ def fuse_groups(runs: Sequence[RunSpec], fuse: int, command: CommandBuilder, run
 
 
 def fused_command(group: Sequence[RunSpec], runs_dir: Path, command: CommandBuilder, python: str | None = None) -> list[str]:
-    """The one command that trains ``group`` fused (``python -m remixup.fused -- TRAIN_ARGS -- ...``); a group of one
+    """The one command that trains ``group`` fused (``python -m remixup.commands.fused -- TRAIN_ARGS -- ...``); a group of one
     is the run's own ``remixup train`` command."""
     argvs = [command(spec, runs_dir / spec.run_id, run_status(runs_dir / spec.run_id) == "resume") for spec in group]
     if len(group) == 1:
         return argvs[0]
-    cmd = [python or sys.executable, "-m", "remixup.fused"]
+    cmd = [python or sys.executable, "-m", "remixup.commands.fused"]
     for argv in argvs:
         cmd += ["--", *argv[argv.index("train") + 1 :]]
     return cmd
