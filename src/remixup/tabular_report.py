@@ -27,6 +27,10 @@ UNSEEDED = (
     "These runs were made before remixup seeded torch's global generator per run and epoch: dropout drew from an "
     "unseeded generator, so a run cannot be reproduced bit for bit."
 )
+OLD_PROTOCOL = (
+    "They also predate the study's current protocol: about 600 SGD steps per network with the last epoch reported, "
+    "and a boosted tree tuned over 2 learning rates and up to 60 iterations."
+)
 
 
 def table_blocks(set_labels: Sequence[str]) -> dict[str, list[str]]:
@@ -111,10 +115,10 @@ def over_table_tests(by: Any, set_labels: Sequence[str], networks: Sequence[str]
 def verdict(t: dict[str, Any]) -> str:
     """What a test shows at α = 0.05 after Holm: a or b better, equivalent within the margin (TOST), or neither."""
     if t["p_holm"] < ALPHA:
-        return f"{'a' if t['diff'] > 0 else 'b'} better (p = {t['p_holm']:.3f})"
+        return f"{'a' if t['diff'] > 0 else 'b'} better (Holm p = {t['p_holm']:.3f})"
     if t["tost_holm"] < ALPHA:
-        return f"equivalent within ±{MARGIN:g} point (TOST p = {t['tost_holm']:.3f})"
-    return f"no significant difference (p = {t['p_holm']:.3f})"
+        return f"equivalent within ±{MARGIN:g} point (TOST, Holm p = {t['tost_holm']:.3f})"
+    return f"no significant difference (Holm p = {t['p_holm']:.3f})"
 
 
 def _names(sets: Sequence[str]) -> str:
@@ -133,7 +137,8 @@ def summary_block(
         f"**On real imbalanced tables** ([docs/tabular.md](docs/tabular.md)): {len(set_labels)} sets of {n_tables} "
         f"KEEL/UCI tables × {len(seeds)} seeds, test balanced accuracy; paired signed-rank tests (exact or permutation) "
         f"with Holm's correction, and \"equivalent\" only where a TOST test shows a difference within ±{MARGIN:g} point."
-        + ("" if seeded else f" {UNSEEDED}"),
+        + ("" if seeded else f" {UNSEEDED}")
+        + ("" if all(r.get("best_epoch") is not None for r in rows if r["kind"] == "network") else f" {OLD_PROTOCOL}"),
         "",
     ]
     for o in over:
@@ -336,13 +341,19 @@ def write_report(
         "# Remix on imbalanced tables",
         "",
         *([] if seeded else [f"**{UNSEEDED}**", ""]),
+        *([] if all(r.get("best_epoch") is not None for r in rows if r["kind"] == "network") else [f"**{OLD_PROTOCOL}**", ""]),
         f"Rebuilt with `{command}`. {len(rows)} finished rows: {len(set_labels)} sets × {len(methods)} methods × "
         f"{len(seeds)} seeds ({', '.join(map(str, seeds))}); seed s is the split seed, the training seed and the "
-        "profile's subset seed. Test metrics in %; the validation split is used only to pick checkpoints and the best "
-        "network method, and to tune the boosted tree.",
+        "profile's subset seed. Test metrics in %; the validation split is used only to pick "
+        + ("each network's checkpoint (the best validation balanced accuracy from the deferral epoch on), "
+           if all(r.get("best_epoch") is not None for r in rows if r["kind"] == "network")
+           else "nothing of a network (the last epoch is reported), ")
+        + "the best network method per set, and the boosted tree's settings.",
         "",
-        *([f"Left out: {', '.join(left_out)} (balanced softmax is the logit-adjusted loss at τ = 1, the same loss as "
-           "`la`; only `la` is compared).", ""] if left_out else []),
+        "Balanced softmax (`bs`) is not compared: it is the logit-adjusted loss at τ = 1, the same loss as `la`"
+        + (f" (its rows, and those of {', '.join(m for m in left_out if m != 'bs')}, are left out)." if set(left_out) - {"bs"}
+           else " (its rows are left out)." if left_out else "."),
+        "",
     ]
     if timing:
         md += [

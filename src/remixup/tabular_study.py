@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -43,16 +44,19 @@ import torch
 from remixup.errors import UserError
 from remixup.tabular_design import (
     BOOSTED,
-    EPOCH_RANGE,
+    EVALS_PER_RUN,
     HGB_LEARNING_RATES,
     HGB_LEAVES,
     HGB_MAX_ITER,
-    STEP_TARGET,
+    HGB_MIN_LEAF,
+    HGB_PATIENCE,
+    HGB_STEP,
+    STEP_BUDGET,
     STUDY_METHODS,
     STUDY_SETS,
     StudySet,
 )
-from remixup.tabular_report import _load_timing, collect_rows, write_report
+from remixup.tabular_report import _load_timing, collect_rows, read_runs_csv, write_report
 
 ROW = "row.json"
 HGB_FILE = "boosted.json"
@@ -68,10 +72,14 @@ def batch_size_for(n_train: int) -> int:
     return 512
 
 
-def epochs_for(n_train: int, batch_size: int) -> int:
-    """Epochs for about :data:`STEP_TARGET` steps, within :data:`EPOCH_RANGE`."""
-    steps = max(1, n_train // batch_size)
-    return int(min(max(round(STEP_TARGET / steps), EPOCH_RANGE[0]), EPOCH_RANGE[1]))
+def epochs_for(n_train: int, batch_size: int, steps: int = STEP_BUDGET) -> int:
+    """Whole epochs for at least ``steps`` optimiser steps (:data:`STEP_BUDGET`: the same budget for every network)."""
+    return max(1, math.ceil(steps / max(1, n_train // batch_size)))
+
+
+def eval_every_for(epochs: int) -> int:
+    """Epochs between validation evaluations: about :data:`EVALS_PER_RUN` per run."""
+    return max(1, epochs // EVALS_PER_RUN)
 
 
 def get_sets(text: str | None) -> list[StudySet]:
@@ -138,6 +146,7 @@ def train_config(study_set: StudySet, method: str, seed: int, out: Path, *, n_tr
 
     batch = batch_size_for(n_train)
     n_epochs = epochs if epochs is not None else epochs_for(n_train, batch)
+    every = eval_every_for(n_epochs)
     return build_config(
         "tabular",
         epochs=n_epochs,
@@ -150,7 +159,7 @@ def train_config(study_set: StudySet, method: str, seed: int, out: Path, *, n_tr
             f"run.seed={seed}",
             f"run.subset_seed={seed}",
             f"optim.batch_size={batch}",
-            f"run.eval_every={n_epochs}",
+            f"run.eval_every={every}",
             f"run.out={out}",
             "run.device=cpu",
             "run.threads=1",
@@ -160,43 +169,56 @@ def train_config(study_set: StudySet, method: str, seed: int, out: Path, *, n_tr
     )
 
 
-def _metrics(summary: dict[str, Any]) -> dict[str, Any]:
-    from remixup.metrics import macro_f1
-
-    return {
-        "balanced_acc": summary["balanced_acc"],
-        "macro_f1": macro_f1(summary["confusion"]),
-        "accuracy": summary["top1"],
-        "many": summary["many"],
-        "medium": summary["medium"],
-        "few": summary["few"],
-        "per_class_recall": summary["per_class"],
-    }
-
-
-def _validation_metrics(run_dir: Path, splits: Any, counts: torch.Tensor) -> dict[str, Any]:
+def _checkpoint_metrics(path: Path, splits: Any, counts: torch.Tensor, split: str) -> dict[str, Any]:
+    """A checkpoint's metrics on one split of the table: balanced accuracy, macro-F1, macro-AUPRC, accuracy, the
+    shot groups and the per-class recall (in %)."""
     from remixup import checkpoint
     from remixup.evaluation import evaluate
     from remixup.methods import get_method
-    from remixup.metrics import macro_f1
     from remixup.models import build_model
-    from remixup.rundir import RunFolder
 
-    state = checkpoint.load(RunFolder(run_dir).checkpoint)
+    state = checkpoint.load(path)
     method = get_method(state["config"]["method"]["name"])
     model = build_model(
         state["model_name"],
         counts.numel(),
-        in_features=int(splits.x["val"].shape[1]),
+        in_features=int(splits.x[split].shape[1]),
         classifier=method.classifier,
         classifier_bias=state["config"]["model"]["classifier_bias"],
     )
     model.load_state_dict(state["model"])
     model.eval()
-    m = evaluate(
-        model, torch.from_numpy(splits.x["val"]), torch.from_numpy(splits.y["val"]), class_counts=counts, batch_size=4096
-    )
-    return {"balanced_acc": m["balanced_acc"], "macro_f1": macro_f1(m["confusion"]), "accuracy": m["top1"]}
+    x, y = torch.from_numpy(splits.x[split]), torch.from_numpy(splits.y[split])
+    m = evaluate(model, x, y, class_counts=counts, batch_size=4096, scores=True)
+    return {"balanced_acc": m["balanced_acc"], "macro_f1": m["macro_f1"], "macro_auprc": m["macro_auprc"], "accuracy": m["top1"],
+            "many": m["many"], "medium": m["medium"], "few": m["few"], "per_class_recall": m["per_class"],
+            "epoch": int(state["epoch"])}  # fmt: skip
+
+
+class BestOnValidation:
+    """The checkpoint rule of every network run: among the validation evaluations from the deferral epoch on (the
+    last 20 % of the budget, where every method has its full schedule: the decayed learning rate, and DRW's
+    re-weighting), keep the one with the best validation balanced accuracy (the earliest on ties) as
+    ``checkpoint_best.pt``. Called by the engine after each epoch's checkpoint is written (``on_epoch``)."""
+
+    def __init__(self, folder: Any, first_epoch: int, history: list[dict[str, Any]]) -> None:
+        self.folder, self.first_epoch = folder, first_epoch
+        self.best, self.best_epoch = -math.inf, 0
+        for row in history:  # a resumed run: the evaluations already made
+            self._consider(int(row["epoch"]), row)
+
+    def _consider(self, epoch: int, row: dict[str, Any]) -> bool:
+        value = row.get("val_balanced_acc")
+        if epoch < self.first_epoch or value is None or float(value) <= self.best:
+            return False
+        self.best, self.best_epoch = float(value), epoch
+        return True
+
+    def __call__(self, epoch: int, row: dict[str, Any]) -> None:
+        if self._consider(epoch, row):
+            from remixup._files import atomic_write
+
+            atomic_write(self.folder.best_checkpoint, self.folder.checkpoint.read_bytes(), durable=True)
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -235,18 +257,29 @@ def run_network(
         fork = kept if kept.is_file() and 0 < deferral < config.run.epochs else None
     if any(plain_twin(m) == method for m in methods) and 0 < deferral < config.run.epochs:
         config.run.keep_every = deferral
-    if RunFolder(out).status() == "todo" and out.exists():
-        shutil.rmtree(out)  # nothing finished in it: start afresh
+    folder = RunFolder(out)
+    first = config.schedule.deferral_epoch + 1  # 1-based epochs of the deferred phase
+    rule = BestOnValidation(folder, first, folder.read_history() if folder.status() == "resume" else [])
+    stale = folder.status() == "resume" and rule.best_epoch and not folder.best_checkpoint.is_file()
+    if (folder.status() == "todo" and out.exists()) or stale:
+        shutil.rmtree(out)  # nothing finished in it, or its best checkpoint was lost in a kill: start afresh
+        rule = BestOnValidation(folder, first, [])
     tic = time.perf_counter()
     with contextlib.redirect_stdout(log if log is not None else sys.stdout):
-        summary = train(config, resume="auto", fork=fork)
+        summary = train(config, resume="auto", fork=fork, on_epoch=rule)
+    steps_per_epoch = max(1, int(rows.size) // config.optim.batch_size)
+    test = _checkpoint_metrics(folder.best_checkpoint, splits, counts, "test")
+    val = _checkpoint_metrics(folder.best_checkpoint, splits, counts, "val")
     row = {
         "set": group.study_set.label,
         "method": method,
         "seed": group.seed,
         "kind": "network",
-        "test": _metrics(summary),
-        "val": _validation_metrics(out, splits, counts),
+        "test": {k: v for k, v in test.items() if k != "epoch"},
+        "val": {k: val[k] for k in ("balanced_acc", "macro_f1", "macro_auprc", "accuracy")},
+        "best_epoch": test["epoch"],
+        "steps": config.run.epochs * steps_per_epoch,
+        "seeded": True,  # the engine seeds torch's global generator (dropout) per run and epoch
         "epochs": config.run.epochs,
         "batch_size": config.optim.batch_size,
         "n_train": int(rows.size),
@@ -265,15 +298,17 @@ def _confusion(y: np.ndarray, pred: np.ndarray, c: int) -> torch.Tensor:
     return torch.bincount(torch.from_numpy(y * c + pred), minlength=c * c).reshape(c, c)
 
 
-def _prediction_metrics(y: np.ndarray, pred: np.ndarray, counts: torch.Tensor) -> dict[str, Any]:
-    from remixup.metrics import MetricCounts, macro_f1, summarize
+def _prediction_metrics(y: np.ndarray, proba: np.ndarray, counts: torch.Tensor) -> dict[str, Any]:
+    from remixup.metrics import MetricCounts, macro_auprc, macro_f1, summarize
 
     c = counts.numel()
+    pred = proba.argmax(axis=1)
     conf = _confusion(y.astype(np.int64), pred.astype(np.int64), c)
     m = summarize(MetricCounts(conf, torch.zeros((), dtype=torch.int64)), counts)
     return {
         "balanced_acc": m["balanced_acc"],
         "macro_f1": macro_f1(conf),
+        "macro_auprc": macro_auprc(proba, y),
         "accuracy": m["top1"],
         "many": m["many"],
         "medium": m["medium"],
@@ -282,64 +317,79 @@ def _prediction_metrics(y: np.ndarray, pred: np.ndarray, counts: torch.Tensor) -
     }
 
 
-def run_boosted(group: Group, runs_dir: Path) -> list[dict[str, Any]]:
-    """The boosted-tree rows of ``group`` (with and without balanced class weights), tuned on validation."""
+def _full_proba(model: Any, x: np.ndarray, c: int) -> np.ndarray:
+    """(N, C) class probabilities of a fitted tree (columns for classes absent from its training labels are 0)."""
+    proba = np.zeros((x.shape[0], c))
+    proba[:, model.classes_.astype(np.int64)] = model.predict_proba(x)
+    return proba
+
+
+def tune_boosted(splits: Any, rows: np.ndarray, weight: str | None, seed: int) -> dict[str, Any]:
+    """The boosted tree of one weighting tuned on the validation split over the grid of :mod:`remixup.tabular_design`:
+    each (learning rate, leaves, minimum rows per leaf) grows :data:`HGB_STEP` iterations at a time (warm start) and
+    stops :data:`HGB_PATIENCE` iterations after its best validation balanced accuracy; the best point of the grid
+    (the earliest on ties) gives the test probabilities."""
+    import itertools
+
     from sklearn.ensemble import HistGradientBoostingClassifier
     from threadpoolctl import threadpool_limits
 
+    x_train, y_train = splits.x_ordinal["train"][rows], splits.y["train"][rows]
+    c = len(splits.classes)
+    counts = torch.bincount(torch.from_numpy(y_train), minlength=c)
+    best: dict[str, Any] | None = None
+    tried = 0
+    for lr, leaves, min_leaf in itertools.product(HGB_LEARNING_RATES, HGB_LEAVES, HGB_MIN_LEAF):
+        model = HistGradientBoostingClassifier(learning_rate=lr, max_leaf_nodes=leaves, min_samples_leaf=min_leaf,
+                                               max_iter=HGB_STEP, early_stopping=False, warm_start=True, class_weight=weight,
+                                               random_state=seed, categorical_features=np.asarray(splits.categorical, dtype=bool))  # fmt: skip
+        since = 0
+        with threadpool_limits(1):
+            while model.max_iter <= HGB_MAX_ITER and since < HGB_PATIENCE:
+                model.fit(x_train, y_train)
+                tried += 1
+                val = _full_proba(model, splits.x_ordinal["val"], c)
+                score = _prediction_metrics(splits.y["val"], val, counts)["balanced_acc"]
+                if best is None or score > best["score"]:
+                    best = {"score": score, "learning_rate": lr, "max_leaf_nodes": leaves, "min_samples_leaf": min_leaf,
+                            "iterations": int(model.n_iter_), "val": val, "test": _full_proba(model, splits.x_ordinal["test"], c)}  # fmt: skip
+                    since = 0
+                else:
+                    since += HGB_STEP
+                model.max_iter += HGB_STEP
+    assert best is not None
+    return {**best, "counts": counts, "fits": tried}
+
+
+def run_boosted(group: Group, runs_dir: Path) -> list[dict[str, Any]]:
+    """The boosted-tree rows of ``group`` (with and without balanced class weights), tuned on validation."""
     path = group.folder(runs_dir) / HGB_FILE
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
     splits, rows = training_rows(group.study_set, group.seed)
-    x_train, y_train = splits.x_ordinal["train"][rows], splits.y["train"][rows]
-    counts = torch.bincount(torch.from_numpy(y_train), minlength=len(splits.classes))
     out: list[dict[str, Any]] = []
-    for name, weight in zip(BOOSTED, (None, "balanced"), strict=False):
+    for name, weight in zip(BOOSTED, (None, "balanced"), strict=True):
         tic = time.perf_counter()
-        best: tuple[float, float, int, Any] | None = None
-        for lr in HGB_LEARNING_RATES:
-            with threadpool_limits(1):
-                model = HistGradientBoostingClassifier(
-                    learning_rate=lr,
-                    max_iter=HGB_MAX_ITER,
-                    max_leaf_nodes=HGB_LEAVES,
-                    early_stopping=False,
-                    class_weight=weight,
-                    random_state=group.seed,
-                    categorical_features=np.asarray(splits.categorical, dtype=bool),
-                )
-                model.fit(x_train, y_train)
-                for it, pred in enumerate(model.staged_predict(splits.x_ordinal["val"]), 1):
-                    score = _prediction_metrics(splits.y["val"], pred, counts)["balanced_acc"]
-                    if best is None or score > best[0]:
-                        best = (score, lr, it, model)
-        assert best is not None
-        score, lr, iterations, model = best
-        with threadpool_limits(1):
-            val_pred = test_pred = None
-            for it, (pv, pt) in enumerate(
-                zip(model.staged_predict(splits.x_ordinal["val"]), model.staged_predict(splits.x_ordinal["test"]), strict=False),
-                1,
-            ):
-                if it == iterations:
-                    val_pred, test_pred = pv, pt
-                    break
-        assert val_pred is not None and test_pred is not None
-        val = _prediction_metrics(splits.y["val"], val_pred, counts)
+        best = tune_boosted(splits, rows, weight, group.seed)
+        counts = best["counts"]
+        val = _prediction_metrics(splits.y["val"], best["val"], counts)
         out.append(
             {
                 "set": group.study_set.label,
                 "method": name,
                 "seed": group.seed,
                 "kind": "boosted",
-                "test": _prediction_metrics(splits.y["test"], test_pred, counts),
-                "val": {k: val[k] for k in ("balanced_acc", "macro_f1", "accuracy")},
-                "learning_rate": lr,
-                "iterations": iterations,
+                "test": _prediction_metrics(splits.y["test"], best["test"], counts),
+                "val": {k: val[k] for k in ("balanced_acc", "macro_f1", "macro_auprc", "accuracy")},
+                "learning_rate": best["learning_rate"],
+                "max_leaf_nodes": best["max_leaf_nodes"],
+                "min_samples_leaf": best["min_samples_leaf"],
+                "iterations": best["iterations"],
                 "n_train": int(rows.size),
                 "train_counts": counts.tolist(),
                 "classes": list(splits.classes),
                 "dropped": dict(splits.dropped),
+                "seeded": True,
                 "wall_s": time.perf_counter() - tic,
             }
         )
@@ -461,6 +511,13 @@ def run_workers(argv: Sequence[str], workers: int, runs_dir: Path) -> int:
     return sum(c != 0 for c in codes)
 
 
+def _command_line() -> str:
+    """The command as typed, when it came from the ``remixup`` CLI; else the generic one."""
+    if Path(sys.argv[0]).name in ("remixup", "__main__.py"):
+        return " ".join(["remixup", *sys.argv[1:]])
+    return "remixup reproduce tabular"
+
+
 def run_command(args: Any) -> int:
     """``remixup reproduce tabular`` (arguments from :mod:`remixup.commands.reproduce`); 1 if a group failed."""
     sets = get_sets(args.sets)
@@ -540,9 +597,12 @@ def run_command(args: Any) -> int:
             _write_json(path, sessions)
     if args.no_report:
         return 1 if failed else 0
+    from_csv = getattr(args, "runs_csv", None)
+    if from_csv is not None and not Path(from_csv).is_file():
+        raise UserError(f"--runs-csv {from_csv}: no such file")
     rows = [
         r
-        for r in collect_rows(runs_dir)
+        for r in (read_runs_csv(Path(from_csv)) if from_csv is not None else collect_rows(runs_dir))
         if r["set"] in {s.label for s in sets}
         and int(r["seed"]) in set(seeds)
         and (r["method"] in methods or r["kind"] == "boosted")
@@ -550,9 +610,8 @@ def run_command(args: Any) -> int:
     if not rows:
         print(f"# no finished runs under {runs_dir} yet")
         return 1 if failed else 0
-    paths = write_report(
-        rows, report_dir, timing=_load_timing(runs_dir), command=getattr(args, "command_line", "remixup reproduce tabular")
-    )
+    paths = write_report(rows, report_dir, timing=None if from_csv is not None else _load_timing(runs_dir),
+                         command=getattr(args, "command_line", None) or _command_line(), write_csv=from_csv is None)  # fmt: skip
     for name, path in paths.items():
         print(f"# {name}: {path}")
     return 1 if failed else 0

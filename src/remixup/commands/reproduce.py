@@ -110,6 +110,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-boosted", action="store_true", help="tabular: leave out the boosted-tree reference")
     parser.add_argument("--no-report", action="store_true", help="tabular: run only, write no report")
+    parser.add_argument("--runs-csv", type=Path, default=None, metavar="FILE",
+                        help="tabular: rebuild the report from this runs.csv (as a report writes it) instead of run folders")  # fmt: skip
     parser.add_argument("--measure-budget", type=int, default=None, metavar="STEPS",
                         help="tabular: measure where validation stops improving over STEPS steps on three sets and write "
                              "budget.json to --report-dir (remixup.tabular_budget), instead of running the grid")  # fmt: skip
