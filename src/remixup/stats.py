@@ -88,7 +88,9 @@ def signed_rank(
     check_choice(alternative, "alternative", ("two-sided", "greater", "less"), owner="signed_rank")
     a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1 or a.size == 0:
-        raise ValueError(f"`x` and `y` of `signed_rank` must be paired 1-D sequences of equal length; got {a.shape} and {b.shape}")
+        raise ValueError(
+            f"`x` and `y` of `signed_rank` must be paired 1-D sequences of equal length; got {a.shape} and {b.shape}"
+        )
     d = np.round(a - b - shift, 10)  # differences equal up to float noise count as ties (and as zeros)
     d = d[d != 0]
     n = int(d.size)

@@ -25,7 +25,7 @@ def run_summary(config: TrainConfig, method: Method, model_name: str, class_coun
     own_from = forked_from["epoch"] if forked_from is not None else 0
     own = history[own_from:]
     forced = [row["lam_y_forced"] for row in history if row.get("lam_y_forced") is not None]
-    summary = {
+    summary: dict[str, Any] = {
         **{k: last_eval[k] for k in EVAL_METRICS},
         **{k: last_eval[k] for k in ("macro_f1", "macro_auprc") if k in last_eval},  # tables
         **{k: v for k, v in history[-1].items() if k.startswith("val_")},  # the held-out validation split, if any

@@ -235,7 +235,9 @@ class TablePreprocessor:
         """
         try:
             if int(data["format"]) != FORMAT:
-                raise DataError(f"{where}: table preprocessing format {data['format']} is not {FORMAT}; retrain with this remixup")
+                raise DataError(
+                    f"{where}: table preprocessing format {data['format']} is not {FORMAT}; retrain with this remixup"
+                )
             columns = [TableColumn(**c) for c in data["columns"]]
             out = cls(columns, str(data["label_column"]), [str(c) for c in data["classes"]], str(data.get("source", "")))
         except (KeyError, TypeError, ValueError) as exc:
