@@ -47,7 +47,7 @@ HGB_PATIENCE = 40
 # `remixup reproduce tabular --measure-budget 4000` (remixup.tabular_budget; results/tabular/budget.json), and is
 # evaluated on the validation split EVALS_PER_RUN times; the reported checkpoint is the one with the best
 # validation balanced accuracy among the evaluations from the deferral epoch (80 %) on.
-STEP_BUDGET = 2000
+STEP_BUDGET = 4000
 EVALS_PER_RUN = 40
 
 # The questions the report answers with paired tests: (a, b) asks whether a beats b.
