@@ -41,11 +41,13 @@ import re
 from dataclasses import dataclass
 
 from remixup.errors import InvalidParameterError, InvalidTypeError
+from remixup.mixing.family import DRAW_RULES, PARTNER_RULES
+from remixup.mixing.labels import LABEL_RULES
 
 MIXERS = (None, "mixup", "cutmix", "manifold")
-LABEL_POLICIES = ("plain", "remix", "mamix")
-PARTNERS = ("permutation", "class-weighted", "in-batch")
-DRAWS = ("beta", "beta-1", "unimix")
+LABEL_POLICIES = tuple(LABEL_RULES)  # the mixing core's tables: a rule added there is a method field value here
+PARTNERS = tuple(PARTNER_RULES)
+DRAWS = tuple(DRAW_RULES)
 WEIGHTINGS = (None, "rw", "drw")
 SAMPLINGS = (None, "rs", "drs")
 

@@ -34,13 +34,13 @@ from remixup.errors import InvalidParameterError
 from remixup.experiments import Experiment, RunSpec
 from remixup.rundir import RunFolder, run_status
 from remixup.tables import CellStats as CellStats  # the grid's tables, importable from here as before
-from remixup.tables import _read_metric
 from remixup.tables import as_run as as_run
 from remixup.tables import collect as collect
 from remixup.tables import format_cell as format_cell
 from remixup.tables import markdown_table as markdown_table
 from remixup.tables import metric_value as metric_value
 from remixup.tables import plot_sweep as plot_sweep
+from remixup.tables import read_metric
 from remixup.tables import write_results as write_results
 
 LOG_DIR = "_logs"
@@ -89,9 +89,9 @@ def plain_twin(method: str) -> str | None:
     return None
 
 
-def _recipe_epochs(recipe: str) -> int:
+def recipe_epochs(recipe: str) -> int:
     """The number of epochs ``recipe`` itself trains for."""
-    from remixup.tables import _recipe_epochs as epochs
+    from remixup.tables import recipe_epochs as epochs
 
     return epochs(recipe)
 
@@ -318,7 +318,7 @@ def run_grid(
             verb = "resumed" if resume else "ran"
             if ok:
                 result.finished.append(spec.run_id)
-                top1 = _read_metric(run_dir, "top1")
+                top1 = read_metric(run_dir, "top1")
                 shown = f", top-1 {top1:.2f}%" if top1 is not None else ""
                 say(f"[{k}/{len(todo)}] {verb} {spec.run_id} in {_duration(took)}{shown}")
             else:

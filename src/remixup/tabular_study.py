@@ -56,7 +56,7 @@ from remixup.tabular_design import (
     STUDY_SETS,
     StudySet,
 )
-from remixup.tabular_report import _load_timing, collect_rows, read_runs_csv, write_report
+from remixup.tabular_report import collect_rows, load_timing, read_runs_csv, write_report
 
 ROW = "row.json"
 HGB_FILE = "boosted.json"
@@ -173,12 +173,12 @@ def _checkpoint_metrics(path: Path, splits: Any, counts: torch.Tensor, split: st
     """A checkpoint's metrics on one split of the table: balanced accuracy, macro-F1, macro-AUPRC, accuracy, the
     shot groups and the per-class recall (in %)."""
     from remixup import checkpoint
+    from remixup.config import TrainConfig
     from remixup.evaluation import evaluate
-    from remixup.methods import get_method
     from remixup.models import build_model
 
     state = checkpoint.load(path)
-    method = get_method(state["config"]["method"]["name"])
+    method = TrainConfig.from_dict(state["config"], source=f"the config in {path}").effective_method()
     model = build_model(
         state["model_name"],
         counts.numel(),
@@ -610,7 +610,7 @@ def run_command(args: Any) -> int:
     if not rows:
         print(f"# no finished runs under {runs_dir} yet")
         return 1 if failed else 0
-    paths = write_report(rows, report_dir, timing=None if from_csv is not None else _load_timing(runs_dir),
+    paths = write_report(rows, report_dir, timing=None if from_csv is not None else load_timing(runs_dir),
                          command=getattr(args, "command_line", None) or _command_line(), write_csv=from_csv is None)  # fmt: skip
     for name, path in paths.items():
         print(f"# {name}: {path}")

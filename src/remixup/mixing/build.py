@@ -57,7 +57,7 @@ def build_mixing(method: Method, mixing: Any, model: nn.Module, class_counts: to
         return NoMixing()
     m = mixing
     counts = class_counts.tolist()
-    labels = label_rule(method.labels, counts, kappa=m.kappa, tau=m.tau, mamix_exponent=m.mamix_exponent)
+    labels = label_rule(method.labels, counts, kappa=m.kappa, tau=m.tau, exponent=m.mamix_exponent)
     if not method.is_classic:
         return _build_family(method, m, labels, model, counts, generator, data=data, config=config, rank=rank,
                              world_size=world_size)  # fmt: skip

@@ -399,8 +399,8 @@ class PartnerMix(Mixing):
 
 PARTNER_RULES = {
     "permutation": PartnerMix._pair_permutation,
-    "in-batch": PartnerMix._pair_in_batch,
     "class-weighted": PartnerMix._pair_class_weighted,
+    "in-batch": PartnerMix._pair_in_batch,
 }
 """The partner rules of :class:`PartnerMix` by name (:data:`remixup.mixing.partners.PARTNERS`)."""
 

@@ -22,6 +22,7 @@ NaN λy, and a NaN count leaves its pairs ineligible (λy = λx).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -193,13 +194,11 @@ LABEL_RULES: dict[str, type] = {"plain": MixupLabels, "remix": RemixLabels, "mam
 """The label rules by the name a method's ``labels`` field uses."""
 
 
-def label_rule(name: str, class_counts: Any, *, kappa: float = 3.0, tau: float = 0.5, mamix_exponent: float = -0.25) -> LabelRule:
-    """The rule ``name`` of :data:`LABEL_RULES`, built with the parameters it takes (the others are ignored)."""
-    options: dict[str, dict[str, Any]] = {
-        "plain": {},
-        "remix": {"class_counts": class_counts, "kappa": kappa, "tau": tau},
-        "mamix": {"class_counts": class_counts, "exponent": mamix_exponent},
-    }
+def label_rule(name: str, class_counts: Any, **params: Any) -> LabelRule:
+    """The rule ``name`` of :data:`LABEL_RULES`, given the class counts and those of ``params`` (e.g. ``kappa``,
+    ``tau``, ``exponent``) that its constructor takes; the others are ignored, so one call builds any rule."""
     if name not in LABEL_RULES:
         raise InvalidParameterError(f"label rule must be one of {', '.join(LABEL_RULES)}; got {name!r}")
-    return LABEL_RULES[name](**options[name])
+    rule = LABEL_RULES[name]
+    accepted = inspect.signature(rule).parameters
+    return rule(**{k: v for k, v in {"class_counts": class_counts, **params}.items() if k in accepted})
