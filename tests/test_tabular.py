@@ -245,3 +245,17 @@ def test_a_study_cell_run_twice_is_bit_identical(tmp_path: Path) -> None:
         weights.append(state["model"])
     assert rows[0]["test"] == rows[1]["test"] and rows[0]["val"] == rows[1]["val"] and rows[0]["best_epoch"] == 5
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_the_checkpoint_rule_keeps_the_best_validation_epoch_of_the_deferred_phase(tmp_path: Path) -> None:
+    from remixup.rundir import RunFolder
+    from remixup.tabular_study import BestOnValidation
+
+    folder = RunFolder(tmp_path)
+    history = [{"epoch": 1, "val_balanced_acc": 90.0}, {"epoch": 2}, {"epoch": 3, "val_balanced_acc": 50.0}]
+    rule = BestOnValidation(folder, 3, history)  # epochs before 3 do not count, however good
+    assert (rule.best, rule.best_epoch) == (50.0, 3)
+    for epoch, value, content in ((4, 60.0, b"e4"), (5, 60.0, b"e5"), (6, 55.0, b"e6")):
+        folder.checkpoint.write_bytes(content)
+        rule(epoch, {"epoch": epoch, "val_balanced_acc": value})
+    assert rule.best_epoch == 4 and folder.best_checkpoint.read_bytes() == b"e4"  # the earliest of a tie

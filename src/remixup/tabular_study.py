@@ -195,6 +195,13 @@ def _checkpoint_metrics(path: Path, splits: Any, counts: torch.Tensor, split: st
             "epoch": int(state["epoch"])}  # fmt: skip
 
 
+def _kept_epoch(path: Path) -> int | None:
+    """The epoch of a kept checkpoint, ``None`` when there is none (a kill between a checkpoint and its copy)."""
+    from remixup import checkpoint
+
+    return int(checkpoint.load(path)["epoch"]) if path.is_file() else None
+
+
 class BestOnValidation:
     """The checkpoint rule of every network run: among the validation evaluations from the deferral epoch on (the
     last 20 % of the budget, where every method has its full schedule: the decayed learning rate, and DRW's
@@ -260,7 +267,7 @@ def run_network(
     folder = RunFolder(out)
     first = config.schedule.deferral_epoch + 1  # 1-based epochs of the deferred phase
     rule = BestOnValidation(folder, first, folder.read_history() if folder.status() == "resume" else [])
-    stale = folder.status() == "resume" and rule.best_epoch and not folder.best_checkpoint.is_file()
+    stale = folder.status() == "resume" and rule.best_epoch and _kept_epoch(folder.best_checkpoint) != rule.best_epoch
     if (folder.status() == "todo" and out.exists()) or stale:
         shutil.rmtree(out)  # nothing finished in it, or its best checkpoint was lost in a kill: start afresh
         rule = BestOnValidation(folder, first, [])
