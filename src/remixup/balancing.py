@@ -25,6 +25,7 @@ from torch.utils.data import Sampler
 
 from remixup import seeding
 from remixup._validation import check_choice, check_class_counts, check_labels, check_number
+from remixup.errors import InvalidParameterError
 from remixup.seeding import epoch_seed
 
 WEIGHT_KINDS = ("effective", "inverse", "sqrt")
@@ -135,7 +136,7 @@ class ClassBalancedSampler(Sampler[int]):
         check_labels(self.labels, self.class_counts.numel(), name="labels", owner=owner)
         actual = torch.bincount(self.labels, minlength=self.class_counts.numel()).to(torch.float64)
         if not torch.equal(actual, self.class_counts):
-            raise ValueError(
+            raise InvalidParameterError(
                 f"`class_counts` of `{owner}` must match the labels; got {self.class_counts.long().tolist()} "
                 f"but the labels count {actual.long().tolist()}"
             )

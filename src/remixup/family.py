@@ -38,7 +38,7 @@ import torch.distributed as dist
 from torch import nn
 
 from remixup._validation import check_batch, check_choice, check_class_counts, check_labels, check_number
-from remixup.errors import InvalidParameterError
+from remixup.errors import InvalidParameterError, InvalidTypeError
 from remixup.manifold import ManifoldMixup, forward_mixing_at
 from remixup.metrics import FEW_BELOW, MANY_ABOVE
 from remixup.mixing import MixedBatch, MixRecord, cutmix_boxes, sample_beta, soft_targets
@@ -260,6 +260,8 @@ class PartnerMix:
             raise InvalidParameterError(f"manifold mixing in `{owner}` needs `model` and a non-empty list of `points`")
         if skip_last and epochs is None:
             raise InvalidParameterError(f"`skip_last` of `{owner}` needs `epochs` (the run's length)")
+        if epochs is not None and (skip_first or skip_last):
+            check_number(epochs, "epochs", owner=owner, low=skip_first + skip_last + 1, integer=True)  # a window to mix in
         self.mixer = mixer
         self.labels = labels
         self.class_counts = class_counts
@@ -349,7 +351,7 @@ class PartnerMix:
         check_batch(x, y, owner=owner)
         check_labels(y, self.num_classes, owner=owner)
         if not (x.is_floating_point() or x.is_complex()):
-            raise TypeError(f"mixing needs a floating-point `x`; got {x.dtype} (convert images to float first)")
+            raise InvalidTypeError(f"mixing needs a floating-point `x`; got {x.dtype} (convert images to float first)")
         b = x.shape[0]
         xp, yp, perm = self._pair(x, y, partner)
         if self.mixer == "mixup":
@@ -359,7 +361,9 @@ class PartnerMix:
             mixed = torch.lerp(xp, x, shaped)
         else:
             if x.ndim not in (3, 4):
-                raise ValueError(f"`x` of `{owner}` must have shape (B, C, H, W) or (B, H, W) for CutMix; got {tuple(x.shape)}")
+                raise InvalidParameterError(
+                    f"`x` of `{owner}` must have shape (B, C, H, W) or (B, H, W) for CutMix; got {tuple(x.shape)}"
+                )
             lam, mask = self._box(y, yp, b, *x.shape[-2:])
             lam, mask = lam.to(x.device), mask.to(x.device)
             mixed = torch.where(mask[:, None] if x.ndim == 4 else mask, xp, x)

@@ -37,7 +37,7 @@ from torch import nn
 from torch.utils.data import get_worker_info
 
 from remixup._validation import check_batch, check_choice, check_class_counts, check_labels, check_number
-from remixup.errors import InvalidParameterError
+from remixup.errors import InvalidParameterError, InvalidTypeError
 
 __all__ = [
     "MixOutput",
@@ -349,7 +349,7 @@ class MixupMixer(_BetaMixer):
         """Return λx·x + (1 − λx)·x[perm] for x (B, ...) and lam_x (B,), in x's dtype; x is not modified."""
         partner = x[perm]
         if not (x.is_floating_point() or x.is_complex()):
-            raise TypeError(f"mixing needs a floating-point `x`; got {x.dtype} (convert images to float first)")
+            raise InvalidTypeError(f"mixing needs a floating-point `x`; got {x.dtype} (convert images to float first)")
         lam = lam_x.to(device=x.device, dtype=x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
         return torch.lerp(partner, x, lam)
 
@@ -387,7 +387,7 @@ class CutMixMixer(_BetaMixer):
         """Mix a batch x (B, C, H, W) or (B, H, W) with labels y (B,)."""
         check_batch(x, y, owner=type(self).__name__)
         if x.ndim not in (3, 4):
-            raise ValueError(f"`x` of `CutMixMixer` must have shape (B, C, H, W) or (B, H, W); got {tuple(x.shape)}")
+            raise InvalidParameterError(f"`x` of `CutMixMixer` must have shape (B, C, H, W) or (B, H, W); got {tuple(x.shape)}")
         height, width = x.shape[-2:]
         perm, lam, mask = self.sample_boxes(x.shape[0], height, width, x.device)
         if x.ndim == 4:

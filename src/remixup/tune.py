@@ -47,6 +47,7 @@ from remixup.tune_space import TYPES as TYPES
 from remixup.tune_space import _check_against_config
 from remixup.tune_space import parse_space as parse_space
 from remixup.tune_space import suggest as suggest
+from remixup.yaml_files import read_yaml
 
 __all__ = ["SETTINGS_FILE", "Study", "create_study", "load", "parse_space", "run_worker", "suggest"]
 
@@ -147,6 +148,13 @@ def _settings_file(path: Path) -> Path:
     return Path(path) / SETTINGS_FILE
 
 
+def _read_settings(file: Path) -> dict[str, Any]:
+    settings = read_yaml(file, "study settings")
+    if not isinstance(settings, dict):
+        raise ConfigError(f"study settings {file} must be a mapping; the file is damaged")
+    return settings
+
+
 def load(path: str | Path) -> Study:
     """Open the study folder ``path`` made by :func:`create_study`.
 
@@ -158,7 +166,7 @@ def load(path: str | Path) -> Study:
     file = _settings_file(path)
     if not file.is_file():
         raise UserError(f"{path} holds no study ({SETTINGS_FILE} is missing); create it with `remixup tune create`")
-    settings = yaml.safe_load(file.read_text())
+    settings = _read_settings(file)
     storage = open_storage(path, settings["storage"], heartbeat=settings["heartbeat"], grace=settings["grace"])
     try:
         study = optuna.load_study(study_name=STUDY_NAME, storage=storage, pruner=make_pruner(settings["pruner"]))
@@ -248,7 +256,7 @@ def create_study(path: str | Path, *, space_file: str | Path, config: Any, stora
         raise UserError(
             f"unknown sampler {sampler!r} or pruner {pruner!r}: samplers tpe, random; pruners median, hyperband, none"
         )
-    raw = yaml.safe_load(Path(space_file).read_text()) or {}
+    raw = read_yaml(Path(space_file), "search space file") or {}
     if not isinstance(raw, dict) or (extra := sorted(set(raw) - {"space", "fixed", "enqueue"})):
         raise ConfigError(
             f"{space_file}: unknown section(s) {extra if isinstance(raw, dict) else raw!r}; use space, fixed, enqueue"
@@ -295,7 +303,7 @@ def create_study(path: str | Path, *, space_file: str | Path, config: Any, stora
     }
     file = _settings_file(path)
     if file.is_file():
-        old = yaml.safe_load(file.read_text())
+        old = _read_settings(file)
         differ = [k for k in SETTINGS_KEYS if old.get(k) != settings[k]]
         if differ:
             raise UserError(f"{path} holds a study created with a different {', '.join(differ)}; use a new folder")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ from remixup._validation import check_choice
 from remixup.data.augment import BatchAugment, RandomResizedCropFlip, ResizeCenterCrop
 from remixup.data.datasets import ArrayDataset, ImageFileDataset
 from remixup.data.sources import load_cifar, load_cinic10, load_digits, load_image_folder, load_inat2018, load_npz, load_toy
-from remixup.errors import InvalidParameterError
+from remixup.errors import DataError, InvalidParameterError
 
 KINDS = ("small_image", "large_image", "vector")
 
@@ -178,6 +178,34 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+# Smallest side of npz images: the default CNN (resnet32) halves the image twice, which needs 4 pixels a side.
+NPZ_MIN_SIDE = 4
+
+
+def spec_for_samples(spec: DatasetSpec, sample_shape: tuple[int, ...], *, source: str = "npz") -> DatasetSpec:
+    """The registry entry fitted to the samples an npz holds (other datasets are returned unchanged).
+
+    Vectors (D,) make it vector data (model ``mlp``, no image transform); images (H, W, C) are normalised per
+    channel for their C in {1, 3}.
+
+    Raises:
+        DataError: images with another number of channels, or smaller than ``NPZ_MIN_SIDE`` pixels a side.
+    """
+    if spec.name != "npz":
+        return spec
+    if len(sample_shape) == 1:
+        return replace(spec, kind="vector", mean=None, std=None, model="mlp", image_size=None, crop_padding=0, flip=False)
+    h, w, c = sample_shape
+    if c not in (1, 3):
+        raise DataError(f"{source}: images must have 1 (grey) or 3 (RGB) channels, as (N, H, W, C) or (N, C, H, W); "
+                        f"got samples of shape {tuple(sample_shape)}")  # fmt: skip
+    if min(h, w) < NPZ_MIN_SIDE:
+        raise DataError(f"{source}: images of {h}x{w} pixels are too small for the image models (at least "
+                        f"{NPZ_MIN_SIDE}x{NPZ_MIN_SIDE}); give such data as vectors (N, D)")  # fmt: skip
+    assert spec.mean is not None and spec.std is not None
+    return replace(spec, mean=spec.mean[:1] * c, std=spec.std[:1] * c, image_size=max(h, w))
+
+
 def get_spec(name: str) -> DatasetSpec:
     """The spec of a registered dataset, or of a table (``tabular:NAME``, ``tabular:FILE.csv``: kind ``"vector"``,
     model ``mlp``, C known once loaded); an unknown name lists the valid ones."""
@@ -189,7 +217,7 @@ def get_spec(name: str) -> DatasetSpec:
         what = f"{known.rows} rows, {known.classes} classes" if known is not None else "a table"
         return DatasetSpec(name, "vector", None, None, None, "mlp", None, 0, False, f"{source}: {what} (standardised, one-hot)")
     if isinstance(name, str) and name.startswith(PREFIX.rstrip(":")) and name not in DATASETS:
-        raise ValueError(f"`dataset` of `load_dataset` must look like tabular:NAME or tabular:FILE.csv; got {name!r}")
+        raise InvalidParameterError(f"`dataset` of `load_dataset` must look like tabular:NAME or tabular:FILE.csv; got {name!r}")
     check_choice(name, "dataset", list(DATASETS), owner="load_dataset")
     return DATASETS[name]
 
@@ -232,7 +260,7 @@ def load_dataset(
     get_spec(name)
     if split is None:
         if train is None:
-            raise ValueError("`load_dataset` needs `train=True/False` or `split='train'/'val'/'test'`")
+            raise InvalidParameterError("`load_dataset` needs `train=True/False` or `split='train'/'val'/'test'`")
         split = "train" if train else "test"
     check_choice(split, "split", ("train", "val", "test"), owner="load_dataset")
     if name.startswith("tabular:"):
@@ -247,7 +275,9 @@ def load_dataset(
             class_policy=class_policy,
         ).dataset(split)
     if split == "val":
-        raise ValueError(f"`split='val'` of `load_dataset` is for tables (tabular:...); {name!r} has only train and test")
+        raise InvalidParameterError(
+            f"`split='val'` of `load_dataset` is for tables (tabular:...); {name!r} has only train and test"
+        )
     train = split == "train"
     if name == "digits":
         return load_digits(train=train)

@@ -56,7 +56,7 @@ from remixup.data.table_sources import _is_file_source
 from remixup.data.table_sources import is_tabular as is_tabular
 from remixup.data.table_sources import read_table as read_table
 from remixup.data.table_sources import table_source as table_source
-from remixup.errors import DataError
+from remixup.errors import DataError, InvalidParameterError
 
 
 # ------------------------------------------------------------------------------------------------ typing
@@ -305,7 +305,9 @@ def build_splits(
         check_number(test_fraction, "test_fraction", owner=owner, low=0.0, high=1.0, low_open=True, high_open=True)
     )
     if val_fraction + test_fraction >= 1.0:
-        raise ValueError(f"`val_fraction` + `test_fraction` of `{owner}` must be < 1; got {val_fraction} + {test_fraction}")
+        raise InvalidParameterError(
+            f"`val_fraction` + `test_fraction` of `{owner}` must be < 1; got {val_fraction} + {test_fraction}"
+        )
     check_choice(class_policy, "class_policy", CLASS_POLICIES, owner=owner)
     source = source or table.source
     labels, missing_label = _cleaned(table.labels)
