@@ -10,9 +10,10 @@ sees exactly what evaluation saw::
 
 Images are converted to the model's channels (grey or RGB). For datasets held in memory (CIFAR, digits, npz) an
 image of another size is resized (short side) and centre-cropped to the training size; file datasets (iNaturalist,
-image folders) resize and centre-crop as their evaluation does. An ``.npz`` file contributes one array: ``x``, else
-``x_test``, else its only array, shaped like the training data ((N, H, W, C) or (N, C, H, W) uint8 images, (N, D)
-vectors).
+image folders) resize and centre-crop as their evaluation does. Inputs must look like the training images: the
+``digits`` models expect white ink on black (scikit-learn's digits), and read a black-on-white drawing wrongly.
+An ``.npz`` file contributes one array: ``x``, else ``x_test``, else its only array, shaped like the training data
+((N, H, W, C) or (N, C, H, W) uint8 images, (N, D) vectors); vectors must be finite.
 
 The probability is the softmax of the logits the training loss saw (LDAM's ``s·z``), after the optional post-hoc
 logit adjustment ``− τ·log π`` by the training prior π (Menon et al. 2021), the same adjustment as ``remixup eval

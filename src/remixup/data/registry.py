@@ -170,7 +170,7 @@ DATASETS: dict[str, DatasetSpec] = {
         8,
         1,
         False,
-        "scikit-learn's bundled 8x8 digits (embedded, no download)",
+        "scikit-learn's bundled 8x8 digits, white ink on black (embedded, no download)",
     ),
     "blobs": DatasetSpec("blobs", "vector", 2, None, None, "mlp", None, 0, False, "two Gaussian blobs in 2-D"),
     "moons": DatasetSpec("moons", "vector", 2, None, None, "mlp", None, 0, False, "two interleaving moons in 2-D"),
@@ -218,6 +218,8 @@ def get_spec(name: str) -> DatasetSpec:
         return DatasetSpec(name, "vector", None, None, None, "mlp", None, 0, False, f"{source}: {what} (standardised, one-hot)")
     if isinstance(name, str) and name.startswith(PREFIX.rstrip(":")) and name not in DATASETS:
         raise InvalidParameterError(f"`dataset` of `load_dataset` must look like tabular:NAME or tabular:FILE.csv; got {name!r}")
+    if isinstance(name, str) and name not in DATASETS and name.lower().endswith((".csv", ".tsv", ".parquet", ".pq")):
+        raise InvalidParameterError(f"unknown dataset {name!r}; a table file is read as dataset tabular:{name}")
     check_choice(name, "dataset", list(DATASETS), owner="load_dataset")
     return DATASETS[name]
 

@@ -227,7 +227,7 @@ def _fit_transform(
             fit = [c for c in column[train] if c is not None]
             if not fit:
                 continue  # never seen in training: nothing to encode
-            values, counts = np.unique(np.array(fit, dtype=object).astype(str), return_counts=True)
+            values, counts = np.unique(np.array([str(c) for c in fit], dtype=object), return_counts=True)  # NULs kept
             mode = str(values[int(np.argmax(counts))])
             for s, rows in parts.items():
                 onehot = np.zeros((rows.size, values.size))
@@ -317,7 +317,7 @@ def build_splits(
         notes.append(f"{source}: left out {int((~has_label).sum())} rows without a label in column {table.label_column!r}")
     rows = np.flatnonzero(has_label)
     label_text = np.array([str(c) for c in labels[rows]], dtype=object)
-    names, counts_arr = np.unique(label_text.astype(str), return_counts=True)
+    names, counts_arr = np.unique(label_text, return_counts=True)  # object strings: astype(str) drops trailing NULs
     counts = dict(zip(names.tolist(), (int(c) for c in counts_arr), strict=False))
     if len(counts) < 2:
         only = f" {next(iter(counts))!r}" if counts else ""
