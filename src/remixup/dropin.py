@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from remixup._validation import check_choice, check_class_counts, check_labels, check_number
+from remixup._validation import check_choice, check_class_counts, check_labels, check_number, check_tensor
 from remixup.errors import InvalidParameterError, InvalidTypeError
 from remixup.mixing import MixedBatch, MixRecord, MixupLabels, RemixLabels, batch_generator, sample_beta
 
@@ -38,6 +38,9 @@ class RemixMixup:
     (y_i, y_{B−1−i}, λx) into the label share λy, and the target is
 
         ỹ_i = λy·s(y_i) + (1 − λy)·s(y_{B−1−i}),   s(y) = (1 − ε)·y + ε/C  (label smoothing ε, y one-hot or soft).
+
+    The values of x are not checked: NaN or infinity propagate into the mixed images (a check would synchronise a
+    GPU every step); class indices are range-checked for CPU tensors only.
 
     Args:
         mixup_alpha: Beta(α, α) of Mixup; Mixup is active when > 0.
@@ -261,6 +264,8 @@ class RemixMixup:
             raise InvalidTypeError(
                 f"`y` of `{owner}` must be a torch.Tensor of class indices (B,) or soft labels (B, C); got {type(y).__name__}"
             )
+        check_tensor(x, "x", owner=owner)
+        check_tensor(y, "y", owner=owner)
         b = x.shape[0]
         if y.ndim == 2 and y.dtype != torch.bool:  # one-hot (any dtype, e.g. F.one_hot's int64) or soft rows
             if tuple(y.shape) != (b, self.num_classes):

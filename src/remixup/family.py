@@ -37,7 +37,15 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from remixup._validation import check_batch, check_choice, check_class_counts, check_labels, check_number
+from remixup._validation import (
+    check_batch,
+    check_callable,
+    check_choice,
+    check_class_counts,
+    check_generator,
+    check_labels,
+    check_number,
+)
 from remixup.errors import InvalidParameterError, InvalidTypeError
 from remixup.manifold import ManifoldMixup, forward_mixing_at
 from remixup.metrics import FEW_BELOW, MANY_ABOVE
@@ -221,6 +229,9 @@ class PartnerMix:
         epochs: the run's length E (needed by ``skip_last``).
         generator: the generator of the pairing, λ, the boxes and the per-batch coin.
         model, points: for ``"manifold"``: the model and its mixing points (``"input"`` or module names).
+
+    The values of x are not checked: NaN or infinity propagate into the mixed batch (a check would synchronise a GPU
+    every step); labels are range-checked for CPU tensors only.
     """
 
     def __init__(
@@ -254,6 +265,8 @@ class PartnerMix:
         check_number(prob, "prob", owner=owner, low=0.0, high=1.0)
         check_number(skip_first, "skip_first", owner=owner, low=0, integer=True)
         check_number(skip_last, "skip_last", owner=owner, low=0, integer=True)
+        check_generator(generator, owner=owner)
+        check_callable(labels, "labels", "MixupLabels() or RemixLabels(class_counts)", owner=owner)
         if exponent is not None:
             check_number(exponent, "exponent", owner=owner)
         if mixer == "manifold" and (model is None or not points):

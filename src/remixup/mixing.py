@@ -36,7 +36,16 @@ import torch
 from torch import nn
 from torch.utils.data import get_worker_info
 
-from remixup._validation import check_batch, check_choice, check_class_counts, check_labels, check_number
+from remixup._validation import (
+    check_batch,
+    check_callable,
+    check_choice,
+    check_class_counts,
+    check_generator,
+    check_labels,
+    check_number,
+    check_shares,
+)
 from remixup.errors import InvalidParameterError, InvalidTypeError
 
 __all__ = [
@@ -67,6 +76,8 @@ def sample_beta(alpha: float, size: int, *, generator: torch.Generator | None = 
     ``torch.distributions.Beta`` takes no generator, so one 63-bit seed is drawn from the torch generator (or
     torch's default generator when ``None``) and NumPy's exact Beta sampler does the rest.
     """
+    check_number(alpha, "alpha", owner="sample_beta", low=0.0, low_open=True)
+    check_number(size, "size", owner="sample_beta", low=0, integer=True)
     seed = int(torch.randint(0, 2**63 - 1, (1,), generator=generator))
     draws = np.random.default_rng(seed).beta(alpha, alpha, size=size)
     return torch.from_numpy(draws.astype(np.float32))
@@ -188,7 +199,18 @@ def soft_targets(y: torch.Tensor, y_partner: torch.Tensor, lam_y: torch.Tensor, 
 
     Returns:
         (B, C) targets in lam_y's dtype; every row sums to 1 (also when y == y_partner).
+
+    Raises:
+        InvalidParameterError / InvalidTypeError: not tensors, other shapes, labels outside [0, C) or shares outside
+            [0, 1] (the values only for CPU tensors: see :func:`~remixup._validation.check_shares`).
     """
+    check_number(num_classes, "num_classes", owner="soft_targets", low=1, integer=True)
+    check_labels(y, num_classes, owner="soft_targets")
+    check_labels(y_partner, num_classes, name="y_partner", owner="soft_targets")
+    check_shares(lam_y, "lam_y", owner="soft_targets")
+    if not y.shape == y_partner.shape == lam_y.shape:
+        raise InvalidParameterError(f"`y`, `y_partner` and `lam_y` of `soft_targets` must have one shape (B,); got "
+                                    f"{tuple(y.shape)}, {tuple(y_partner.shape)} and {tuple(lam_y.shape)}")  # fmt: skip
     lam = lam_y.reshape(-1, 1)
     target = torch.zeros(y.shape[0], num_classes, dtype=lam.dtype, device=lam.device)
     target.scatter_(1, y.reshape(-1, 1), lam)
@@ -231,8 +253,16 @@ def forced_count(lam_x: torch.Tensor, lam_y: torch.Tensor) -> torch.Tensor:
 
 
 def forced_share(lam_x: torch.Tensor, lam_y: torch.Tensor) -> float:
-    """Share of pairs whose label factor was changed by the policy: ``forced_count / B`` (0 for an empty batch)."""
-    return float(forced_count(lam_x, lam_y)) / lam_x.numel() if lam_x.numel() else 0.0
+    """Share of pairs whose label factor was changed by the policy: ``forced_count / B`` (0 for an empty batch).
+
+    It reads one number back from the device anyway, so it also checks that every λ is finite (in the same read).
+    """
+    if not lam_x.numel():
+        return 0.0
+    forced, bad = torch.stack([forced_count(lam_x, lam_y), (~torch.isfinite(lam_x) | ~torch.isfinite(lam_y)).sum()]).tolist()
+    if bad:
+        raise InvalidParameterError(f"`lam_x` and `lam_y` of `forced_share` must be finite; {bad} of them are NaN or infinite")
+    return forced / lam_x.numel()
 
 
 @dataclass(frozen=True)
@@ -310,6 +340,7 @@ class _BetaMixer:
 
     def __init__(self, alpha: float = 1.0, *, per_sample: bool = False, generator: torch.Generator | None = None):
         check_number(alpha, "alpha", owner=type(self).__name__, low=0.0, low_open=True)
+        check_generator(generator, owner=type(self).__name__)
         self.alpha = alpha
         self.per_sample = per_sample
         self.generator = generator
@@ -401,6 +432,7 @@ class MixupLabels:
 
     def __call__(self, y: torch.Tensor, y_partner: torch.Tensor, lam_x: torch.Tensor) -> torch.Tensor:
         """Return λy (B,) for labels y, y_partner (B,) and factors lam_x (B,)."""
+        check_shares(lam_x, "lam_x", owner="MixupLabels")
         return lam_x.clone()
 
 
@@ -428,6 +460,9 @@ class RemixLabels:
 
     def __call__(self, y: torch.Tensor, y_partner: torch.Tensor, lam_x: torch.Tensor) -> torch.Tensor:
         """Return λy (B,) for labels y, y_partner (B,) and factors lam_x (B,)."""
+        check_labels(y, self.num_classes, owner="RemixLabels")
+        check_labels(y_partner, self.num_classes, name="y_partner", owner="RemixLabels")
+        check_shares(lam_x, "lam_x", owner="RemixLabels")
         if self._counts.device != y.device:
             self._counts = self._counts.to(y.device)
         return remix_label_factor(lam_x, self._counts[y], self._counts[y_partner], self.kappa, self.tau)
@@ -441,6 +476,10 @@ class MixTransform:
         labels: a label policy, e.g. :class:`MixupLabels` or :class:`RemixLabels`.
         num_classes: C, the width of the soft targets.
 
+    The values of x are not checked: NaN or infinity in x propagate into x_mixed, as in any tensor operation (a
+    check would cost a device synchronisation every step on a GPU). Labels and λ are checked where that is free
+    (CPU tensors).
+
     After each call ``last`` holds the :class:`MixRecord` of the batch (λx, λy, the permutation), so a training
     loop can log ``transform.last.forced_share``; a call made in a DataLoader worker sets the worker's copy, so a
     ``collate_fn`` that needs the record returns it from :meth:`mix`. Inputs are not modified.
@@ -448,6 +487,8 @@ class MixTransform:
 
     def __init__(self, mixer: _BetaMixer, labels: MixupLabels | RemixLabels, *, num_classes: int):
         check_number(num_classes, "num_classes", owner=type(self).__name__, low=2, integer=True)
+        check_callable(mixer, "mixer", "MixupMixer() or CutMixMixer()", owner=type(self).__name__)
+        check_callable(labels, "labels", "MixupLabels() or RemixLabels(class_counts)", owner=type(self).__name__)
         if getattr(labels, "num_classes", num_classes) != num_classes:
             raise InvalidParameterError(f"`num_classes` of `MixTransform` must equal the number of classes of `labels` "
                                         f"({labels.num_classes} class counts); got {num_classes}")  # type: ignore[union-attr]  # fmt: skip
@@ -507,6 +548,7 @@ class Remix(MixTransform):
         generator: torch.Generator | None = None,
     ):
         check_choice(mode, "mode", ("mixup", "cutmix"), owner="Remix")
+        check_generator(generator, owner="Remix")
         mixer_cls = MixupMixer if mode == "mixup" else CutMixMixer
         labels = RemixLabels(class_counts, kappa=kappa, tau=tau)
         super().__init__(mixer_cls(alpha, per_sample=per_sample, generator=generator), labels, num_classes=labels.num_classes)
