@@ -439,7 +439,7 @@ TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 def _check_dataset(name: str) -> None:
     from remixup.data import DATASETS
 
-    if name not in DATASETS and name.lower().endswith(TABLE_SUFFIXES):
+    if name not in DATASETS and not name.startswith("tabular:") and name.lower().endswith(TABLE_SUFFIXES):
         raise ConfigError(f"unknown dataset {name!r}; a table file is read as --dataset tabular:{name}")
     if name not in DATASETS and not (name.startswith("tabular:") and len(name) > len("tabular:")):
         raise ConfigError(

@@ -50,7 +50,7 @@ def _dataset(name: str) -> str:
     from remixup.config import suggest
     from remixup.data.registry import DATASETS
 
-    if name not in DATASETS and name.lower().endswith((".csv", ".tsv", ".parquet", ".pq")):
+    if name not in DATASETS and not name.startswith("tabular:") and name.lower().endswith((".csv", ".tsv", ".parquet", ".pq")):
         raise argparse.ArgumentTypeError(f"unknown dataset {name!r}; a table file is read as --dataset tabular:{name}")
     if name not in DATASETS and not (name.startswith("tabular:") and len(name) > len("tabular:")):
         raise argparse.ArgumentTypeError(
