@@ -16,8 +16,20 @@ import pytest
 import torch
 from torch import nn
 
-from remixup import CutMixMixer, ManifoldMixup, MixTransform, MixupLabels, MixupMixer, Remix, RemixLabels, RemixMixup
-from remixup import forced_share, sample_beta, soft_cross_entropy, soft_targets
+from remixup import (
+    CutMixMixer,
+    ManifoldMixup,
+    MixTransform,
+    MixupLabels,
+    MixupMixer,
+    Remix,
+    RemixLabels,
+    RemixMixup,
+    forced_share,
+    sample_beta,
+    soft_cross_entropy,
+    soft_targets,
+)
 from remixup.balancing import ClassBalancedSampler
 from remixup.errors import InvalidParameterError, InvalidTypeError, UserError
 from remixup.family import PartnerMix
