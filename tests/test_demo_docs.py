@@ -44,3 +44,14 @@ def test_a_demo_run_gives_the_recorded_result(method: str, tmp_path: Path) -> No
         summary = train(config)
     recorded = RECORD["summaries"][method][0]
     assert {k: summary[k] for k in FIELDS} == {k: recorded[k] for k in FIELDS}
+
+
+def test_the_guide_names_every_registered_method() -> None:
+    import re
+
+    from remixup.methods import METHODS
+
+    guide = (ROOT / "docs" / "guide.md").read_text(encoding="utf-8")
+    assert f"`remixup methods` lists the {len(METHODS)} named methods" in guide
+    section = guide.split("`remixup methods` lists", 1)[1].split("Case, spaces and underscores", 1)[0]
+    assert set(re.findall(r"`([a-z0-9-]+)`", section)) == set(METHODS)
