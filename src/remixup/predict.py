@@ -81,9 +81,7 @@ class Predictor:
         self.input_shape = tuple(int(n) for n in shape) if isinstance(shape, list) else _input_shape(state["model"], self.spec)
         sample = self.input_shape if len(self.input_shape) == 1 else (*self.input_shape[1:], self.input_shape[0])
         self.spec = spec_for_samples(self.spec, sample, source=str(path))  # an npz of vectors, or of grey images
-        self.kind = self.spec.kind
-        if len(self.input_shape) == 1:
-            self.kind = "vector"
+        self.kind = "vector" if len(self.input_shape) == 1 else self.spec.kind
         self.device = device
         self.model: nn.Module = build_model_for(state["model_name"], self.class_counts.numel(), self.input_shape,
                                                 classifier=method.classifier, classifier_bias=config.model.classifier_bias)  # fmt: skip
