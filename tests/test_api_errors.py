@@ -32,9 +32,9 @@ from remixup import (
 )
 from remixup.balancing import ClassBalancedSampler
 from remixup.errors import InvalidParameterError, InvalidTypeError, UserError
-from remixup.family import PartnerMix
 from remixup.losses import FocalLoss, LDAMLoss, SoftCrossEntropy
-from remixup.partners import class_draw_probs, in_batch_partners
+from remixup.mixing.family import PartnerMix
+from remixup.mixing.partners import class_draw_probs, in_batch_partners
 
 COUNTS = [10, 5, 2]
 NAN = float("nan")
