@@ -55,3 +55,12 @@ def test_the_guide_names_every_registered_method() -> None:
     assert f"`remixup methods` lists the {len(METHODS)} named methods" in guide
     section = guide.split("`remixup methods` lists", 1)[1].split("Case, spaces and underscores", 1)[0]
     assert set(re.findall(r"`([a-z0-9-]+)`", section)) == set(METHODS)
+
+
+def test_the_digits_polarity_is_documented_where_users_look() -> None:
+    """scikit-learn's digits are white ink on black; a black-on-white drawing is read wrongly, with confidence."""
+    from remixup.data.registry import get_spec
+
+    assert "white ink on black" in get_spec("digits").description  # `remixup data`, the guide's dataset table
+    assert "white ink on a black background" in (ROOT / "docs" / "guide.md").read_text(encoding="utf-8")
+    assert "(white on black)" in (ROOT / "README.md").read_text(encoding="utf-8")
