@@ -211,6 +211,8 @@ class Training:
         state, self.source = None, checkpoint_file(fork) if fork is not None else self.folder.checkpoint
         if resuming:
             state = checkpoint.load(self.folder.checkpoint, to_continue=True)
+            if "decouple" in state:  # a second stage's folder: its config is the first stage's
+                raise UserError(f"{self.folder.path} holds a decoupled second stage; continue it with remixup decouple --resume")
             self.config = continue_config(self.config, state["config"], self.folder.checkpoint, mode="resume")
         elif fork is not None:
             path = self.source
