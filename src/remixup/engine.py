@@ -43,6 +43,7 @@ from remixup.mixing import Mixing, forced_count
 from remixup.progress import epoch_bar, log_line, tensorboard
 from remixup.rundir import LOG_COLUMNS, RunFolder, checkpoint_file
 from remixup.runtime import Dist, Precision, ThreadChooser, eval_batch_size, setup_processes, tune_malloc
+from remixup.sam import SAM
 from remixup.summary import run_summary
 
 __all__ = ["Training", "evaluate", "evaluate_batches", "evaluate_checkpoint", "lr_at", "train", "train_one_epoch"]
@@ -73,13 +74,13 @@ class EpochStats(TypedDict):
 
 def train_one_epoch(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], mixing: Mixing, criterion: nn.Module,
                     optimizer: torch.optim.Optimizer, *, amp: bool, channels_last: bool, bar: Any, world: Dist,
-                    scaler: torch.amp.GradScaler | None = None) -> EpochStats:  # fmt: skip
+                    scaler: torch.amp.GradScaler | None = None, sam: SAM | None = None) -> EpochStats:  # fmt: skip
     """One pass over ``loader``; returns train_loss, train_acc (%), lam_y_forced, images and images_per_s.
 
     Train accuracy of a mixed sample counts the class holding the larger label share (λy ≥ ½ → y_i, else y_j).
     Statistics stay on the device (no host sync per step) except when the progress bar refreshes; the sample
     counts, known on the host, join them once at the end. With a gradient ``scaler`` (``run.amp=fp16``) the autocast
-    is fp16 and the loss is scaled for the backward pass.
+    is fp16 and the loss is scaled for the backward pass. With ``sam`` each step is a SAM/ASAM update (two passes).
     """
     model.train()
     device = next(model.parameters()).device
@@ -91,10 +92,12 @@ def train_one_epoch(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast:
-            out = mixing.mix_forward(model, x, y)  # mix → forward
+            out = mixing.mix_forward(model, x, y) if sam is None else sam.first(mixing, model, x, y)  # mix → forward
         loss = criterion(out.logits.float(), out.target)  # loss (reduced per sample, then weighted mean)
         optimizer.zero_grad(set_to_none=True)
-        if scaler is None:
+        if sam is not None:  # SAM/ASAM (remixup.sam): a second pass on the same mixed batch at the perturbed weights
+            sam.step(model, optimizer, loss, mixing, x, y, criterion=criterion, target=out.target, autocast=autocast)
+        elif scaler is None:
             loss.backward()  # backward
             optimizer.step()  # step
         else:  # fp16: scaled backward; the step is skipped when the scaled gradients overflowed
@@ -291,6 +294,8 @@ class Training:
                 raise UserError("run.compile=on does not support manifold mixing (it mixes in forward hooks); "
                                 "use run.compile=off")  # fmt: skip
             self.net = torch.compile(self.net)  # type: ignore[assignment]
+        o = self.config.optim
+        self.sam = SAM(rho=o.sam_rho, adaptive=o.sam_adaptive, generator=self.mix_generator) if o.sam_rho > 0 else None
 
     def _setup_loader(self) -> None:
         r, o = self.config.run, self.config.optim
@@ -343,7 +348,7 @@ class Training:
             with epoch_bar(r.progress and self.world.main, len(self.loader), epoch, r.epochs) as bar:
                 stats = train_one_epoch(self.net, self.loader, self.mixing, self.criterion, self.optimizer, amp=self.precision.amp,
                                         channels_last=self.precision.channels_last, bar=bar, world=self.world,
-                                        scaler=self.scaler)  # fmt: skip
+                                        scaler=self.scaler, sam=self.sam)  # fmt: skip
             check_finite(self.model, stats["train_loss"], epoch, self.world, last=self.folder.checkpoint)
             row: dict[str, Any] = {
                 "epoch": epoch + 1,

@@ -94,10 +94,10 @@ def group_key(config: TrainConfig) -> tuple[Any, ...]:
 
 
 def fusable(config: TrainConfig) -> bool:
-    """Whether a run can join a fused group: its method mixes the input or nothing (not a hidden layer)."""
+    """Whether a run can join a fused group: its method mixes the input or nothing (not a hidden layer), without SAM."""
     from remixup.methods import get_method
 
-    return get_method(config.method.name).mixer != "manifold"
+    return get_method(config.method.name).mixer != "manifold" and config.optim.sam_rho == 0
 
 
 def _check_group(configs: Sequence[TrainConfig]) -> None:
@@ -109,8 +109,9 @@ def _check_group(configs: Sequence[TrainConfig]) -> None:
     for c in configs:
         c.validate()
         if not fusable(c):
-            raise UserError(f"{c.run.out}: method {c.method.name} mixes a hidden layer (manifold mixing) and cannot be "
-                            "fused; train it alone with `remixup train`")  # fmt: skip
+            why = "trains with SAM (optim.sam_rho > 0)" if c.optim.sam_rho else "mixes a hidden layer (manifold mixing)"
+            raise UserError(f"{c.run.out}: method {c.method.name} {why} and cannot be fused; train it alone with "
+                            "`remixup train`")  # fmt: skip
     first, key = configs[0], group_key(configs[0])
     for c in configs[1:]:
         other = group_key(c)
