@@ -18,6 +18,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -59,6 +60,9 @@ class DataConfig:
             test split.
         class_policy: tables only: a class too small for every split is dropped (``drop``) or merged into
             ``other`` (``merge``), with a note either way.
+        indices: a subset file written by ``remixup data --export-indices``: train on exactly its samples of the
+            training split (checked against the data's SHA-256 and the file's class counts) instead of the subset
+            ``imbalance``/``ratio``/``run.subset_seed`` choose; ``""`` (the default): the profile's subset.
     """
 
     dataset: str = "cifar10"
@@ -76,6 +80,7 @@ class DataConfig:
     table_val_fraction: float = 0.15
     table_test_fraction: float = 0.25
     class_policy: str = "drop"
+    indices: str = ""
 
     def table_options(self) -> dict[str, Any]:
         """The keyword arguments a ``tabular:...`` dataset takes in :func:`remixup.data.load_dataset`."""
@@ -328,6 +333,8 @@ class TrainConfig:
         check_number(o.momentum, "optim.momentum", low=0.0, high=1.0, high_open=True)
         check_number(o.weight_decay, "optim.weight_decay", low=0.0)
         check_number(o.batch_size, "optim.batch_size", low=2, integer=True)
+        if d.indices and not Path(d.indices).is_file():
+            raise ConfigError(f"data.indices={d.indices}: no such file; write one with remixup data --export-indices FILE")
         check_number(o.sam_rho, "optim.sam_rho", low=0.0)
         if o.sam_rho > 0 and r.amp == "fp16":
             raise ConfigError("optim.sam_rho > 0 does not support run.amp=fp16 (a gradient scaler between the two passes); "

@@ -243,7 +243,8 @@ class Training:
         self.data: RunData = load_run_data(d.dataset, d.root, device=self.device, imbalance=d.imbalance, ratio=d.ratio,
                                            mu=d.mu, subset_seed=r.subset_seed, download=d.download, augment=d.augment,
                                            seed=r.seed, val_fraction=d.val_fraction, val_seed=d.val_seed,
-                                           val_min_per_class=d.val_min_per_class, table_options=d.table_options())  # fmt: skip
+                                           val_min_per_class=d.val_min_per_class, table_options=d.table_options(),
+                                           indices=d.indices)  # fmt: skip
         self.precision = Precision.of(r.amp, r.channels_last, self.device, images=self.data.is_image)
         self.scaler = self.precision.grad_scaler(self.device)
 
