@@ -3,7 +3,6 @@ the config keys."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ from torch import nn
 
 from remixup.config import TrainConfig
 from remixup.errors import ConfigError
+from remixup.mixing import MixedBatch
 from remixup.sam import SameBatch, first_pass_statistics_only, sam_step
 
 
@@ -102,23 +102,30 @@ class _Stats:
         self.n = 0
 
 
-class _Mixing:
-    """A mixing that draws λ from its generator and a partner batch from a second source, and counts batches."""
+class _InForward:
+    """A mixing inside the forward pass: draws λ from its generator and a partner batch from a second source, and
+    counts batches."""
 
     def __init__(self, generator: torch.Generator) -> None:
         self.generator, self.partners, self.stats = generator, _Partners(), _Stats()
+
+    def fusable(self) -> str:
+        return "mixes inside the forward pass"
+
+    def draw_generator(self) -> torch.Generator:
+        return self.generator
 
     def mix_forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Any:
         lam = torch.rand(x.shape[0], 1, generator=self.generator)
         x2, _ = self.partners.next(x.shape[0])
         self.stats.n += 1
-        return type("Out", (), {"logits": model(lam * x + (1 - lam) * x2), "target": y})()
+        return MixedBatch(model(lam * x + (1 - lam) * x2), y, None)
 
 
-def test_same_batch_replays_the_draws() -> None:
+def test_same_batch_replays_the_draws_of_a_mixing_inside_the_forward_pass() -> None:
     g = torch.Generator().manual_seed(7)
-    mixing, net, (x, y) = _Mixing(g), _net().eval(), _batch()
-    same = SameBatch(g)
+    mixing, net, (x, y) = _InForward(g), _net().eval(), _batch()
+    same = SameBatch()
     first = same.first(mixing, net, x, y).logits
     after = g.get_state()
     again = same.again(mixing, net, x, y).logits
@@ -126,6 +133,25 @@ def test_same_batch_replays_the_draws() -> None:
     assert torch.equal(g.get_state(), after) and mixing.stats.n == 1  # draws and telemetry as after one pass
     assert "next" not in vars(mixing.partners)
     assert not torch.equal(same.first(mixing, net, x, y).logits, first)  # the next batch draws anew
+
+
+def test_same_batch_keeps_the_mixed_input_of_an_input_mixing() -> None:
+    from remixup.methods import get_method
+    from remixup.mixing.build import build_mixing
+
+    g = torch.Generator().manual_seed(11)
+    net, (x, y) = _net().eval(), _batch()
+    mixing = build_mixing(get_method("remix"), TrainConfig().mixing, net, torch.tensor([8, 5, 3]), g)
+    same = SameBatch()
+    out = same.first(mixing, net, x, y)
+    after = g.get_state()
+    assert out.record is not None and torch.equal(same.again(mixing, net, x, y).logits, out.logits)
+    assert torch.equal(g.get_state(), after)  # the second pass drew nothing
+    reference = torch.Generator().manual_seed(11)
+    x_mixed, target, _ = build_mixing(get_method("remix"), TrainConfig().mixing, net, torch.tensor([8, 5, 3]),
+                                      reference).mix_input(x, y)  # fmt: skip
+    torch.testing.assert_close(out.target, target)  # the same draws as one plain mix
+    torch.testing.assert_close(out.logits, net(x_mixed))
 
 
 def test_config_keys() -> None:
@@ -137,15 +163,6 @@ def test_config_keys() -> None:
     config.optim.sam_rho, config.run.amp = 0.05, "fp16"
     with pytest.raises(ConfigError, match="run.amp=fp16"):
         config.validate()
-
-
-def test_fused_runs_refuse_sam() -> None:
-    from remixup.fused import fusable
-
-    config = TrainConfig()
-    assert fusable(config)
-    config.optim.sam_rho = 0.05
-    assert not fusable(copy.deepcopy(config))
 
 
 @pytest.mark.slow
@@ -167,3 +184,74 @@ def test_a_sam_run_trains(method: str, tmp_path: Any) -> None:
     assert sam["lam_y_forced"] == plain["lam_y_forced"]  # the same mixing draws: SAM replays, it does not redraw
     assert sam["train_loss"] != plain["train_loss"] and asam["train_loss"] != sam["train_loss"]
     assert run("sam2", sam_rho=0.05)["per_class"] == sam["per_class"]  # deterministic
+
+
+@pytest.mark.slow
+def test_fused_loop_with_sam_equals_single_runs(tmp_path: Any) -> None:
+    from remixup import fused
+    from test_fused import tiny
+
+    members = [("remix-drw", 0), ("mixup", 1)]
+    sam = ("optim.sam_rho=0.1", "optim.sam_adaptive=true")
+    configs = [tiny(tmp_path / f"f{k}", m, s, 0, 2, *sam) for k, (m, s) in enumerate(members)]
+    summaries = fused.train_fused(configs, strategy="loop")
+    from remixup.engine import train
+
+    for k, (m, s) in enumerate(members):
+        alone = train(tiny(tmp_path / f"s{k}", m, s, 0, 2, *sam))
+        assert summaries[k]["per_class"] == alone["per_class"] and summaries[k]["train_loss"] == alone["train_loss"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_stacked_sam_steps_equal_single_runs(tmp_path: Any, adaptive: bool) -> None:
+    """Step by step in float64, as tests/test_fused.py compares the stacked step with single runs."""
+    from remixup import engine, fused
+    from remixup.runtime import Dist, Precision
+    from test_fused import OneStep, _setup, _worst, tiny
+
+    torch.set_num_threads(1)
+    extra = ("optim.batch_size=16", "optim.sam_rho=0.5" if adaptive else "optim.sam_rho=0.05", f"optim.sam_adaptive={adaptive}")
+    members = [("remix-drw", 0, 0), ("cutmix", 2, 1)]
+    runs = _setup([tiny(tmp_path / f"f{k}", m, s, t, 2, *extra) for k, (m, s, t) in enumerate(members)], torch.float64)
+    alone = _setup([tiny(tmp_path / f"s{k}", m, s, t, 2, *extra) for k, (m, s, t) in enumerate(members)], torch.float64)
+    group = fused.FusedGroup(runs, precision=Precision(), strategy="stack")
+    lr = engine.lr_at(0, runs[0].config)
+    group.set_lr(lr)
+    for run, single in zip(runs, alone, strict=True):
+        run.begin_epoch(0, choose_threads=False)
+        single.begin_epoch(0, choose_threads=False)
+    fused_batches, single_batches = [iter(r.loader) for r in runs], [iter(s.loader) for s in alone]
+    for _ in range(6):
+        for run, it in zip(runs, fused_batches, strict=True):
+            run.loader = OneStep(it)  # type: ignore[assignment]
+        stats = group.train_epoch()
+        for single, it, st in zip(alone, single_batches, stats, strict=True):
+            ref = engine.train_one_epoch(single.model, OneStep(it), single.mixing, single.criterion, single.optimizer,
+                                         amp=False, channels_last=False, bar=None, world=Dist(), sam=single.sam)  # fmt: skip
+            assert st["train_loss"] == pytest.approx(ref["train_loss"], rel=1e-9)
+        assert _worst(group, alone) < 1e-9
+    for k, single in enumerate(alone):  # BatchNorm statistics: updated on the first pass only, as the single runs'
+        for name, b in single.model.named_buffers():
+            assert torch.allclose(group.buffers[name][k].double(), b.double(), rtol=1e-9, atol=1e-9), name
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
+def test_two_gloo_processes_with_sam_match_one_process(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    from remixup import checkpoint
+
+    args = ["train", "--dataset", "moons", "--ratio", "10", "--method", "erm", "--recipe", "paper", "--epochs", "2",
+            "--no-progress", "optim.batch_size=64", "run.threads=1", "optim.sam_rho=0.05"]  # fmt: skip
+    one = subprocess.run([sys.executable, "-m", "remixup", *args, "--out", str(tmp_path / "one")], capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "remixup",
+                          *args, "--out", str(tmp_path / "two")], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = checkpoint.load(tmp_path / "one" / "checkpoint.pt"), checkpoint.load(tmp_path / "two" / "checkpoint.pt")
+    for key in a["model"]:
+        torch.testing.assert_close(b["model"][key], a["model"][key], rtol=1e-4, atol=1e-5)

@@ -216,9 +216,10 @@ def stacked_sam_step(params: dict[str, torch.Tensor], closure: Callable[[], torc
     with torch.no_grad():
         grads = [(p, p.grad) for p in params.values() if p.grad is not None]
         k = next(iter(params.values())).shape[0]
-        squares = torch.zeros(k, dtype=torch.float32, device=grads[0][0].device) if grads else None
+        first = grads[0][0] if grads else None
+        squares = torch.zeros(k, dtype=first.dtype, device=first.device) if first is not None else None
         for p, g in grads:
-            squares += ((p.abs() * g) if adaptive else g).float().pow(2).reshape(k, -1).sum(1)  # type: ignore[operator]
+            squares += ((p.abs() * g) if adaptive else g).pow(2).reshape(k, -1).sum(1)  # type: ignore[operator]
         steps = []
         for p, g in grads:
             scale = (rho / (squares.sqrt() + eps)).to(p.dtype).reshape(k, *([1] * (p.ndim - 1)))  # type: ignore[union-attr]
