@@ -57,7 +57,6 @@ from remixup.data.run import RunData, TensorData, load_run_data
 from remixup.errors import UserError
 from remixup.evaluation import evaluate_data, evaluate_val
 from remixup.heads import LabelAwareSmoothing, class_means, tau_norm_weight
-from remixup.methods import get_method
 from remixup.progress import log_line
 from remixup.rundir import RunFolder, checkpoint_file, read_summary
 from remixup.runtime import Precision, resolve_device
@@ -215,7 +214,7 @@ def decouple(run: str | Path, *, out: str | Path, options: DecoupleOptions, resu
     if str(state["model_name"]).startswith("custom:"):
         raise UserError(f"{source} holds a model of your own that remixup cannot rebuild; decouple needs a named model")
     first = TrainConfig.from_dict(state["config"], source=f"the config in {source}")
-    first_method = get_method(first.method.name)
+    first_method = first.effective_method()
     if first_method.classifier != "linear" and options.method != "ncm":
         raise UserError(f"decouple --method {options.method} needs a linear classifier but {source} was trained with "
                         f"{first_method.name}'s cosine classifier; use --method ncm")  # fmt: skip
@@ -247,7 +246,7 @@ class _Stage:
 
         self.source, self.first, self.folder, self.device, self.progress = source, first, folder, device, progress
         o = self.options = options
-        self.method = get_method(first.method.name)
+        self.method = first.effective_method()
         self.seed = first.run.seed if o.seed is None else int(o.seed)
         self.epochs = (10 if o.epochs is None else int(o.epochs)) if o.method in TRAINED else 0
         head, tail, shift, factor = mislas_defaults(first.data.dataset, first.data.ratio)
