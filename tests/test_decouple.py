@@ -114,17 +114,18 @@ def test_resume_ends_bit_identical(digits_run: Path, tmp_path: Path, monkeypatch
     straight = decouple(digits_run, out=tmp_path / "a", options=DecoupleOptions("lws", **options), device="cpu", progress=False)  # type: ignore[arg-type]
     from remixup import decouple as module
 
-    real_save = module._Stage._save
+    real_line = module.log_line
 
-    def save_then_stop(self: module._Stage, epoch: int, *args: object) -> None:
-        real_save(self, epoch, *args)  # type: ignore[arg-type]
-        if epoch == 1:
+    def stop_in_epoch_two(row: dict, epochs: int) -> str:  # type: ignore[type-arg]
+        if row["epoch"] == 2:  # epoch 1 is logged and checkpointed, epoch 2 not
             raise KeyboardInterrupt
+        return real_line(row, epochs)
 
-    monkeypatch.setattr(module._Stage, "_save", save_then_stop)
+    monkeypatch.setattr(module, "log_line", stop_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
-        decouple(digits_run, out=tmp_path / "b", options=DecoupleOptions("lws", **options), device="cpu", progress=False)  # type: ignore[arg-type]
-    monkeypatch.setattr(module._Stage, "_save", real_save)
+        decouple(digits_run, out=tmp_path / "b", options=DecoupleOptions("lws", **options), device="cpu")  # type: ignore[arg-type]
+    monkeypatch.setattr(module, "log_line", real_line)
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["epoch"] == 1
     # `remixup train --resume` refuses the unfinished second stage instead of training its first stage on.
     assert main(["train", "--resume", "--out", str(tmp_path / "b"), "--no-progress"]) == 2
     with pytest.raises(UserError, match="lr was 0.1, now 0.5"):

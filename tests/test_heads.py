@@ -26,12 +26,12 @@ def test_lws_scales_each_class_logit() -> None:
 
 
 def test_lws_head_folds_into_a_linear_layer() -> None:
-    from remixup.decouple import _Head  # the module's own head: folding is what eval relies on
+    from remixup.decouple import ScaledHead
 
     f, w, b = _data(1)
     fc = torch.nn.Linear(5, 4)
     fc.weight.data, fc.bias.data = w.clone(), b.clone()
-    head = _Head(fc, train_fc=False, scales=True)
+    head = ScaledHead(fc, train_fc=False, scales=True)
     head.scales.data = torch.tensor([0.1, 2.0, 1.0, 4.0])
     folded = head.folded()
     torch.testing.assert_close(F.linear(f, folded["weight"], folded["bias"]), head(f))

@@ -167,8 +167,13 @@ def balanced_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float(100.0 * (hits[present] / counts[present]).mean())
 
 
-class _Head(nn.Module):
-    """The trainable classifier of crt/lws/mislas on frozen features: ``(W f + b) · s``."""
+class ScaledHead(nn.Module):
+    """The trainable classifier of crt/lws/mislas on frozen features: ``(W f + b) · s`` (:func:`remixup.heads.lws_logits`).
+
+    Args:
+        fc: the linear classifier (the first stage's, or a fresh one for cRT).
+        train_fc: whether ``fc`` is trained. scales: whether the per-class scales ``s`` (initially 1) are.
+    """
 
     def __init__(self, fc: nn.Linear, *, train_fc: bool, scales: bool) -> None:
         super().__init__()
@@ -336,17 +341,17 @@ class _Stage:
         )
         return {"weight": tau_norm_weight(weight, best), **bias}
 
-    def _head(self) -> _Head:
+    def _head(self) -> ScaledHead:
         fc = self.fc
         assert isinstance(fc, nn.Linear)
         if self.options.method == "crt":
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)
                 fresh = nn.Linear(fc.in_features, fc.out_features, bias=fc.bias is not None).to(self.device)
-            return _Head(fresh, train_fc=True, scales=False)
-        return _Head(fc, train_fc=self.options.method == "mislas", scales=True)
+            return ScaledHead(fresh, train_fc=True, scales=False)
+        return ScaledHead(fc, train_fc=self.options.method == "mislas", scales=True)
 
-    def _optimizer(self, head: _Head) -> torch.optim.SGD:
+    def _optimizer(self, head: ScaledHead) -> torch.optim.SGD:
         o = self.options
         factor = o.extra.get("lr_factor", 1.0)
         groups = [{"params": [p for p in head.fc.parameters() if p.requires_grad], "factor": factor},
@@ -445,7 +450,7 @@ class _Stage:
         body = {k: v.detach().clone() for k, v in self.model.state_dict().items() if not k.startswith("fc.")}
         return {**body, **{f"fc.{k}": v.detach().clone() for k, v in fc_state.items()}}
 
-    def _save(self, epoch: int, fc_state: dict[str, torch.Tensor], head: _Head | None, optimizer: torch.optim.Optimizer | None,
+    def _save(self, epoch: int, fc_state: dict[str, torch.Tensor], head: ScaledHead | None, optimizer: torch.optim.Optimizer | None,
               last_eval: dict[str, Any] | None) -> None:  # fmt: skip
         ckpt = {"format": checkpoint.FORMAT, "epoch": epoch, "model": self._model_state(fc_state),
                 "optimizer": optimizer.state_dict() if optimizer is not None else {},
@@ -456,7 +461,7 @@ class _Stage:
                              "head": {k: v.detach().clone() for k, v in head.state_dict().items()} if head is not None else {}}}  # fmt: skip
         checkpoint.save(ckpt, self.folder.checkpoint)
 
-    def _restore(self, head: _Head, optimizer: torch.optim.Optimizer) -> None:
+    def _restore(self, head: ScaledHead, optimizer: torch.optim.Optimizer) -> None:
         path = self.folder.checkpoint
         state = checkpoint.load(path, to_continue=True)
         saved = state.get("decouple")
