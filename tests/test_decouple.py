@@ -109,7 +109,8 @@ def test_tau_norm_without_a_validation_split_holds_one_out(tmp_path: Path) -> No
     assert summary["class_counts"] == json.loads((out / "summary.json").read_text())["class_counts"]
 
 
-def test_resume_ends_bit_identical(digits_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_ends_bit_identical(digits_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     options = {"epochs": 2, "batch_size": 64}
     straight = decouple(digits_run, out=tmp_path / "a", options=DecoupleOptions("lws", **options), device="cpu", progress=False)  # type: ignore[arg-type]
     from remixup import decouple as module
@@ -128,6 +129,10 @@ def test_resume_ends_bit_identical(digits_run: Path, tmp_path: Path, monkeypatch
     assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["epoch"] == 1
     # `remixup train --resume` refuses the unfinished second stage instead of training its first stage on.
     assert main(["train", "--resume", "--out", str(tmp_path / "b"), "--no-progress"]) == 2
+    assert "holds a decoupled second stage" in capsys.readouterr().err
+    fork = ["train", "--dataset", "digits", "--ratio", "10", "--method", "remix-drw", "--fork", str(tmp_path / "b"), "--out",
+            str(tmp_path / "c"), "--no-progress"]  # fmt: skip
+    assert main(fork) == 2 and "is a decoupled second stage" in capsys.readouterr().err
     with pytest.raises(UserError, match="lr was 0.1, now 0.5"):
         decouple(digits_run, out=tmp_path / "b", options=DecoupleOptions("lws", lr=0.5, **options), resume=True, device="cpu")  # type: ignore[arg-type]
     resumed = decouple(digits_run, out=tmp_path / "b", options=DecoupleOptions("lws", **options), resume=True, device="cpu",  # type: ignore[arg-type]

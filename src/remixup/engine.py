@@ -189,6 +189,8 @@ class Training:
         elif fork is not None:
             path = self.source
             state = checkpoint.load(path, to_continue=True)
+            if "decouple" in state:
+                raise UserError(f"{path} is a decoupled second stage (remixup decouple); fork from its first stage instead")
             continue_config(self.config, state["config"], path, mode="fork", epoch=state["epoch"])
             state["forked_from"] = {"checkpoint": str(path), "epoch": state["epoch"]}
         self.forked_from = state.get("forked_from") if state is not None else None
