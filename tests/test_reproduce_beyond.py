@@ -57,3 +57,12 @@ def test_dry_run_lists_the_grid(tmp_path: Path, capsys) -> None:  # type: ignore
     assert len(lines) == 80 and out.startswith("# beyond: 80 runs (8 rows x 2 columns x 5 seeds")
     assert sum(" decouple " in line for line in lines) == 20 and sum("optim.sam_rho=" in line for line in lines) == 20
     assert "# 0 done, 0 to resume, 80 to run" in out
+
+
+def test_columns_overridden_alike_stay_apart() -> None:
+    from remixup.tables import as_run
+
+    grid = enumerate_runs(BEYOND, seeds=[0], overrides=["data.dataset=digits"])
+    shown, changed = as_run(BEYOND, grid)
+    assert len(set(changed.values())) == 2 and len({c.label for c in shown.columns}) == 2
+    assert all(original in label for original, label in changed.items())
