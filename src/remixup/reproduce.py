@@ -351,7 +351,7 @@ def fuse_groups(runs: Sequence[RunSpec], fuse: int, command: CommandBuilder, run
 
     Runs fuse when their resolved configs (from the ``remixup train`` command each would run) share
     :func:`remixup.fused.group_key`: the architecture, the data set, the optimiser and the schedule's length. A run
-    that cannot be fused (manifold mixing, SAM, a second stage) is a group of its own, after the fused groups. Groups
+    that cannot be fused (manifold mixing, a second stage) is a group of its own, after the fused groups. Groups
     keep the runs' grid order.
     """
     from remixup.commands.fused import config_from_train_args
