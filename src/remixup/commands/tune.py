@@ -92,8 +92,8 @@ def run(args: argparse.Namespace) -> int:
                                            pruner=args.pruner, warmup=args.warmup, heartbeat=args.heartbeat,
                                            grace=args.grace)  # fmt: skip
         what = "created" if created else "exists with these settings already; nothing to do"
-        print(f"study {args.study} {what}: {len(study.space)} parameters, {len(study.settings['enqueue'])} enqueued, "
-              f"storage {tune._redact(study.settings['storage'])}")  # fmt: skip
+        print(f"study {args.study} {what}: {len(study.space)} parameters, {len(study.settings.enqueue)} enqueued, "
+              f"storage {tune.redact(study.settings.storage)}")  # fmt: skip
         return 0
     if cmd == "run":
         if args.n_trials < 1:
