@@ -593,11 +593,14 @@ class _Worker:
             _broadcast(None)
         return self.ran
 
-    def _find_dead(self) -> None:
+    def _find_dead(self) -> bool:
+        """Fail (and retry) the trials of dead workers; whether there were any."""
+        running = len(self.s.trials("RUNNING"))
         if self.s.settings.storage == "journal":
             fail_dead_trials(self.s)
         elif self.s.settings.storage.startswith("postgresql"):
             fail_stale_trials(self.s)
+        return len(self.s.trials("RUNNING")) < running
 
     def _reseed(self) -> None:
         # Optuna's samplers take a seed only when built: one seed for every worker would make them draw the same
@@ -627,7 +630,8 @@ class _Worker:
         ahead = sum(t.state.name in FINISHED or (t.state.name == "RUNNING" and t.number < trial.number) for t in trials)
         if ahead >= self.n_trials:
             trial.set_user_attr("surplus", True)
-            trial.study.stop()
+            if not self._find_dead():  # else a dead worker's trial held the budget: its retry is asked next
+                trial.study.stop()
             raise _Unrun("the study holds its trials")
         params = suggest(trial, s.space)
         # Optuna's samplers may propose a point again (TPE, a small categorical space): refused, asked again
