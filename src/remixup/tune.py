@@ -487,8 +487,13 @@ def fail_dead_trials(s: Study) -> list[int]:
     host, failed = socket.gethostname(), []
     with _file_lock(s.path / ".dead-trials.lock"):  # one worker fails and retries a dead trial, not two
         for t in s.trials("RUNNING"):
-            owner = t.user_attrs.get("worker")
-            if not owner or owner["host"] != host or _proc_start(owner["pid"]) == owner["start"]:
+            owner = t.user_attrs.get("worker")  # a retry starts with its original's, until its worker writes its own
+            if (
+                not owner
+                or owner.get("trial") != t.number
+                or owner["host"] != host
+                or _proc_start(owner["pid"]) == owner["start"]
+            ):
                 continue
             if _retry(s, t.number, max_retry=1):
                 failed.append(t.number)
@@ -623,7 +628,8 @@ class _Worker:
     def objective(self, trial: Any) -> float:
         s = self.s
         pid = os.getpid()
-        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": pid, "start": _proc_start(pid), "index": self.index})
+        owner = {"host": socket.gethostname(), "pid": pid, "start": _proc_start(pid), "index": self.index, "trial": trial.number}
+        trial.set_user_attr("worker", owner)
         trials = s.trials()
         # Optuna counts trials only after they end (MaxTrialsCallback): with workers racing for the last trials,
         # a trial whose finished and earlier running trials already fill the budget stops here, unrun
