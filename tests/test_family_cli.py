@@ -76,8 +76,8 @@ def test_class_weighted_partner_on_file_backed_data(tmp_path: Path) -> None:
 
     from remixup.config import TrainConfig
     from remixup.data.run import FileData, load_run_data
-    from remixup.method_mixing import build_mixing
     from remixup.methods import get_method
+    from remixup.mixing.build import build_mixing
 
     rng = np.random.default_rng(0)
     for split in ("train", "val"):

@@ -18,12 +18,15 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from remixup._validation import check_choice, check_number, closest, suggest
 from remixup.errors import ConfigError, InvalidTypeError
+
+if TYPE_CHECKING:
+    from remixup.methods import Method
 
 IMBALANCE_PROFILES = ("longtail", "step", "none")
 SWITCHES = ("auto", "on", "off")
@@ -301,6 +304,18 @@ class TrainConfig:
                 out[f"{section}.{f.name}"] = getattr(getattr(self, section), f.name)
         return out
 
+    def effective_method(self) -> Method:
+        """The method this config trains: the registry entry of ``method.name`` with the ``mixing.*`` overrides of
+        its fields applied (``mixing.partner`` unless ``auto``, ``mixing.prob``, ``mixing.skip_first``,
+        ``mixing.skip_last`` unless null). Resolved once per run: the engine keeps it, writes it to
+        ``summary.json``, and the model, loss, mixing and balancing are built from it alone."""
+        from remixup.methods import get_method
+
+        method, x = get_method(self.method.name), self.mixing
+        overrides: dict[str, Any] = {} if x.partner == "auto" else {"partner": x.partner}
+        overrides.update({k: getattr(x, k) for k in ("prob", "skip_first", "skip_last") if getattr(x, k) is not None})
+        return dataclasses.replace(method, **overrides) if overrides else method
+
     # -- validation -------------------------------------------------------------------------------------------
     def validate(self) -> TrainConfig:
         """Check every value's range and every name (method, dataset, model); return ``self``.
@@ -375,9 +390,7 @@ class TrainConfig:
 
     def _check_before_training(self) -> None:
         """What would otherwise fail, or silently do nothing, only after the run started."""
-        from remixup.methods import get_method
-
-        method, d, r = get_method(self.method.name), self.data, self.run
+        method, d, r = self.effective_method(), self.data, self.run
         if method.deferred and not 0 <= self.schedule.deferral_epoch < r.epochs:
             raise ConfigError(
                 f"`schedule.deferral_epoch` is {self.schedule.deferral_epoch} but the run has epochs 0-{r.epochs - 1}: "

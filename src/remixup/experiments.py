@@ -295,7 +295,7 @@ SWEEP = Experiment(
     "25 epochs, seed 0; its DRW used hard labels and its Mixup-DRW divided the weighted loss by the batch size.",
 )
 
-# The class-aware mixing family (remixup.family, docs/family.md) with Mixup-DRW and Remix-DRW as controls, on the
+# The class-aware mixing family (remixup.mixing.family, docs/family.md) with Mixup-DRW and Remix-DRW as controls, on the
 # same recipe: LDAM-DRW's 200 epochs, ResNet-32, CIFAR-10/100 LT-100, last epoch. UniMix's in-batch exponent is its
 # authors' per dataset: −0.5 on CIFAR-10 (the default), −0.1 on CIFAR-100.
 _FAMILY_COLUMNS = (_CIFAR_COLUMNS[0], _CIFAR_COLUMNS[4])  # C10 LT-100, C100 LT-100

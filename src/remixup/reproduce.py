@@ -34,13 +34,13 @@ from remixup.errors import InvalidParameterError
 from remixup.experiments import Experiment, RunSpec
 from remixup.rundir import RunFolder, run_status
 from remixup.tables import CellStats as CellStats  # the grid's tables, importable from here as before
-from remixup.tables import _read_metric
 from remixup.tables import as_run as as_run
 from remixup.tables import collect as collect
 from remixup.tables import format_cell as format_cell
 from remixup.tables import markdown_table as markdown_table
 from remixup.tables import metric_value as metric_value
 from remixup.tables import plot_sweep as plot_sweep
+from remixup.tables import read_metric
 from remixup.tables import write_results as write_results
 
 LOG_DIR = "_logs"
@@ -89,9 +89,9 @@ def plain_twin(method: str) -> str | None:
     return None
 
 
-def _recipe_epochs(recipe: str) -> int:
+def recipe_epochs(recipe: str) -> int:
     """The number of epochs ``recipe`` itself trains for."""
-    from remixup.tables import _recipe_epochs as epochs
+    from remixup.tables import recipe_epochs as epochs
 
     return epochs(recipe)
 
@@ -318,7 +318,7 @@ def run_grid(
             verb = "resumed" if resume else "ran"
             if ok:
                 result.finished.append(spec.run_id)
-                top1 = _read_metric(run_dir, "top1")
+                top1 = read_metric(run_dir, "top1")
                 shown = f", top-1 {top1:.2f}%" if top1 is not None else ""
                 say(f"[{k}/{len(todo)}] {verb} {spec.run_id} in {_duration(took)}{shown}")
             else:
@@ -339,7 +339,8 @@ def fuse_groups(runs: Sequence[RunSpec], fuse: int, command: CommandBuilder, run
     :func:`remixup.fused.group_key`: the architecture, the data set, the optimiser and the schedule's length. A run
     that cannot be fused (manifold mixing) is a group of its own. Groups keep the runs' grid order.
     """
-    from remixup.fused import config_from_train_args, fusable, group_key
+    from remixup.commands.fused import config_from_train_args
+    from remixup.fused import fusable, group_key
 
     by_key: dict[object, list[RunSpec]] = {}
     alone: list[list[RunSpec]] = []
@@ -355,12 +356,12 @@ def fuse_groups(runs: Sequence[RunSpec], fuse: int, command: CommandBuilder, run
 
 
 def fused_command(group: Sequence[RunSpec], runs_dir: Path, command: CommandBuilder, python: str | None = None) -> list[str]:
-    """The one command that trains ``group`` fused (``python -m remixup.fused -- TRAIN_ARGS -- ...``); a group of one
+    """The one command that trains ``group`` fused (``python -m remixup.commands.fused -- TRAIN_ARGS -- ...``); a group of one
     is the run's own ``remixup train`` command."""
     argvs = [command(spec, runs_dir / spec.run_id, run_status(runs_dir / spec.run_id) == "resume") for spec in group]
     if len(group) == 1:
         return argvs[0]
-    cmd = [python or sys.executable, "-m", "remixup.fused"]
+    cmd = [python or sys.executable, "-m", "remixup.commands.fused"]
     for argv in argvs:
         cmd += ["--", *argv[argv.index("train") + 1 :]]
     return cmd
