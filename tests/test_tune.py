@@ -200,3 +200,26 @@ def test_training_logs_validation_metrics_and_the_hook_stops_it(tmp_path):
     with pytest.raises(Stop):
         train(config, on_epoch=stop)
     assert len((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()) == 1  # the epoch was logged first
+
+
+@pytest.mark.slow
+def test_train_with_eval_test_off_reports_the_validation_split(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "digits", "--ratio", "10", "--epochs", "1", "--no-progress", "--out", str(out),
+            "data.val_fraction=0.2", "run.eval_test=false", "run.threads=1", "optim.batch_size=128"]  # fmt: skip
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert " top1      -  bal      - " in stdout and "val bal" in stdout and ": val_top1 " in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert "val_balanced_acc" in summary and not {"top1", "balanced_acc", "confusion"} & set(summary)
+
+
+def test_fused_runs_refuse_eval_test_off(tmp_path):
+    from remixup.config import build_config
+    from remixup.errors import UserError
+    from remixup.fused import train_fused
+
+    config = build_config("paper", values={"data.dataset": "digits", "data.ratio": 10.0, "run.out": str(tmp_path / "a")},
+                          epochs=1, overrides=["data.val_fraction=0.2", "run.eval_test=false"])  # fmt: skip
+    with pytest.raises(UserError, match="run.eval_test=false cannot be fused"):
+        train_fused([config])
