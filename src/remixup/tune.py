@@ -245,13 +245,12 @@ def open_storage(path: Path, url: str, *, heartbeat: int = 60, grace: int = 180)
         UserError: an unknown scheme, a missing driver, or a database that cannot be reached.
     """
     optuna = import_optuna()
+    _check_storage_url(url)
     if url == "journal":
         from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
         file = str(path / JOURNAL_FILE)
         return optuna.storages.JournalStorage(JournalFileBackend(file, lock_obj=JournalFileOpenLock(file)))
-    if not url.startswith(("postgresql://", "postgresql+psycopg2://", "postgresql+psycopg://", "sqlite:///")):
-        raise UserError(f"unknown storage {redact(url)!r}: use `journal` (the default), postgresql://... or sqlite:///...")
     import sqlalchemy.exc
     import sqlalchemy.pool
 
@@ -273,6 +272,13 @@ def open_storage(path: Path, url: str, *, heartbeat: int = 60, grace: int = 180)
     except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot open the storage {redact(url)}: {first}") from exc
+
+
+def _check_storage_url(url: str) -> None:
+    if url != "journal" and not url.startswith(
+        ("postgresql://", "postgresql+psycopg2://", "postgresql+psycopg://", "sqlite:///")
+    ):
+        raise UserError(f"unknown storage {redact(url)!r}: use `journal` (the default), postgresql://... or sqlite:///...")
 
 
 def _settings_file(path: Path) -> Path:
@@ -375,6 +381,7 @@ def create_study(path: str | Path, *, space_file: str | Path, config: Any, stora
                         f"{metric!r}: the test split is never searched on, `tune confirm` reports it")  # fmt: skip
     if seeds_per_trial < 1:
         raise UserError(f"--seeds-per-trial must be >= 1; got {seeds_per_trial}")
+    _check_storage_url(storage)
     if sampler not in ("tpe", "random") or pruner not in ("median", "hyperband", "none"):
         raise UserError(
             f"unknown sampler {sampler!r} or pruner {pruner!r}: samplers tpe, random; pruners median, hyperband, none"
