@@ -18,6 +18,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -62,6 +63,9 @@ class DataConfig:
             test split.
         class_policy: tables only: a class too small for every split is dropped (``drop``) or merged into
             ``other`` (``merge``), with a note either way.
+        indices: a subset file written by ``remixup data --export-indices``: train on exactly its samples of the
+            training split (checked against the data's SHA-256 and the file's class counts) instead of the subset
+            ``imbalance``/``ratio``/``run.subset_seed`` choose; ``""`` (the default): the profile's subset.
     """
 
     dataset: str = "cifar10"
@@ -79,6 +83,7 @@ class DataConfig:
     table_val_fraction: float = 0.15
     table_test_fraction: float = 0.25
     class_policy: str = "drop"
+    indices: str = ""
 
     def table_options(self) -> dict[str, Any]:
         """The keyword arguments a ``tabular:...`` dataset takes in :func:`remixup.data.load_dataset`."""
@@ -133,6 +138,9 @@ class OptimConfig:
         weight_decay: L2 weight decay, >= 0.
         nesterov: Nesterov momentum.
         batch_size: the global batch size (split across DDP ranks), >= 2.
+        sam_rho: sharpness-aware minimisation's radius ρ ≥ 0 (0: off, plain SGD). Each step then takes two forward and
+            backward passes on the same mixed batch (:mod:`remixup.sam`); 0.05 is SAM's usual value, 0.5–2 ASAM's.
+        sam_adaptive: ASAM (the scale-invariant SAM) instead of SAM, when ``sam_rho`` > 0.
     """
 
     lr: float = 0.1
@@ -140,6 +148,8 @@ class OptimConfig:
     weight_decay: float = 2e-4
     nesterov: bool = False
     batch_size: int = 128
+    sam_rho: float = 0.0
+    sam_adaptive: bool = False
 
 
 @dataclass
@@ -341,6 +351,12 @@ class TrainConfig:
         check_number(o.momentum, "optim.momentum", low=0.0, high=1.0, high_open=True)
         check_number(o.weight_decay, "optim.weight_decay", low=0.0)
         check_number(o.batch_size, "optim.batch_size", low=2, integer=True)
+        if d.indices and not Path(d.indices).is_file():
+            raise ConfigError(f"data.indices={d.indices}: no such file; write one with remixup data --export-indices FILE")
+        check_number(o.sam_rho, "optim.sam_rho", low=0.0)
+        if o.sam_rho > 0 and r.amp == "fp16":
+            raise ConfigError("optim.sam_rho > 0 does not support run.amp=fp16 (a gradient scaler between the two passes); "
+                              "use run.amp=bf16 or off")  # fmt: skip
         check_number(s.warmup_epochs, "schedule.warmup_epochs", low=0, integer=True)
         check_number(s.deferral_epoch, "schedule.deferral_epoch", low=0, integer=True)
         if len(s.milestones) != len(s.lr_factors):

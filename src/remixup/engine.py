@@ -44,6 +44,7 @@ from remixup.mixing import Mixing
 from remixup.progress import epoch_bar, log_line, tensorboard
 from remixup.rundir import LOG_COLUMNS, RunFolder, checkpoint_file
 from remixup.runtime import Dist, Precision, ThreadChooser, eval_batch_size, setup_processes, tune_malloc
+from remixup.sam import SAM
 from remixup.step import EpochStats, EpochTotals, train_step
 from remixup.summary import run_summary
 
@@ -66,11 +67,12 @@ def lr_at(epoch: int, config: TrainConfig) -> float:
 
 def train_one_epoch(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], mixing: Mixing, criterion: nn.Module,
                     optimizer: torch.optim.Optimizer, *, amp: bool, channels_last: bool, bar: Any, world: Dist,
-                    scaler: torch.amp.GradScaler | None = None) -> EpochStats:  # fmt: skip
+                    scaler: torch.amp.GradScaler | None = None, sam: SAM | None = None) -> EpochStats:  # fmt: skip
     """One pass over ``loader``, one :func:`~remixup.step.train_step` per batch; returns train_loss, train_acc (%),
     lam_y_forced, images and images_per_s (:class:`~remixup.step.EpochStats`).
 
-    With a gradient ``scaler`` (``run.amp=fp16``) the autocast is fp16 and the loss is scaled for the backward pass.
+    With a gradient ``scaler`` (``run.amp=fp16``) the autocast is fp16 and the loss is scaled for the backward pass;
+    with ``sam`` every step is a SAM/ASAM update.
     """
     model.train()
     device = next(model.parameters()).device
@@ -78,7 +80,9 @@ def train_one_epoch(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch
     autocast = Precision(amp=amp, fp16=scaler is not None).autocast(device)
     for x, y in loader:
         totals.add(
-            train_step(model, mixing, criterion, optimizer, x, y, autocast=autocast, scaler=scaler, channels_last=channels_last)
+            train_step(
+                model, mixing, criterion, optimizer, x, y, autocast=autocast, scaler=scaler, channels_last=channels_last, sam=sam
+            )
         )
         if bar is not None:
             bar.update(1)
@@ -180,10 +184,14 @@ class Training:
         state, self.source = None, checkpoint_file(fork) if fork is not None else self.folder.checkpoint
         if resuming:
             state = checkpoint.load(self.folder.checkpoint, to_continue=True)
+            if "decouple" in state:  # a second stage's folder: its config is the first stage's
+                raise UserError(f"{self.folder.path} holds a decoupled second stage; continue it with remixup decouple --resume")
             self.config = continue_config(self.config, state["config"], self.folder.checkpoint, mode="resume")
         elif fork is not None:
             path = self.source
             state = checkpoint.load(path, to_continue=True)
+            if "decouple" in state:
+                raise UserError(f"{path} is a decoupled second stage (remixup decouple); fork from its first stage instead")
             continue_config(self.config, state["config"], path, mode="fork", epoch=state["epoch"])
             state["forked_from"] = {"checkpoint": str(path), "epoch": state["epoch"]}
         self.forked_from = state.get("forked_from") if state is not None else None
@@ -207,7 +215,8 @@ class Training:
         self.data: RunData = load_run_data(d.dataset, d.root, device=self.device, imbalance=d.imbalance, ratio=d.ratio,
                                            mu=d.mu, subset_seed=r.subset_seed, download=d.download, augment=d.augment,
                                            seed=r.seed, val_fraction=d.val_fraction, val_seed=d.val_seed,
-                                           val_min_per_class=d.val_min_per_class, table_options=d.table_options())  # fmt: skip
+                                           val_min_per_class=d.val_min_per_class, table_options=d.table_options(),
+                                           indices=d.indices)  # fmt: skip
         self.precision = Precision.of(r.amp, r.channels_last, self.device, images=self.data.is_image)
         self.scaler = self.precision.grad_scaler(self.device)
 
@@ -258,6 +267,8 @@ class Training:
                 raise UserError("run.compile=on does not support manifold mixing (it mixes in forward hooks); "
                                 "use run.compile=off")  # fmt: skip
             self.net = torch.compile(self.net)  # type: ignore[assignment]
+        o = self.config.optim
+        self.sam = SAM(rho=o.sam_rho, adaptive=o.sam_adaptive) if o.sam_rho > 0 else None
 
     def _setup_loader(self) -> None:
         r, o = self.config.run, self.config.optim
@@ -312,7 +323,7 @@ class Training:
             with epoch_bar(r.progress and self.world.main, len(self.loader), epoch, r.epochs) as bar:
                 stats = train_one_epoch(self.net, self.loader, self.mixing, self.criterion, self.optimizer, amp=self.precision.amp,
                                         channels_last=self.precision.channels_last, bar=bar, world=self.world,
-                                        scaler=self.scaler)  # fmt: skip
+                                        scaler=self.scaler, sam=self.sam)  # fmt: skip
             check_finite(self.model, stats["train_loss"], epoch, self.world, last=self.folder.checkpoint)
             row: dict[str, Any] = {
                 "epoch": epoch + 1,
