@@ -18,6 +18,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -62,6 +63,9 @@ class DataConfig:
             test split.
         class_policy: tables only: a class too small for every split is dropped (``drop``) or merged into
             ``other`` (``merge``), with a note either way.
+        indices: a subset file written by ``remixup data --export-indices``: train on exactly its samples of the
+            training split (checked against the data's SHA-256 and the file's class counts) instead of the subset
+            ``imbalance``/``ratio``/``run.subset_seed`` choose; ``""`` (the default): the profile's subset.
     """
 
     dataset: str = "cifar10"
@@ -79,6 +83,7 @@ class DataConfig:
     table_val_fraction: float = 0.15
     table_test_fraction: float = 0.25
     class_policy: str = "drop"
+    indices: str = ""
 
     def table_options(self) -> dict[str, Any]:
         """The keyword arguments a ``tabular:...`` dataset takes in :func:`remixup.data.load_dataset`."""
@@ -133,6 +138,9 @@ class OptimConfig:
         weight_decay: L2 weight decay, >= 0.
         nesterov: Nesterov momentum.
         batch_size: the global batch size (split across DDP ranks), >= 2.
+        sam_rho: sharpness-aware minimisation's radius ρ ≥ 0 (0: off, plain SGD). Each step then takes two forward and
+            backward passes on the same mixed batch (:mod:`remixup.sam`); 0.05 is SAM's usual value, 0.5–2 ASAM's.
+        sam_adaptive: ASAM (the scale-invariant SAM) instead of SAM, when ``sam_rho`` > 0.
     """
 
     lr: float = 0.1
@@ -140,6 +148,8 @@ class OptimConfig:
     weight_decay: float = 2e-4
     nesterov: bool = False
     batch_size: int = 128
+    sam_rho: float = 0.0
+    sam_adaptive: bool = False
 
 
 @dataclass
@@ -208,6 +218,8 @@ class RunConfig:
         subset_seed: which samples the imbalance profile keeps (separate from ``seed``).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
         eval_every: evaluate every k epochs (and always after the last one).
+        eval_test: evaluate the test split; ``false`` evaluates the validation split only (``remixup tune``'s
+            trials: a search never sees the test split), which then needs ``data.val_fraction`` > 0.
         out: the run folder.
         amp: ``auto`` (bf16 autocast on CUDA, off on CPU), ``bf16``, ``fp16`` (CUDA only: fp16 autocast with a
             gradient scaler) or ``off``.
@@ -234,6 +246,7 @@ class RunConfig:
     subset_seed: int = 0
     device: str = "auto"
     eval_every: int = 10
+    eval_test: bool = True
     out: str = "runs/run"
     amp: str = "auto"
     channels_last: str = "auto"
@@ -338,6 +351,12 @@ class TrainConfig:
         check_number(o.momentum, "optim.momentum", low=0.0, high=1.0, high_open=True)
         check_number(o.weight_decay, "optim.weight_decay", low=0.0)
         check_number(o.batch_size, "optim.batch_size", low=2, integer=True)
+        if d.indices and not Path(d.indices).is_file():
+            raise ConfigError(f"data.indices={d.indices}: no such file; write one with remixup data --export-indices FILE")
+        check_number(o.sam_rho, "optim.sam_rho", low=0.0)
+        if o.sam_rho > 0 and r.amp == "fp16":
+            raise ConfigError("optim.sam_rho > 0 does not support run.amp=fp16 (a gradient scaler between the two passes); "
+                              "use run.amp=bf16 or off")  # fmt: skip
         check_number(s.warmup_epochs, "schedule.warmup_epochs", low=0, integer=True)
         check_number(s.deferral_epoch, "schedule.deferral_epoch", low=0, integer=True)
         if len(s.milestones) != len(s.lr_factors):
@@ -394,6 +413,15 @@ class TrainConfig:
                 f"{method.name} would never start its deferred re-balancing; set schedule.deferral_epoch below "
                 f"run.epochs (--epochs N scales a recipe's deferral epoch with it)"
             )
+        x = self.mixing
+        first = method.skip_first if x.skip_first is None else x.skip_first
+        last = method.skip_last if x.skip_last is None else x.skip_last
+        if method.mixes and (first or last) and first >= r.epochs - last:
+            raise ConfigError(
+                f"{method.name} mixes only in epochs {first} to run.epochs - {last + 1} (mixing.skip_first={first}, "
+                f"mixing.skip_last={last}) but the run has epochs 0-{r.epochs - 1}: it would never mix; train more than "
+                f"{first + last} epochs or lower mixing.skip_first / mixing.skip_last"
+            )
         kind = _data_kind(d.dataset, d.root)
         if method.mixer == "cutmix" and kind == "vector":
             raise ConfigError(f"method {method.name} cuts and pastes image patches (CutMix) but {d.dataset!r} holds "
@@ -403,6 +431,9 @@ class TrainConfig:
         if r.amp == "fp16" and (r.device == "cpu" or (r.device == "auto" and not _cuda_available())):
             raise ConfigError("run.amp=fp16 needs a CUDA device (fp16 autocast with a gradient scaler); "
                               "on the CPU use run.amp=bf16 or run.amp=off")  # fmt: skip
+        if not r.eval_test and d.val_fraction == 0:
+            raise ConfigError("run.eval_test=false needs a validation split (data.val_fraction > 0); without one the run "
+                              "would evaluate nothing")  # fmt: skip
         if r.compile == "on" and method.mixer == "manifold":
             raise ConfigError("run.compile=on does not support manifold mixing (it mixes in forward hooks); use run.compile=off")
 
@@ -437,9 +468,14 @@ def _data_kind(dataset: str, root: str) -> str | None:
     return "vector" if len(shape) == 2 else spec.kind
 
 
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+
+
 def _check_dataset(name: str) -> None:
     from remixup.data import DATASETS
 
+    if name not in DATASETS and not name.startswith("tabular:") and name.lower().endswith(TABLE_SUFFIXES):
+        raise ConfigError(f"unknown dataset {name!r}; a table file is read as --dataset tabular:{name}")
     if name not in DATASETS and not (name.startswith("tabular:") and len(name) > len("tabular:")):
         raise ConfigError(
             f"unknown dataset {name!r}{suggest(name, DATASETS)} (valid datasets: {', '.join(DATASETS)}, "
@@ -464,7 +500,7 @@ def _field_types(section: Any) -> dict[str, Any]:
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Return ``value`` as type ``tp`` (int, float, bool, str, list[int], list[float]) or raise TypeError."""
+    """Return ``value`` as type ``tp`` (int, float, bool, str, list[int], list[float]) or raise InvalidTypeError."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp):  # an optional key: null or T
         (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]

@@ -44,10 +44,12 @@ from remixup.mixing import Mixing
 from remixup.progress import epoch_bar, log_line, tensorboard
 from remixup.rundir import LOG_COLUMNS, RunFolder, checkpoint_file
 from remixup.runtime import Dist, Precision, ThreadChooser, eval_batch_size, setup_processes, tune_malloc
+from remixup.sam import SAM
 from remixup.step import EpochStats, EpochTotals, train_step
 from remixup.summary import run_summary
 
-__all__ = ["EpochStats", "Training", "evaluate", "evaluate_batches", "evaluate_checkpoint", "lr_at", "train", "train_one_epoch"]
+__all__ = ["EpochStats", "Training", "check_trainable", "evaluate", "evaluate_batches", "evaluate_checkpoint", "lr_at",
+           "train", "train_one_epoch"]  # fmt: skip
 _ = (evaluate, evaluate_batches, evaluate_checkpoint, checkpoint_file)  # re-exported: the engine's public face
 
 
@@ -65,11 +67,12 @@ def lr_at(epoch: int, config: TrainConfig) -> float:
 
 def train_one_epoch(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], mixing: Mixing, criterion: nn.Module,
                     optimizer: torch.optim.Optimizer, *, amp: bool, channels_last: bool, bar: Any, world: Dist,
-                    scaler: torch.amp.GradScaler | None = None) -> EpochStats:  # fmt: skip
+                    scaler: torch.amp.GradScaler | None = None, sam: SAM | None = None) -> EpochStats:  # fmt: skip
     """One pass over ``loader``, one :func:`~remixup.step.train_step` per batch; returns train_loss, train_acc (%),
     lam_y_forced, images and images_per_s (:class:`~remixup.step.EpochStats`).
 
-    With a gradient ``scaler`` (``run.amp=fp16``) the autocast is fp16 and the loss is scaled for the backward pass.
+    With a gradient ``scaler`` (``run.amp=fp16``) the autocast is fp16 and the loss is scaled for the backward pass;
+    with ``sam`` every step is a SAM/ASAM update.
     """
     model.train()
     device = next(model.parameters()).device
@@ -77,7 +80,9 @@ def train_one_epoch(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch
     autocast = Precision(amp=amp, fp16=scaler is not None).autocast(device)
     for x, y in loader:
         totals.add(
-            train_step(model, mixing, criterion, optimizer, x, y, autocast=autocast, scaler=scaler, channels_last=channels_last)
+            train_step(
+                model, mixing, criterion, optimizer, x, y, autocast=autocast, scaler=scaler, channels_last=channels_last, sam=sam
+            )
         )
         if bar is not None:
             bar.update(1)
@@ -158,6 +163,10 @@ class Training:
         all its runs, and may refuse one, before it writes any)."""
         resuming = runtime.on_main(self.world, lambda: self.folder.prepare(resume))
         if resuming and (summary := self.folder.read_summary()) is not None:
+            if self.folder.checkpoint.is_file():  # a finished run is returned as it is, but only for its own settings
+                continue_config(
+                    self.config, checkpoint.load(self.folder.checkpoint)["config"], self.folder.checkpoint, mode="resume"
+                )
             return summary
         state = self._setup_state(resuming, fork)
         self._setup_threads()
@@ -179,10 +188,14 @@ class Training:
         state, self.source = None, checkpoint_file(fork) if fork is not None else self.folder.checkpoint
         if resuming:
             state = checkpoint.load(self.folder.checkpoint, to_continue=True)
+            if "decouple" in state:  # a second stage's folder: its config is the first stage's
+                raise UserError(f"{self.folder.path} holds a decoupled second stage; continue it with remixup decouple --resume")
             self.config = continue_config(self.config, state["config"], self.folder.checkpoint, mode="resume")
         elif fork is not None:
             path = self.source
             state = checkpoint.load(path, to_continue=True)
+            if "decouple" in state:
+                raise UserError(f"{path} is a decoupled second stage (remixup decouple); fork from its first stage instead")
             continue_config(self.config, state["config"], path, mode="fork", epoch=state["epoch"])
             state["forked_from"] = {"checkpoint": str(path), "epoch": state["epoch"]}
         self.forked_from = state.get("forked_from") if state is not None else None
@@ -206,7 +219,8 @@ class Training:
         self.data: RunData = load_run_data(d.dataset, d.root, device=self.device, imbalance=d.imbalance, ratio=d.ratio,
                                            mu=d.mu, subset_seed=r.subset_seed, download=d.download, augment=d.augment,
                                            seed=r.seed, val_fraction=d.val_fraction, val_seed=d.val_seed,
-                                           val_min_per_class=d.val_min_per_class, table_options=d.table_options())  # fmt: skip
+                                           val_min_per_class=d.val_min_per_class, table_options=d.table_options(),
+                                           indices=d.indices)  # fmt: skip
         self.precision = Precision.of(r.amp, r.channels_last, self.device, images=self.data.is_image)
         self.scaler = self.precision.grad_scaler(self.device)
 
@@ -257,6 +271,8 @@ class Training:
                 raise UserError("run.compile=on does not support manifold mixing (it mixes in forward hooks); "
                                 "use run.compile=off")  # fmt: skip
             self.net = torch.compile(self.net)  # type: ignore[assignment]
+        o = self.config.optim
+        self.sam = SAM(rho=o.sam_rho, adaptive=o.sam_adaptive) if o.sam_rho > 0 else None
 
     def _setup_loader(self) -> None:
         r, o = self.config.run, self.config.optim
@@ -313,7 +329,7 @@ class Training:
             with epoch_bar(r.progress and self.world.main, len(self.loader), epoch, r.epochs) as bar:
                 stats = train_one_epoch(self.net, self.loader, self.mixing, self.criterion, self.optimizer, amp=self.precision.amp,
                                         channels_last=self.precision.channels_last, bar=bar, world=self.world,
-                                        scaler=self.scaler)  # fmt: skip
+                                        scaler=self.scaler, sam=self.sam)  # fmt: skip
             check_finite(self.model, stats["train_loss"], epoch, self.world, last=self.folder.checkpoint)
             row: dict[str, Any] = {
                 "epoch": epoch + 1,
@@ -324,8 +340,10 @@ class Training:
             if (epoch + 1) % r.eval_every == 0 or epoch + 1 == r.epochs:
                 batch = r.eval_batch_size or eval_batch_size(self.device)
                 self.last_eval = evaluate_data(self.model, self.data, batch_size=batch, precision=self.precision, rank=self.world.rank,
-                                               world_size=self.world.world_size, workers=r.workers)  # fmt: skip
-                row.update({k: self.last_eval[k] for k in ("top1", "top5", "balanced_acc", "many", "medium", "few")})
+                                               world_size=self.world.world_size, workers=r.workers) if r.eval_test else {}  # fmt: skip
+                row.update(
+                    {k: v for k, v in self.last_eval.items() if k in ("top1", "top5", "balanced_acc", "many", "medium", "few")}
+                )
                 row.update(evaluate_val(self.model, self.data, batch_size=batch, precision=self.precision, rank=self.world.rank,
                                         world_size=self.world.world_size, workers=r.workers))  # fmt: skip
             row["time_s"] = time.perf_counter() - tic
@@ -357,7 +375,7 @@ class Training:
                 "rng": {"torch": torch.get_rng_state(), "mix": self.mix_generator.get_state()}, "config": self.config.to_dict(),
                 "history": self.history, "last_eval": self.last_eval, "class_counts": self.data.class_counts.tolist(),
                 "classes": self.data.classes, "model_name": self.model_name, "forked_from": self.forked_from,
-                "scaler": self.scaler.state_dict() if self.scaler is not None else None}  # fmt: skip
+                "input_shape": list(self.data.input_shape), "scaler": self.scaler.state_dict() if self.scaler is not None else None}  # fmt: skip
         checkpoint.save(ckpt, self.folder.checkpoint)
         keep = self.config.run.keep_every
         if keep and epoch % keep == 0:
@@ -368,3 +386,21 @@ class Training:
         assert self.last_eval is not None  # the last epoch is always evaluated
         return run_summary(self.config, self.method, self.model_name, self.data.class_counts.tolist(), self.history,
                            self.last_eval, self.forked_from, data_sha256=self.data.data_sha256)  # fmt: skip
+
+
+def check_trainable(config: TrainConfig) -> None:
+    """Set up in this process what :func:`train` sets up before its first epoch (the data and its validation split,
+    the model, loss, optimizer, mixing, loader and sampler), without a run folder and without training a step.
+
+    Raises:
+        UserError: what :func:`train` would raise before training (a class too small to split off a validation
+            set, a batch larger than the training set, a model that does not fit the data, ...).
+    """
+    config.validate()
+    run, threads = Training(config, Dist(), runtime.resolve_device(config.run.device)), torch.get_num_threads()
+    try:  # the steps of Training.setup that need no run folder and no checkpoint
+        for step in (run._setup_threads, run._setup_data, partial(run._setup_model, None), run._setup_optimizer,
+                     run._setup_mixing, run._setup_loader, run._setup_balancing):  # fmt: skip
+            step()
+    finally:
+        torch.set_num_threads(threads)

@@ -50,6 +50,7 @@ from remixup.errors import UserError
 from remixup.metrics import MetricCounts, summarize
 from remixup.progress import epoch_bar
 from remixup.runtime import Dist, Precision, eval_batch_size, resolve_device, tune_malloc
+from remixup.sam import stacked_sam_step
 from remixup.seeding import TorchState
 from remixup.step import EpochStats, EpochTotals, StepResult, backward_step, tally, train_step
 
@@ -124,6 +125,8 @@ def _check_group(configs: Sequence[TrainConfig]) -> None:
         raise UserError(f"fused runs need one run folder each; run.out repeats: {sorted({o for o in outs if outs.count(o) > 1})}")
     for c in configs:
         c.validate()
+        if not c.run.eval_test:  # a fused group evaluates the test split only
+            raise UserError(f"{c.run.out}: run.eval_test=false cannot be fused; train it alone with `remixup train`")
     first, key = configs[0], group_key(configs[0])
     for c in configs[1:]:
         other = group_key(c)
@@ -259,7 +262,7 @@ class FusedGroup:
             self.torch_states[k].restore()
             autocast = self.precision.autocast(self.device)
             results.append(train_step(run.model, run.mixing, run.criterion, run.optimizer, x, y, autocast=autocast,
-                                      channels_last=run.precision.channels_last))  # fmt: skip
+                                      channels_last=run.precision.channels_last, sam=run.sam))  # fmt: skip
             self.torch_states[k] = TorchState.capture(self.device)
         return results
 
@@ -273,8 +276,15 @@ class FusedGroup:
                 xs.append(x_mixed.contiguous())
                 targets.append(target)
                 records.append(record)
-        logits, losses = self._loss(self.params, self.buffers, torch.stack(xs), targets)
-        backward_step(losses.sum(), self.optimizer)  # d(sum)/d(params of run k) = run k's own gradient
+        x_stacked = torch.stack(xs)
+        logits, losses = self._loss(self.params, self.buffers, x_stacked, targets)
+        sam = self.runs[0].config.optim  # the runs of a group share optim.*
+        if sam.sam_rho > 0:  # SAM/ASAM: each run climbs by its own gradient, then a second pass on the same batch
+            stacked_sam_step(self.params, lambda: self._loss(self.params, self.buffers, x_stacked, targets)[1].sum(),
+                             self.optimizer, rho=sam.sam_rho, adaptive=sam.sam_adaptive, first_loss=losses.sum(),
+                             statistics=self.base)  # fmt: skip
+        else:
+            backward_step(losses.sum(), self.optimizer)  # d(sum)/d(params of run k) = run k's own gradient
         return [tally(logits[k], y, records[k], losses[k]) for k, (_, y) in enumerate(batches)]
 
     @torch.no_grad()

@@ -113,6 +113,8 @@ def plan_forks(grid: Sequence[RunSpec]) -> ForkPlan:
     keep: dict[str, int] = {}
     forks: dict[str, tuple[str, int]] = {}
     for spec in grid:
+        if spec.first_stage is not None:
+            continue
         twin_method = plain_twin(spec.method)
         if twin_method is None:
             continue
@@ -132,6 +134,8 @@ def forking_command(command: CommandBuilder, plan: ForkPlan, runs_dir: Path) -> 
 
     def build(spec: RunSpec, run_dir: Path, resume: bool) -> list[str]:
         argv = command(spec, run_dir, resume)
+        if "train" not in argv:  # a second stage (remixup decouple) neither keeps nor forks
+            return argv
         at = argv.index("train") + 1
         if spec.run_id in plan.keep:
             argv.append(f"run.keep_every={plan.keep[spec.run_id]}")
@@ -176,7 +180,7 @@ def parse_seeds(text: str) -> list[int]:
             if "-" in part:
                 lo, hi = part.split("-", 1)
                 if int(hi) < int(lo):
-                    raise ValueError
+                    raise InvalidParameterError(f"a seed range must go upwards (like 0-4); got {part!r}")
                 seeds.extend(range(int(lo), int(hi) + 1))
             else:
                 seeds.append(int(part))
@@ -226,7 +230,17 @@ def build_command(
     device: str | None = None,
     python: str | None = None,
 ) -> list[str]:
-    """The ``remixup train`` command line of one run (a list for :mod:`subprocess`, no shell)."""
+    """The ``remixup train`` command line of one run (a list for :mod:`subprocess`, no shell); for a second stage
+    (``spec.row.stage2``), the ``remixup decouple`` command on its first stage's run folder beside ``run_dir``."""
+    first = spec.first_stage
+    if first is not None:
+        cmd = [python or sys.executable, "-m", "remixup", "decouple", str(run_dir.parent / first.run_id), "--method",
+               spec.row.stage2, "--out", str(run_dir), "--no-progress"]  # fmt: skip
+        if spec.epochs is not None:  # a shortened grid shortens the second stage alike (10 epochs at full length)
+            cmd += ["--epochs", str(max(1, round(10 * spec.epochs / recipe_epochs(spec.recipe))))]
+        if device is not None:
+            cmd += ["--device", device]
+        return cmd + (["--resume"] if resume else [])
     col = spec.column
     cmd = [python or sys.executable, "-m", "remixup", "train", "--dataset", col.dataset, "--imbalance", col.imbalance]
     if col.imbalance != "none":
@@ -337,7 +351,8 @@ def fuse_groups(runs: Sequence[RunSpec], fuse: int, command: CommandBuilder, run
 
     Runs fuse when their resolved configs (from the ``remixup train`` command each would run) share
     :func:`remixup.fused.group_key`: the architecture, the data set, the optimiser and the schedule's length. A run
-    that cannot be fused (manifold mixing) is a group of its own. Groups keep the runs' grid order.
+    that cannot be fused (manifold mixing, a second stage) is a group of its own, after the fused groups. Groups
+    keep the runs' grid order.
     """
     from remixup.commands.fused import config_from_train_args
     from remixup.fused import fusable, group_key
@@ -346,6 +361,9 @@ def fuse_groups(runs: Sequence[RunSpec], fuse: int, command: CommandBuilder, run
     alone: list[list[RunSpec]] = []
     for spec in runs:
         argv = command(spec, runs_dir / spec.run_id, False)
+        if "train" not in argv:  # a second stage: after the groups, so its first stage has finished
+            alone.append([spec])
+            continue
         config = config_from_train_args(argv[argv.index("train") + 1 :])
         if fusable(config):
             by_key.setdefault(group_key(config), []).append(spec)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from remixup._validation import check_choice, check_number
+from remixup.errors import InvalidParameterError
 
 # Demšar (2006), Table 5(a): q_0.05 of the Nemenyi test for k = 2..10 classifiers (studentized range / sqrt 2).
 NEMENYI_Q05 = {2: 1.960, 3: 2.343, 4: 2.569, 5: 2.728, 6: 2.850, 7: 2.949, 8: 3.031, 9: 3.102, 10: 3.164}
@@ -88,7 +89,7 @@ def signed_rank(
     check_choice(alternative, "alternative", ("two-sided", "greater", "less"), owner="signed_rank")
     a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1 or a.size == 0:
-        raise ValueError(
+        raise InvalidParameterError(
             f"`x` and `y` of `signed_rank` must be paired 1-D sequences of equal length; got {a.shape} and {b.shape}"
         )
     d = np.round(a - b - shift, 10)  # differences equal up to float noise count as ties (and as zeros)

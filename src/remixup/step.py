@@ -23,6 +23,7 @@ from torch import nn
 
 from remixup.mixing.base import Mixing, MixRecord, forced_count
 from remixup.runtime import Dist
+from remixup.sam import SAM
 
 __all__ = ["EpochStats", "EpochTotals", "StepResult", "backward_step", "tally", "train_step"]
 
@@ -73,18 +74,23 @@ def tally(logits: torch.Tensor, y: torch.Tensor, record: MixRecord | None, loss:
 
 def train_step(model: nn.Module, mixing: Mixing, criterion: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                y: torch.Tensor, *, autocast: AbstractContextManager[object], scaler: torch.amp.GradScaler | None = None,
-               channels_last: bool = False) -> StepResult:  # fmt: skip
+               channels_last: bool = False, sam: SAM | None = None) -> StepResult:  # fmt: skip
     """One training step of ``model`` on the batch x (B, ...), y (B,).
 
     mix → forward (under ``autocast``) → loss (in float32: ``criterion(logits, target)`` with (B,) labels or (B, C)
-    soft targets) → backward → optimiser step.
+    soft targets) → backward → optimiser step. With ``sam`` (``optim.sam_rho`` > 0) the backward and step are a
+    SAM/ASAM update: a second forward and backward pass on the same mixed batch at the perturbed weights
+    (:mod:`remixup.sam`).
     """
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with autocast:
-        out = mixing.mix_forward(model, x, y)
+        out = mixing.mix_forward(model, x, y) if sam is None else sam.first(mixing, model, x, y)
     loss = criterion(out.logits.float(), out.target)
-    backward_step(loss, optimizer, scaler)
+    if sam is None:
+        backward_step(loss, optimizer, scaler)
+    else:
+        sam.step(model, optimizer, loss, mixing, x, y, criterion=criterion, target=out.target, autocast=autocast)
     return tally(out.logits, y, out.record, loss)
 
 

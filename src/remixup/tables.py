@@ -194,6 +194,10 @@ def as_run(experiment: Experiment, runs: Sequence[RunSpec]) -> tuple[Experiment,
         actual = _setting(spec.recipe, spec.epochs, column, spec.overrides)
         if actual != intended:
             changed[column.label] = f"{_label(*actual[:3])}, {actual[3]}"
+    shown = list(changed.values())
+    for original, label in list(changed.items()):
+        if shown.count(label) > 1:  # two columns overridden alike stay two columns
+            changed[original] = f"{label} (as {original})"
     if not changed:
         return experiment, {}
     columns = tuple(dataclasses.replace(c, label=changed.get(c.label, c.label)) for c in experiment.columns)

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from remixup.errors import UserError
+from remixup.errors import InvalidParameterError, UserError
 from remixup.tabular_design import (
     BOOSTED,
     EVALS_PER_RUN,
@@ -92,10 +92,10 @@ def get_sets(text: str | None) -> list[StudySet]:
         if not part:
             continue
         if part not in by_label:
-            raise ValueError(f"`--sets`: no study set {part!r}; sets: {', '.join(s.label for s in STUDY_SETS)}")
+            raise InvalidParameterError(f"`--sets`: no study set {part!r}; sets: {', '.join(s.label for s in STUDY_SETS)}")
         picked.append(by_label[part])
     if not picked:
-        raise ValueError(f"`--sets` names no set; got {text!r}")
+        raise InvalidParameterError(f"`--sets` names no set; got {text!r}")
     return picked
 
 
@@ -107,7 +107,7 @@ def get_methods(text: str | None) -> list[str]:
         return list(STUDY_METHODS)
     names = [get_method(p).name for p in text.split(",") if p.strip()]
     if not names:
-        raise ValueError(f"`--rows` names no method; got {text!r}")
+        raise InvalidParameterError(f"`--rows` names no method; got {text!r}")
     return list(dict.fromkeys(names))
 
 
@@ -533,12 +533,12 @@ def run_command(args: Any) -> int:
     runs_dir: Path = args.runs_dir
     report_dir: Path = args.report_dir or runs_dir
     if args.epochs is not None and args.epochs < 1:
-        raise ValueError(f"`--epochs` must be >= 1; got {args.epochs}")
+        raise InvalidParameterError(f"`--epochs` must be >= 1; got {args.epochs}")
     if getattr(args, "measure_budget", None) is not None:
         from remixup.tabular_budget import measure_budget, write_budget
 
         if args.measure_budget < 100:
-            raise ValueError(f"`--measure-budget` must be >= 100 steps; got {args.measure_budget}")
+            raise InvalidParameterError(f"`--measure-budget` must be >= 100 steps; got {args.measure_budget}")
         result = measure_budget(runs_dir, args.measure_budget, echo=lambda line: print(line, flush=True))
         print(f"# budget: {write_budget(result, report_dir / 'budget.json')}")
         return 0

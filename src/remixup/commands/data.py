@@ -3,6 +3,7 @@
 remixup data --dataset cifar10 --imbalance longtail --ratio 100 --data-root DIR [--json] [--plot FILE.png]
 remixup data --dataset tabular:yeast                       # a table's training split, its own imbalance
 remixup data --dataset tabular:claims.csv data.label_column=fraud data.split_seed=3   # the data.* keys of train
+remixup data --dataset cifar10 --ratio 100 --subset-seed 3 --export-indices subset.json   # then data.indices=subset.json
 remixup data --list                                        # the bundled tables: rows, classes, imbalance ratio
 """
 
@@ -12,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from remixup.errors import UserError
@@ -43,7 +45,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--download", action="store_true", help="CIFAR only: download the official archive (MD5-checked)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
-    parser.add_argument("--plot", metavar="FILE.png", help="also save a bar chart of the counts")
+    parser.add_argument("--plot", metavar="FILE.png", help="also save a bar chart of the counts (.png, .pdf, .svg, .jpg)")
+    parser.add_argument("--export-indices", metavar="FILE",
+                        help="write the subset's exact training indices, class counts and the data's SHA-256 to FILE "
+                             "(JSON); train on exactly that subset with data.indices=FILE")  # fmt: skip
     parser.add_argument("overrides", nargs="*", metavar="data.key=value",
                         help="any data.* key of `remixup train` (see `remixup train --keys`), e.g. data.label_column=fraud "
                              "data.table_test_fraction=0.2 data.val_fraction=0.1")  # fmt: skip
@@ -53,6 +58,8 @@ def _dataset(name: str) -> str:
     from remixup.config import suggest
     from remixup.data.registry import DATASETS
 
+    if name not in DATASETS and not name.startswith("tabular:") and name.lower().endswith((".csv", ".tsv", ".parquet", ".pq")):
+        raise argparse.ArgumentTypeError(f"unknown dataset {name!r}; a table file is read as --dataset tabular:{name}")
     if name not in DATASETS and not (name.startswith("tabular:") and len(name) > len("tabular:")):
         raise argparse.ArgumentTypeError(
             f"unknown dataset {name!r}{suggest(name, DATASETS)} (valid: {', '.join(DATASETS)}, tabular:NAME, tabular:FILE.csv)"
@@ -85,7 +92,7 @@ def data_config(args: argparse.Namespace) -> Any:
 def summarize(args: argparse.Namespace) -> dict[str, Any]:
     """Load the training split, apply the profile (and the ``data.val_fraction`` hold-out) and return the counts as
     a JSON-ready dict."""
-    from remixup.data.profiles import describe_counts, make_imbalanced
+    from remixup.data.profiles import describe_counts, imbalanced_indices
     from remixup.data.registry import load_dataset
     from remixup.data.run import hold_out
 
@@ -93,10 +100,18 @@ def summarize(args: argparse.Namespace) -> dict[str, Any]:
     d = config.data
     table = d.table_options() if d.dataset.startswith("tabular:") else {}
     ds = load_dataset(d.dataset, d.root, train=True, download=d.download, **table)
-    sub = make_imbalanced(ds, d.imbalance, ratio=d.ratio, mu=d.mu, subset_seed=config.run.subset_seed)
+    index = imbalanced_indices(ds, d.imbalance, ratio=d.ratio, mu=d.mu, subset_seed=config.run.subset_seed)
+    sub = ds.subset(index)
     if d.val_fraction > 0:
         sub, _ = hold_out(sub, d.val_fraction, seed=d.val_seed, min_per_class=d.val_min_per_class)
     counts = [int(n) for n in sub.class_counts.tolist()]
+    if getattr(args, "export_indices", None):
+        from remixup.data.run import training_data_sha256
+        from remixup.data.subset_file import write_subset
+
+        write_subset(args.export_indices, index, ds.labels, num_classes=len(counts), data_sha256=training_data_sha256(ds),
+                     source_size=len(ds.labels), dataset=d.dataset, imbalance=d.imbalance, ratio=d.ratio, mu=d.mu,
+                     subset_seed=config.run.subset_seed)  # fmt: skip
     return {
         "dataset": d.dataset,
         "imbalance": d.imbalance,
@@ -125,6 +140,20 @@ def _table(summary: dict[str, Any]) -> str:
     lines.append(f"{'':>5}  {'total':<{width}}  {summary['total']:>7}")
     lines.append(f"many-shot (>100): {shots['many']}  medium (20-100): {shots['medium']}  few (<20): {shots['few']}")
     return "\n".join(lines)
+
+
+_PLOT_TYPES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def _check_plot_path(path: str) -> None:
+    """Refuse a --plot that is a folder or has no image extension (matplotlib would write NAME.png beside it)."""
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"--plot {path} is a folder; give a file name such as {target / 'counts.png'}")
+    if target.suffix.lower() not in _PLOT_TYPES:
+        raise UserError(
+            f"--plot {path} needs a file name ending in {', '.join(_PLOT_TYPES)}; got {target.suffix or 'no extension'}"
+        )
 
 
 def _plot(summary: dict[str, Any], path: str) -> None:
@@ -174,6 +203,8 @@ def run(args: argparse.Namespace) -> int:
     from remixup.data.registry import get_spec
 
     get_spec(args.dataset)  # an unknown name: one line listing the valid ones
+    if args.plot:
+        _check_plot_path(args.plot)
     summary = summarize(args)
     if args.plot:
         _plot(summary, args.plot)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,8 @@ from remixup._validation import check_choice
 from remixup.data.augment import BatchAugment, RandomResizedCropFlip, ResizeCenterCrop
 from remixup.data.datasets import ArrayDataset, ImageFileDataset
 from remixup.data.sources import load_cifar, load_cinic10, load_digits, load_image_folder, load_inat2018, load_npz, load_toy
-from remixup.errors import InvalidParameterError
+from remixup.data.split_files import SPLIT_FILES, load_split_file_set
+from remixup.errors import DataError, InvalidParameterError
 
 KINDS = ("small_image", "large_image", "vector")
 
@@ -136,6 +137,30 @@ DATASETS: dict[str, DatasetSpec] = {
         True,
         "iNaturalist 2018: train2018.json / val2018.json and the image tree (naturally long-tailed)",
     ),
+    "imagenet_lt": DatasetSpec(
+        "imagenet_lt",
+        "large_image",
+        None,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        "resnet50",
+        224,
+        0,
+        True,
+        "ImageNet-LT: ImageNet_LT_train/val/test.txt (lines `relative/path label`) and the images (long-tailed)",
+    ),
+    "places_lt": DatasetSpec(
+        "places_lt",
+        "large_image",
+        None,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        "resnet50",
+        224,
+        0,
+        True,
+        "Places-LT: Places_LT_train/val/test.txt (lines `relative/path label`) and the images (long-tailed)",
+    ),
     "imagefolder": DatasetSpec(
         "imagefolder",
         "large_image",
@@ -170,12 +195,40 @@ DATASETS: dict[str, DatasetSpec] = {
         8,
         1,
         False,
-        "scikit-learn's bundled 8x8 digits (embedded, no download)",
+        "scikit-learn's bundled 8x8 digits, white ink on black (embedded, no download)",
     ),
     "blobs": DatasetSpec("blobs", "vector", 2, None, None, "mlp", None, 0, False, "two Gaussian blobs in 2-D"),
     "moons": DatasetSpec("moons", "vector", 2, None, None, "mlp", None, 0, False, "two interleaving moons in 2-D"),
     "circles": DatasetSpec("circles", "vector", 2, None, None, "mlp", None, 0, False, "two concentric circles in 2-D"),
 }
+
+
+# Smallest side of npz images: the default CNN (resnet32) halves the image twice, which needs 4 pixels a side.
+NPZ_MIN_SIDE = 4
+
+
+def spec_for_samples(spec: DatasetSpec, sample_shape: tuple[int, ...], *, source: str = "npz") -> DatasetSpec:
+    """The registry entry fitted to the samples an npz holds (other datasets are returned unchanged).
+
+    Vectors (D,) make it vector data (model ``mlp``, no image transform); images (H, W, C) are normalised per
+    channel for their C in {1, 3}.
+
+    Raises:
+        DataError: images with another number of channels, or smaller than ``NPZ_MIN_SIDE`` pixels a side.
+    """
+    if spec.name != "npz":
+        return spec
+    if len(sample_shape) == 1:
+        return replace(spec, kind="vector", mean=None, std=None, model="mlp", image_size=None, crop_padding=0, flip=False)
+    h, w, c = sample_shape
+    if c not in (1, 3):
+        raise DataError(f"{source}: images must have 1 (grey) or 3 (RGB) channels, as (N, H, W, C) or (N, C, H, W); "
+                        f"got samples of shape {tuple(sample_shape)}")  # fmt: skip
+    if min(h, w) < NPZ_MIN_SIDE:
+        raise DataError(f"{source}: images of {h}x{w} pixels are too small for the image models (at least "
+                        f"{NPZ_MIN_SIDE}x{NPZ_MIN_SIDE}); give such data as vectors (N, D)")  # fmt: skip
+    assert spec.mean is not None and spec.std is not None
+    return replace(spec, mean=spec.mean[:1] * c, std=spec.std[:1] * c, image_size=max(h, w))
 
 
 def get_spec(name: str) -> DatasetSpec:
@@ -189,7 +242,9 @@ def get_spec(name: str) -> DatasetSpec:
         what = f"{known.rows} rows, {known.classes} classes" if known is not None else "a table"
         return DatasetSpec(name, "vector", None, None, None, "mlp", None, 0, False, f"{source}: {what} (standardised, one-hot)")
     if isinstance(name, str) and name.startswith(PREFIX.rstrip(":")) and name not in DATASETS:
-        raise ValueError(f"`dataset` of `load_dataset` must look like tabular:NAME or tabular:FILE.csv; got {name!r}")
+        raise InvalidParameterError(f"`dataset` of `load_dataset` must look like tabular:NAME or tabular:FILE.csv; got {name!r}")
+    if isinstance(name, str) and name not in DATASETS and name.lower().endswith((".csv", ".tsv", ".parquet", ".pq")):
+        raise InvalidParameterError(f"unknown dataset {name!r}; a table file is read as dataset tabular:{name}")
     check_choice(name, "dataset", list(DATASETS), owner="load_dataset")
     return DATASETS[name]
 
@@ -216,8 +271,8 @@ def load_dataset(
         root: data root folder (for ``npz``: the .npz file). Ignored by ``digits``, the 2-D toys and tables.
         train: training split (else the evaluation split: CIFAR test, CINIC-10 valid, iNaturalist val, a table's test).
         download: CIFAR only: fetch the official archive (MD5-checked) when it is not in ``root``.
-        split: instead of ``train``: ``"train"``, ``"test"``, or ``"val"`` (tables only: the validation split, for
-            model selection and tuning; the test split is never used for that).
+        split: instead of ``train``: ``"train"``, ``"test"``, or ``"val"`` (tables, ImageNet-LT and Places-LT: the
+            validation split, for model selection and tuning; the test split is never used for that).
         label_column, split_seed, val_fraction, test_fraction, class_policy: tables only, see
             :func:`~remixup.data.tabular.load_table_splits` (the splits' seed is separate from the training seed).
 
@@ -232,7 +287,7 @@ def load_dataset(
     get_spec(name)
     if split is None:
         if train is None:
-            raise ValueError("`load_dataset` needs `train=True/False` or `split='train'/'val'/'test'`")
+            raise InvalidParameterError("`load_dataset` needs `train=True/False` or `split='train'/'val'/'test'`")
         split = "train" if train else "test"
     check_choice(split, "split", ("train", "val", "test"), owner="load_dataset")
     if name.startswith("tabular:"):
@@ -246,8 +301,15 @@ def load_dataset(
             test_fraction=test_fraction,
             class_policy=class_policy,
         ).dataset(split)
+    if name in SPLIT_FILES:  # ImageNet-LT, Places-LT: their own train, val and test split files
+        if root is None:
+            raise InvalidParameterError(f"`root` of `load_dataset` is required for {name!r}: the folder with its split files")
+        return load_split_file_set(name, root, split=split)
     if split == "val":
-        raise ValueError(f"`split='val'` of `load_dataset` is for tables (tabular:...); {name!r} has only train and test")
+        raise InvalidParameterError(
+            f"`split='val'` of `load_dataset` is for tables (tabular:...), imagenet_lt and places_lt; {name!r} has only "
+            "train and test"
+        )
     train = split == "train"
     if name == "digits":
         return load_digits(train=train)

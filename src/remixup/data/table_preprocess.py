@@ -149,7 +149,7 @@ class TablePreprocessor:
             values = [c for c in column[train] if c is not None]
             if not values:
                 continue
-            cats, counts = np.unique(np.array(values, dtype=object).astype(str), return_counts=True)
+            cats, counts = np.unique(np.array([str(c) for c in values], dtype=object), return_counts=True)  # NULs kept
             columns.append(TableColumn(name, "categorical", categories=cats.tolist(), mode=str(cats[int(np.argmax(counts))])))
         if not columns:
             raise DataError("the table has no feature column with a value in the training split")
