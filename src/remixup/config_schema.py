@@ -219,6 +219,8 @@ class RunConfig:
         workers: DataLoader worker processes for datasets read from image files (iNaturalist, image folders).
         compile: ``torch.compile`` the training forward/backward: ``auto`` (off: on the CPU it did not pay for its
             compile time, docs/performance.md; on CUDA not measured yet), ``on`` or ``off``.
+        compile_backend: the ``torch.compile`` backend of ``run.compile=on``: ``inductor`` (default, generates
+            kernels) or another registered backend, e.g. ``eager`` (traces the step without generating code).
         malloc: keep freed host memory for reuse instead of handing it back to the OS after every step (glibc's
             mmap and trim thresholds raised, process-wide): ``auto`` (on for CPU runs on Linux; a ResNet-32 step
             was 1.20x faster on 2 threads, benchmarks/bench_malloc.py), ``on`` or ``off``.
@@ -240,6 +242,7 @@ class RunConfig:
     eval_batch_size: int = 0
     workers: int = 4
     compile: str = "auto"
+    compile_backend: str = "inductor"
     malloc: str = "auto"
     keep_every: int = 0
 
@@ -392,6 +395,10 @@ class TrainConfig:
                               "on the CPU use run.amp=bf16 or run.amp=off")  # fmt: skip
         if r.compile == "on" and method.mixer == "manifold":
             raise ConfigError("run.compile=on does not support manifold mixing (it mixes in forward hooks); use run.compile=off")
+        if r.compile == "on":
+            import torch
+
+            check_choice(r.compile_backend, "run.compile_backend", torch.compiler.list_backends(exclude_tags=()))
 
 
 def _cuda_available() -> bool:

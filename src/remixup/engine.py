@@ -288,7 +288,7 @@ class Training:
             if self.method.mixer == "manifold":
                 raise UserError("run.compile=on does not support manifold mixing (it mixes in forward hooks); "
                                 "use run.compile=off")  # fmt: skip
-            self.net = torch.compile(self.net)  # type: ignore[assignment]
+            self.net = torch.compile(self.net, backend=self.config.run.compile_backend)  # type: ignore[assignment]
 
     def _setup_loader(self) -> None:
         r, o = self.config.run, self.config.optim
