@@ -95,11 +95,13 @@ def make_image_folder(root: Path) -> Path:
 
 
 def config(out: Path, name: str, kind: str, *extra: str, folder: Path | None = None) -> TrainConfig:
-    """A 2-epoch run of ``name`` on ``kind``: deferred re-balancing from epoch 1, CMO-style windows opened at epoch 1,
-    a small learning rate (stacked runs stay within rounding of single runs), one thread."""
+    """A 2-epoch run of ``name`` on ``kind`` (``folder``: the image folder or npz file of "files" and "points"):
+    deferred re-balancing from epoch 1, CMO-style windows opened at epoch 1, a small learning rate (stacked runs
+    stay within rounding of single runs), one thread."""
     data = {
         "images": ["data.dataset=digits", "data.ratio=100", "optim.batch_size=64"],
         "vectors": ["data.dataset=moons", "data.ratio=100", "model.name=tabular_resnet", "optim.batch_size=64"],
+        "points": ["data.dataset=npz", f"data.root={folder}", "data.imbalance=none", "data.augment=false", "optim.batch_size=16"],
         "files": ["data.dataset=imagefolder", f"data.root={folder}", "data.imbalance=none", "model.name=digits_cnn",
                   "optim.batch_size=4", "run.workers=0", "run.eval_batch_size=8"],
     }[kind]  # fmt: skip
@@ -108,6 +110,17 @@ def config(out: Path, name: str, kind: str, *extra: str, folder: Path | None = N
     return build_config("paper", epochs=2, overrides=[
         f"method.name={name}", *data, "optim.lr=0.02", "schedule.deferral_epoch=1", *window, f"run.out={out}",
         "run.eval_every=2", "run.progress=false", "run.threads=1", "run.tensorboard=false", "run.device=cpu", *extra])  # fmt: skip
+
+
+def make_points(path: Path) -> Path:
+    """An npz of 1x1-pixel images with two values only, 0 (class 0) and 255 (class 1): without augmentation a mixed
+    pair of the two classes shows its λ in the mixed input (255·λ), so a model can see what a run drew."""
+    import numpy as np
+
+    y = np.arange(64) % 2
+    x = np.repeat((255 * y).astype(np.uint8)[:, None, None, None], 3, axis=3)  # (N, 1, 1, 3)
+    np.savez(path, x_train=x, y_train=y, x_test=x[:16], y_test=y[:16])
+    return path
 
 
 def dropout_net(num_classes: int = 3) -> nn.Module:
