@@ -30,8 +30,8 @@ COMPOSED = ("remix-cm-drw", "remix-mm-ldam-drw", "cutmix-drw", "remix-cm-rs", "m
 NAMES = (*METHODS, *COMPOSED)
 
 # The data kinds: images held in memory (digits, 8x8), image files (a folder of PNGs, decoded by the file loader) and
-# vectors (two moons, through the tabular ResNet, which has dropout).
-KINDS = ("images", "files", "vectors")
+# vectors (two moons, through the tabular ResNet, which has dropout; "points2d": the same through the MLP, without).
+KINDS = ("images", "files", "vectors", "points2d")
 PATHS = ("single", "rerun", "loop", "stack", "compiled", "resume", "files", "ddp")
 # The fields of a method that change what a run does: a sample covers every value of each.
 FIELDS = ("mixer", "labels", "loss", "weighting", "sampling", "partner", "draw")
@@ -42,9 +42,16 @@ def method(name: str) -> Method:
 
 
 def kind_of(name: str) -> str:
-    """The in-memory kind a name's runs use: images and vectors in turn (CutMix needs images)."""
-    kind = ("vectors", "images")[NAMES.index(name) % 2]
-    return "images" if method(name).mixer == "cutmix" else kind
+    """The in-memory kind a name's runs use: CutMix and every third other name on images, the rest on vectors (whose
+    model has dropout, and whose runs cost half as much)."""
+    if method(name).mixer == "cutmix":
+        return "images"
+    return "images" if NAMES.index(name) % 3 == 0 else "vectors"
+
+
+def stack_kind(name: str) -> str:
+    """Where a stacked run is compared with a single run: a model without dropout (stacked runs draw other masks)."""
+    return "images" if kind_of(name) == "images" else "points2d"
 
 
 def sample(path: str, fields: tuple[str, ...] = FIELDS) -> tuple[str, ...]:
@@ -71,7 +78,7 @@ def refusal(name: str, path: str, kind: str) -> str | None:
 
     This is the whole support matrix: a change in what a path supports is a change here."""
     m = method(name)
-    if m.mixer == "cutmix" and kind == "vectors":
+    if m.mixer == "cutmix" and kind in ("vectors", "points2d"):
         return "cuts and pastes image patches"
     if m.mixer == "manifold" and path in ("loop", "stack"):
         return "cannot be fused"
@@ -90,7 +97,9 @@ def make_image_folder(root: Path) -> Path:
             folder = root / split / f"class{c}"
             folder.mkdir(parents=True)
             for i in range(n):
-                Image.fromarray(torch.randint(0, 256, (12, 12, 3), generator=g, dtype=torch.uint8).numpy()).save(folder / f"{i}.png")
+                Image.fromarray(torch.randint(0, 256, (12, 12, 3), generator=g, dtype=torch.uint8).numpy()).save(
+                    folder / f"{i}.png"
+                )
     return root
 
 
@@ -101,6 +110,7 @@ def config(out: Path, name: str, kind: str, *extra: str, folder: Path | None = N
     data = {
         "images": ["data.dataset=digits", "data.ratio=100", "optim.batch_size=64"],
         "vectors": ["data.dataset=moons", "data.ratio=100", "model.name=tabular_resnet", "optim.batch_size=64"],
+        "points2d": ["data.dataset=moons", "data.ratio=100", "model.name=mlp", "optim.batch_size=64"],
         "points": ["data.dataset=npz", f"data.root={folder}", "data.imbalance=none", "data.augment=false", "optim.batch_size=16"],
         "files": ["data.dataset=imagefolder", f"data.root={folder}", "data.imbalance=none", "model.name=digits_cnn",
                   "optim.batch_size=4", "run.workers=0", "run.eval_batch_size=8"],
@@ -152,7 +162,9 @@ def expect(outcome: str | None, name: str, path: str, kind: str) -> None:
     if want is None:
         assert outcome is None, f"{name} on {kind} through {path} must train; it refused: {outcome}"
     else:
-        assert outcome is not None and want in outcome, f"{name} on {kind} through {path} must be refused ({want!r}); got {outcome!r}"
+        assert outcome is not None and want in outcome, (
+            f"{name} on {kind} through {path} must be refused ({want!r}); got {outcome!r}"
+        )
 
 
 TIMING = ("images_per_s", "time_s", "wall_time_s")

@@ -17,7 +17,7 @@ import torch
 
 from _contract import make_points, method, sample
 
-NAMES = sample("ddp", ("mixer", "partner", "labels"))
+NAMES = sample("ddp", ("mixer", "partner"))
 
 # Runs in each torchrun process: argv = out folder, npz file, names.
 CHILD = """
