@@ -174,7 +174,7 @@ class Trainer:
 
     def __init__(self, config: Any, data: Any = None, *, amp: bool | None = None, channels_last: bool | None = None) -> None:
         from remixup.losses import build_loss
-        from remixup.method_mixing import build_mixing
+        from remixup.mixing.build import build_mixing
         from remixup.methods import get_method
         from remixup.runtime import Dist, Precision
 

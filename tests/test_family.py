@@ -10,13 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from remixup.config import MixingConfig, TrainConfig, apply_override
+from remixup.config import MethodConfig, MixingConfig, TrainConfig, apply_override
 from remixup.errors import ConfigError, InvalidParameterError
-from remixup.family import MAMixLabels, MixStats, PartnerMix, mamix_label_factor, unimix_lambda
 from remixup.losses import build_loss
-from remixup.method_mixing import build_mixing
-from remixup.methods import METHODS, get_method
+from remixup.methods import METHODS, Method, get_method
 from remixup.mixing import CutMixMixer, MixRecord, MixTransform, MixupLabels, MixupMixer, RemixLabels, sample_beta
+from remixup.mixing.build import build_mixing
+from remixup.mixing.family import MixStats, PartnerMix, unimix_lambda
+from remixup.mixing.labels import MAMixLabels, mamix_label_factor
 
 COUNTS = [500, 120, 40, 9]
 
@@ -204,21 +205,26 @@ def test_family_methods_are_registered_with_their_axes() -> None:
     assert "partner=class-weighted" in cmo.describe() and "partner" not in get_method("remix").describe()
 
 
+def effective(name: str, mixing: MixingConfig) -> Method:
+    """The effective method of ``name`` under ``mixing``'s overrides, as a run resolves it."""
+    return TrainConfig(method=MethodConfig(name=name), mixing=mixing).effective_method()
+
+
 def test_build_mixing_routes_the_family_and_the_overrides() -> None:
     model = nn.Linear(4, 4)
     counts = torch.tensor(COUNTS)
     g = torch.Generator()
-    plain = build_mixing(get_method("remix"), MixingConfig(), model, counts, g)
+    plain = build_mixing(effective("remix", MixingConfig()), MixingConfig(), model, counts, g)
     assert type(plain) is MixTransform
-    inb = build_mixing(get_method("remix"), MixingConfig(partner="in-batch", partner_exponent=-0.1), model, counts, g)
+    inb = build_mixing(effective("remix", MixingConfig(partner="in-batch", partner_exponent=-0.1)), MixingConfig(partner="in-batch", partner_exponent=-0.1), model, counts, g)
     assert type(inb) is PartnerMix and (inb.partner, inb.exponent) == ("in-batch", -0.1)
     assert isinstance(inb.labels, RemixLabels)
-    uni = build_mixing(get_method("unimix"), MixingConfig(), model, counts, g)
+    uni = build_mixing(effective("unimix", MixingConfig()), MixingConfig(), model, counts, g)
     assert (uni.alpha, uni.wrap, uni.exponent) == (0.8, "wrap", -0.5)
-    assert build_mixing(get_method("balanced-mixup"), MixingConfig(partner="permutation"), model, counts, g).alpha == 0.2
+    assert build_mixing(effective("balanced-mixup", MixingConfig(partner="permutation")), MixingConfig(partner="permutation"), model, counts, g).alpha == 0.2
     with pytest.raises(ConfigError, match="a class-weighted partner draws from the training set"):
-        build_mixing(get_method("cmo"), MixingConfig(), model, counts, g)
-    mm = build_mixing(get_method("remix-mm"), MixingConfig(partner="in-batch"), model, counts, g)
+        build_mixing(effective("cmo", MixingConfig()), MixingConfig(), model, counts, g)
+    mm = build_mixing(effective("remix-mm", MixingConfig(partner="in-batch")), MixingConfig(partner="in-batch"), model, counts, g)
     assert type(mm) is PartnerMix and (mm.mixer, mm.partner, mm.points) == ("manifold", "in-batch", ["input"])
 
 
@@ -291,7 +297,7 @@ class _Net(nn.Module):
 
 
 def test_manifold_with_a_permutation_partner_draws_what_manifold_mixup_draws() -> None:
-    from remixup.manifold import ManifoldMixup
+    from remixup.mixing.manifold import ManifoldMixup
 
     torch.manual_seed(0)
     net = _Net()

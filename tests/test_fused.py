@@ -20,6 +20,7 @@ import torch
 
 from conftest import assert_summary_consistent
 from remixup import engine, fused
+from remixup.commands import fused as fused_command
 from remixup.config import TrainConfig, build_config
 from remixup.errors import UserError
 from remixup.evaluation import evaluate_checkpoint
@@ -193,8 +194,9 @@ def test_resumed_fused_group_is_bit_identical(tmp_path: Path, monkeypatch: pytes
 def test_fused_groups_are_checked(tmp_path: Path) -> None:
     a, b = tiny(tmp_path / "a", "erm", 0), tiny(tmp_path / "b", "erm", 1)
     assert fused.group_key(a) == fused.group_key(b)
-    with pytest.raises(UserError, match="manifold mixing"):
-        fused.train_fused([a, tiny(tmp_path / "m", "manifold-mixup", 0)])
+    with pytest.raises(UserError, match="cannot stack this run: manifold mixing"):
+        fused.train_fused([a, tiny(tmp_path / "m", "manifold-mixup", 0)], strategy="stack")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "m").exists()  # refused before anything was written
     with pytest.raises(UserError, match="they differ in optim.lr"):
         fused.train_fused([a, tiny(tmp_path / "c", "erm", 1, 0, 14, "optim.lr=0.05")])
     with pytest.raises(UserError, match="one run folder each"):
@@ -213,10 +215,10 @@ def test_fused_groups_are_checked(tmp_path: Path) -> None:
 
 
 def _in_process(argv: list[str], log_file: Path) -> int:
-    """The grid's executor, in this process: ``python -m remixup.fused ...`` or ``python -m remixup train ...``."""
+    """The grid's executor, in this process: ``python -m remixup.commands.fused ...`` or ``python -m remixup train ...``."""
     from remixup.cli import main
 
-    return fused.main(argv[3:]) if argv[2] == "remixup.fused" else main(argv[3:])
+    return fused_command.main(argv[3:]) if argv[2] == "remixup.commands.fused" else main(argv[3:])
 
 
 @pytest.mark.slow
@@ -234,7 +236,7 @@ def test_reproduce_fuse_groups_runs_and_skips_finished_ones(tmp_path: Path) -> N
     command = partial(rp.build_command, device="cpu")
     groups = rp.fuse_groups(grid, 2, command, tmp_path)
     assert [[s.method for s in g] for g in groups] == [["remix-drw", "erm"], ["drs"], ["remix-mm"]]
-    assert rp.fused_command(groups[0], tmp_path, command)[1:3] == ["-m", "remixup.fused"]
+    assert rp.fused_command(groups[0], tmp_path, command)[1:3] == ["-m", "remixup.commands.fused"]
     result = rp.run_grid_fused(grid, tmp_path, fuse=2, command=command, executor=_in_process, progress=False)
     assert sorted(result.finished) == sorted(s.run_id for s in grid) and not result.failed
     assert all(run_status(tmp_path / s.run_id) == "done" for s in grid)
@@ -270,5 +272,5 @@ def test_reproduce_fuse_flag_is_checked(tmp_path: Path, capsys: pytest.CaptureFi
     assert "`--fuse` must be >= 1" in capsys.readouterr().err
     assert main(["reproduce", "table1", "--fuse", "4", "--fork-deferred", "--runs-dir", str(tmp_path)]) == 2
     assert "do not combine" in capsys.readouterr().err
-    assert fused.main(["--", "--dataset", "digits"]) == 2
+    assert fused_command.main(["--", "--dataset", "digits"]) == 2
     assert "needs --out" in capsys.readouterr().err

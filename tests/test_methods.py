@@ -108,9 +108,9 @@ def test_each_method_builds_the_mixing_its_fields_name(name: str) -> None:
     import torch
 
     from remixup.config import MixingConfig
-    from remixup.manifold import ManifoldMixup
-    from remixup.method_mixing import build_mixing
     from remixup.mixing import CutMixMixer, MixTransform, MixupLabels, MixupMixer, NoMixing, RemixLabels
+    from remixup.mixing.build import build_mixing
+    from remixup.mixing.manifold import ManifoldMixup
     from remixup.models import build_model
 
     method = get_method(name)

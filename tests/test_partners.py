@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from remixup.errors import InvalidParameterError, InvalidTypeError
-from remixup.partners import (
+from remixup.mixing.partners import (
     ClassWeightedSampler,
     PartnerBatches,
     class_draw_probs,

@@ -11,9 +11,7 @@ and a trained run predicts on new inputs with ``remixup.predict(run_folder, ["im
 """
 
 from remixup._version import __version__
-from remixup.dropin import RemixMixup
 from remixup.losses import build_loss, soft_cross_entropy
-from remixup.manifold import ManifoldMixup
 from remixup.mixing import (
     CutMixMixer,
     MixOutput,
@@ -28,6 +26,8 @@ from remixup.mixing import (
     sample_beta,
     soft_targets,
 )
+from remixup.mixing.dropin import RemixMixup
+from remixup.mixing.manifold import ManifoldMixup
 from remixup.predict import predict  # the function; the module stays importable as remixup.predict
 
 __all__ = [

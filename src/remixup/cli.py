@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("remixup.commands.data", "show a dataset's per-class counts after an imbalance profile"),
     "demo": ("remixup.commands.demo", "the embedded demonstration: long-tailed digits, ERM vs Mixup vs Remix"),
     "toy": ("remixup.commands.toy", "decision boundaries of ERM, Mixup and Remix on imbalanced 2-D toy sets"),
+    "decouple": ("remixup.commands.decouple", "a decoupled second stage on a finished run (cRT, LWS, tau-norm, NCM, MiSLAS)"),
     "reproduce": ("remixup.commands.reproduce", "run a paper table as a resumable grid of runs"),
     "report": ("remixup.commands.report", "plots and a Markdown summary of finished runs"),
     "tune": ("remixup.commands.tune", "a hyperparameter search on Optuna, selected on a validation split"),

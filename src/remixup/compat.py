@@ -85,7 +85,7 @@ def _check_fork_epochs(config: TrainConfig, old: TrainConfig, path: Path, epoch:
         raise UserError(f"cannot fork from {path}: it has trained {epoch} epochs and run.epochs={config.run.epochs} "
                         "leaves none to train; set --epochs (run.epochs) higher")  # fmt: skip
     before, after = get_method(old.method.name), get_method(config.method.name)
-    family = ("partner", "draw", "prob", "skip_first", "skip_last")  # the mixing family's axes (remixup.family)
+    family = ("partner", "draw", "prob", "skip_first", "skip_last")  # the mixing family's axes (remixup.mixing.family)
     if (before.mixer, before.labels, before.loss, *(getattr(before, k) for k in family)) != (
         after.mixer, after.labels, after.loss, *(getattr(after, k) for k in family)
     ):  # fmt: skip

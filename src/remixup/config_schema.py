@@ -18,12 +18,16 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from remixup._validation import check_choice, check_number, closest, suggest
 from remixup.errors import ConfigError, InvalidTypeError
+
+if TYPE_CHECKING:
+    from remixup.methods import Method
 
 IMBALANCE_PROFILES = ("longtail", "step", "none")
 SWITCHES = ("auto", "on", "off")
@@ -59,6 +63,9 @@ class DataConfig:
             test split.
         class_policy: tables only: a class too small for every split is dropped (``drop``) or merged into
             ``other`` (``merge``), with a note either way.
+        indices: a subset file written by ``remixup data --export-indices``: train on exactly its samples of the
+            training split (checked against the data's SHA-256 and the file's class counts) instead of the subset
+            ``imbalance``/``ratio``/``run.subset_seed`` choose; ``""`` (the default): the profile's subset.
     """
 
     dataset: str = "cifar10"
@@ -76,6 +83,7 @@ class DataConfig:
     table_val_fraction: float = 0.15
     table_test_fraction: float = 0.25
     class_policy: str = "drop"
+    indices: str = ""
 
     def table_options(self) -> dict[str, Any]:
         """The keyword arguments a ``tabular:...`` dataset takes in :func:`remixup.data.load_dataset`."""
@@ -130,6 +138,9 @@ class OptimConfig:
         weight_decay: L2 weight decay, >= 0.
         nesterov: Nesterov momentum.
         batch_size: the global batch size (split across DDP ranks), >= 2.
+        sam_rho: sharpness-aware minimisation's radius ρ ≥ 0 (0: off, plain SGD). Each step then takes two forward and
+            backward passes on the same mixed batch (:mod:`remixup.sam`); 0.05 is SAM's usual value, 0.5–2 ASAM's.
+        sam_adaptive: ASAM (the scale-invariant SAM) instead of SAM, when ``sam_rho`` > 0.
     """
 
     lr: float = 0.1
@@ -137,6 +148,8 @@ class OptimConfig:
     weight_decay: float = 2e-4
     nesterov: bool = False
     batch_size: int = 128
+    sam_rho: float = 0.0
+    sam_adaptive: bool = False
 
 
 @dataclass
@@ -301,6 +314,18 @@ class TrainConfig:
                 out[f"{section}.{f.name}"] = getattr(getattr(self, section), f.name)
         return out
 
+    def effective_method(self) -> Method:
+        """The method this config trains: the registry entry of ``method.name`` with the ``mixing.*`` overrides of
+        its fields applied (``mixing.partner`` unless ``auto``, ``mixing.prob``, ``mixing.skip_first``,
+        ``mixing.skip_last`` unless null). Resolved once per run: the engine keeps it, writes it to
+        ``summary.json``, and the model, loss, mixing and balancing are built from it alone."""
+        from remixup.methods import get_method
+
+        method, x = get_method(self.method.name), self.mixing
+        overrides: dict[str, Any] = {} if x.partner == "auto" else {"partner": x.partner}
+        overrides.update({k: getattr(x, k) for k in ("prob", "skip_first", "skip_last") if getattr(x, k) is not None})
+        return dataclasses.replace(method, **overrides) if overrides else method
+
     # -- validation -------------------------------------------------------------------------------------------
     def validate(self) -> TrainConfig:
         """Check every value's range and every name (method, dataset, model); return ``self``.
@@ -326,6 +351,12 @@ class TrainConfig:
         check_number(o.momentum, "optim.momentum", low=0.0, high=1.0, high_open=True)
         check_number(o.weight_decay, "optim.weight_decay", low=0.0)
         check_number(o.batch_size, "optim.batch_size", low=2, integer=True)
+        if d.indices and not Path(d.indices).is_file():
+            raise ConfigError(f"data.indices={d.indices}: no such file; write one with remixup data --export-indices FILE")
+        check_number(o.sam_rho, "optim.sam_rho", low=0.0)
+        if o.sam_rho > 0 and r.amp == "fp16":
+            raise ConfigError("optim.sam_rho > 0 does not support run.amp=fp16 (a gradient scaler between the two passes); "
+                              "use run.amp=bf16 or off")  # fmt: skip
         check_number(s.warmup_epochs, "schedule.warmup_epochs", low=0, integer=True)
         check_number(s.deferral_epoch, "schedule.deferral_epoch", low=0, integer=True)
         if len(s.milestones) != len(s.lr_factors):
@@ -375,9 +406,7 @@ class TrainConfig:
 
     def _check_before_training(self) -> None:
         """What would otherwise fail, or silently do nothing, only after the run started."""
-        from remixup.methods import get_method
-
-        method, d, r = get_method(self.method.name), self.data, self.run
+        method, d, r = self.effective_method(), self.data, self.run
         if method.deferred and not 0 <= self.schedule.deferral_epoch < r.epochs:
             raise ConfigError(
                 f"`schedule.deferral_epoch` is {self.schedule.deferral_epoch} but the run has epochs 0-{r.epochs - 1}: "

@@ -13,8 +13,10 @@ DDP; evaluation shards the test set and all-reduces the confusion matrix. BatchN
 ``model.sync_bn`` (CUDA). Rank 0 alone claims and writes the run folder; the ranks leave the group together.
 
 **Determinism.** Model initialisation uses ``run.seed`` inside :func:`torch.random.fork_rng`; every other draw comes
-from a generator seeded by (seed, epoch, stream) (:mod:`remixup.seeding`), so a resumed run ends bit-identical. The
-result in ``summary.json`` is the last epoch's evaluation, never a model chosen on the test set.
+from a generator seeded by (seed, epoch, stream) (:mod:`remixup.seeding`), torch's global generator included (dropout
+draws from it: it is re-seeded at every epoch start), so a rerun and a resumed run end bit-identical at one thread
+count. :func:`train` leaves the caller's global generator as it found it. The result in ``summary.json`` is the last
+epoch's evaluation, never a model chosen on the test set.
 """
 
 from __future__ import annotations
@@ -24,10 +26,9 @@ import time
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from remixup import checkpoint, runtime, seeding
@@ -38,14 +39,16 @@ from remixup.config import TrainConfig
 from remixup.data.run import RunData, load_run_data
 from remixup.errors import UserError
 from remixup.evaluation import evaluate, evaluate_batches, evaluate_checkpoint, evaluate_data, evaluate_val
-from remixup.methods import Method, get_method
-from remixup.mixing import Mixing, forced_count
+from remixup.methods import Method
+from remixup.mixing import Mixing
 from remixup.progress import epoch_bar, log_line, tensorboard
 from remixup.rundir import LOG_COLUMNS, RunFolder, checkpoint_file
 from remixup.runtime import Dist, Precision, ThreadChooser, eval_batch_size, setup_processes, tune_malloc
+from remixup.sam import SAM
+from remixup.step import EpochStats, EpochTotals, train_step
 from remixup.summary import run_summary
 
-__all__ = ["Training", "evaluate", "evaluate_batches", "evaluate_checkpoint", "lr_at", "train", "train_one_epoch"]
+__all__ = ["EpochStats", "Training", "evaluate", "evaluate_batches", "evaluate_checkpoint", "lr_at", "train", "train_one_epoch"]
 _ = (evaluate, evaluate_batches, evaluate_checkpoint, checkpoint_file)  # re-exported: the engine's public face
 
 
@@ -61,72 +64,32 @@ def lr_at(epoch: int, config: TrainConfig) -> float:
     return config.optim.lr * factor
 
 
-class EpochStats(TypedDict):
-    """What one training epoch measured (this process's share summed over DDP ranks)."""
-
-    train_loss: float
-    train_acc: float
-    lam_y_forced: float | None
-    images: float
-    images_per_s: float
-
-
 def train_one_epoch(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], mixing: Mixing, criterion: nn.Module,
                     optimizer: torch.optim.Optimizer, *, amp: bool, channels_last: bool, bar: Any, world: Dist,
-                    scaler: torch.amp.GradScaler | None = None) -> EpochStats:  # fmt: skip
-    """One pass over ``loader``; returns train_loss, train_acc (%), lam_y_forced, images and images_per_s.
+                    scaler: torch.amp.GradScaler | None = None, sam: SAM | None = None) -> EpochStats:  # fmt: skip
+    """One pass over ``loader``, one :func:`~remixup.step.train_step` per batch; returns train_loss, train_acc (%),
+    lam_y_forced, images and images_per_s (:class:`~remixup.step.EpochStats`).
 
-    Train accuracy of a mixed sample counts the class holding the larger label share (λy ≥ ½ → y_i, else y_j).
-    Statistics stay on the device (no host sync per step) except when the progress bar refreshes; the sample
-    counts, known on the host, join them once at the end. With a gradient ``scaler`` (``run.amp=fp16``) the autocast
-    is fp16 and the loss is scaled for the backward pass.
+    With a gradient ``scaler`` (``run.amp=fp16``) the autocast is fp16 and the loss is scaled for the backward pass;
+    with ``sam`` every step is a SAM/ASAM update.
     """
     model.train()
     device = next(model.parameters()).device
-    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, forced
-    seen = pairs = steps = 0
-    start = time.perf_counter()
+    totals = EpochTotals(device)
     autocast = Precision(amp=amp, fp16=scaler is not None).autocast(device)
     for x, y in loader:
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast:
-            out = mixing.mix_forward(model, x, y)  # mix → forward
-        loss = criterion(out.logits.float(), out.target)  # loss (reduced per sample, then weighted mean)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is None:
-            loss.backward()  # backward
-            optimizer.step()  # step
-        else:  # fp16: scaled backward; the step is skipped when the scaled gradients overflowed
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        with torch.no_grad():
-            mixed = out.record
-            correct = (out.logits.argmax(1) == (y if mixed is None else mixed.hard_labels)).sum()
-            forced = forced_count(mixed.lam_x, mixed.lam_y) if mixed is not None else torch.zeros_like(correct)
-            totals += torch.stack([loss.detach().double(), correct.double(), forced.double()])
-        steps += 1
-        seen += y.shape[0]
-        pairs += y.shape[0] if mixed is not None else 0
+        totals.add(
+            train_step(
+                model, mixing, criterion, optimizer, x, y, autocast=autocast, scaler=scaler, channels_last=channels_last, sam=sam
+            )
+        )
         if bar is not None:
             bar.update(1)
-            if steps % 10 == 1 or steps == bar.total:
-                t = totals.tolist()
-                rate = seen * world.world_size / max(time.perf_counter() - start, 1e-9)
-                bar.set_postfix_str(f"loss {t[0] / steps:.4f} acc {100 * t[1] / max(seen, 1):.2f} img/s {rate:.0f}")
-    totals = torch.cat([totals, totals.new_tensor([seen, pairs])])
-    if world.world_size > 1:
-        dist.all_reduce(totals)
-    elapsed = time.perf_counter() - start
-    loss_sum, correct_n, forced_n, seen_n, pairs_n = totals.tolist()
-    return {
-        "train_loss": loss_sum / max(steps * world.world_size, 1),
-        "train_acc": 100.0 * correct_n / max(seen_n, 1),
-        "lam_y_forced": forced_n / pairs_n if pairs_n else None,
-        "images": seen_n,
-        "images_per_s": seen_n / max(elapsed, 1e-9),
-    }
+            if totals.steps % 10 == 1 or totals.steps == bar.total:
+                loss, acc = totals.running()
+                rate = totals.seen * world.world_size / max(time.perf_counter() - totals.start, 1e-9)
+                bar.set_postfix_str(f"loss {loss:.4f} acc {acc:.2f} img/s {rate:.0f}")
+    return totals.result(world)
 
 
 OnEpoch = Callable[[int, dict[str, Any]], None]  # (epoch, its history row), after the row is logged; may raise to stop
@@ -167,8 +130,11 @@ def train(config: TrainConfig, *, resume: bool | str = False, model: nn.Module |
         tune_malloc()
     threads, clean, run = torch.get_num_threads(), False, Training(config, world, device, on_epoch)
     try:
-        finished = run.setup(resume=resume, model=model, fork=fork)
-        summary, clean = (finished if finished is not None else run.fit()), True
+        with torch.random.fork_rng(
+            devices=[device] if device.type == "cuda" else []
+        ):  # the caller's global RNG is left as it was
+            finished = run.setup(resume=resume, model=model, fork=fork)
+            summary, clean = (finished if finished is not None else run.fit()), True
         return summary
     finally:
         run.folder.release(failed=not clean)  # a failed run that wrote nothing leaves no folder behind
@@ -182,14 +148,18 @@ class Training:
 
     def __init__(self, config: TrainConfig, world: Dist, device: torch.device, on_epoch: OnEpoch | None = None) -> None:
         self.config, self.world, self.device, self.on_epoch = config, world, device, on_epoch
-        self.method: Method = get_method(config.method.name)
+        self.method: Method = config.effective_method()  # resolved once; every builder reads this
         self.folder = RunFolder(config.run.out)
         self.history: list[dict[str, Any]] = []
         self.last_eval: dict[str, Any] | None = None
         self.forked_from: dict[str, Any] | None = None
 
-    def setup(self, *, resume: bool | str, model: nn.Module | None, fork: str | Path | None) -> dict[str, Any] | None:
-        """Prepare everything ``fit`` needs; return the summary instead when resuming a finished run."""
+    def setup(self, *, resume: bool | str, model: nn.Module | None, fork: str | Path | None,
+              write: bool = True) -> dict[str, Any] | None:  # fmt: skip
+        """Prepare everything ``fit`` needs; return the summary instead when resuming a finished run.
+
+        ``write=False`` leaves the run folder's config and logs to a later :meth:`write_folder` (a fused group sets up
+        all its runs, and may refuse one, before it writes any)."""
         resuming = runtime.on_main(self.world, lambda: self.folder.prepare(resume))
         if resuming and (summary := self.folder.read_summary()) is not None:
             return summary
@@ -203,7 +173,9 @@ class Training:
         self._setup_mixing()
         self._setup_loader()
         self._setup_balancing()
-        self._setup_folder(state is None or (self.forked_from is not None and not resuming))
+        self.new_config = state is None or (self.forked_from is not None and not resuming)
+        if write:
+            self.write_folder()
         return None
 
     def _setup_state(self, resuming: bool, fork: str | Path | None) -> dict[str, Any] | None:
@@ -211,10 +183,14 @@ class Training:
         state, self.source = None, checkpoint_file(fork) if fork is not None else self.folder.checkpoint
         if resuming:
             state = checkpoint.load(self.folder.checkpoint, to_continue=True)
+            if "decouple" in state:  # a second stage's folder: its config is the first stage's
+                raise UserError(f"{self.folder.path} holds a decoupled second stage; continue it with remixup decouple --resume")
             self.config = continue_config(self.config, state["config"], self.folder.checkpoint, mode="resume")
         elif fork is not None:
             path = self.source
             state = checkpoint.load(path, to_continue=True)
+            if "decouple" in state:
+                raise UserError(f"{path} is a decoupled second stage (remixup decouple); fork from its first stage instead")
             continue_config(self.config, state["config"], path, mode="fork", epoch=state["epoch"])
             state["forked_from"] = {"checkpoint": str(path), "epoch": state["epoch"]}
         self.forked_from = state.get("forked_from") if state is not None else None
@@ -238,7 +214,8 @@ class Training:
         self.data: RunData = load_run_data(d.dataset, d.root, device=self.device, imbalance=d.imbalance, ratio=d.ratio,
                                            mu=d.mu, subset_seed=r.subset_seed, download=d.download, augment=d.augment,
                                            seed=r.seed, val_fraction=d.val_fraction, val_seed=d.val_seed,
-                                           val_min_per_class=d.val_min_per_class, table_options=d.table_options())  # fmt: skip
+                                           val_min_per_class=d.val_min_per_class, table_options=d.table_options(),
+                                           indices=d.indices)  # fmt: skip
         self.precision = Precision.of(r.amp, r.channels_last, self.device, images=self.data.is_image)
         self.scaler = self.precision.grad_scaler(self.device)
 
@@ -276,7 +253,7 @@ class Training:
         self.history, self.last_eval = list(state["history"]), state["last_eval"]
 
     def _setup_mixing(self) -> None:
-        from remixup.method_mixing import build_mixing
+        from remixup.mixing.build import build_mixing
 
         wrap = self.world.world_size > 1
         ids = [self.device.index] if self.device.type == "cuda" else None
@@ -289,6 +266,8 @@ class Training:
                 raise UserError("run.compile=on does not support manifold mixing (it mixes in forward hooks); "
                                 "use run.compile=off")  # fmt: skip
             self.net = torch.compile(self.net, backend=self.config.run.compile_backend)  # type: ignore[assignment]
+        o = self.config.optim
+        self.sam = SAM(rho=o.sam_rho, adaptive=o.sam_adaptive) if o.sam_rho > 0 else None
 
     def _setup_loader(self) -> None:
         r, o = self.config.run, self.config.optim
@@ -306,9 +285,10 @@ class Training:
                                             world_size=self.world.world_size, seed=self.config.run.seed)  # fmt: skip
         self.rw_weights = class_weights(counts, "effective", beta).to(self.device)
 
-    def _setup_folder(self, new_config: bool) -> None:
+    def write_folder(self) -> None:
+        """Write the run folder's resolved config (a new run) and logs, and open TensorBoard: the last set-up step."""
         if self.world.main:
-            if new_config:
+            if self.new_config:
                 how = f"--config {self.folder.config}" + (f" --fork {self.forked_from['checkpoint']}" if self.forked_from else "")
                 self.folder.write_config(
                     self.config.to_yaml(f"resolved config of `remixup train`; rerun with: remixup train {how} --out NEW_OUT")
@@ -327,9 +307,10 @@ class Training:
         self.criterion.weight = self.rw_weights if weighted else None  # a buffer; assigned, so it stays on the device
         self.loader.sampler = self.sampler if sampled else None
         self.loader.set_epoch(epoch)
-        self.mix_generator.manual_seed(seeding.epoch_seed(self.config.run.seed, epoch, seeding.mix_stream(self.world.rank)))
-        if (set_epoch := getattr(self.mixing, "set_epoch", None)) is not None:  # the family's window and partners
-            set_epoch(epoch)
+        seed, rank = self.config.run.seed, self.world.rank
+        self.mix_generator.manual_seed(seeding.epoch_seed(seed, epoch, seeding.mix_stream(rank)))
+        seeding.seed_torch(seeding.epoch_seed(seed, epoch, seeding.torch_stream(rank)), self.device)  # dropout & co.
+        self.mixing.set_epoch(epoch)  # the family's window and partners
         return lr
 
     def fit(self) -> dict[str, Any]:
@@ -341,13 +322,13 @@ class Training:
             with epoch_bar(r.progress and self.world.main, len(self.loader), epoch, r.epochs) as bar:
                 stats = train_one_epoch(self.net, self.loader, self.mixing, self.criterion, self.optimizer, amp=self.precision.amp,
                                         channels_last=self.precision.channels_last, bar=bar, world=self.world,
-                                        scaler=self.scaler)  # fmt: skip
+                                        scaler=self.scaler, sam=self.sam)  # fmt: skip
             check_finite(self.model, stats["train_loss"], epoch, self.world, last=self.folder.checkpoint)
             row: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "lr": lr,
                 **{k: stats[k] for k in ("train_loss", "train_acc", "lam_y_forced", "images_per_s")},
-                **getattr(self.mixing, "epoch_stats", dict)(),  # the family's partner and label telemetry
+                **self.mixing.epoch_stats(),  # the family's partner and label telemetry
             }
             if (epoch + 1) % r.eval_every == 0 or epoch + 1 == r.epochs:
                 batch = r.eval_batch_size or eval_batch_size(self.device)
@@ -360,7 +341,7 @@ class Training:
             self.history.append(row)
             # Rank 0 logs, then checkpoints (a resumed run rewrites the logs from the checkpoint's history); the
             # other ranks wait for it, and stop with its error if it fails (a full disk).
-            runtime.on_main(self.world, partial(self._record_epoch, row))
+            runtime.on_main(self.world, partial(self.record_epoch, row))
             if self.on_epoch is not None:
                 self.on_epoch(epoch + 1, row)
         if self.board is not None:
@@ -370,7 +351,7 @@ class Training:
             self.folder.write_summary(summary)  # written last: the run is complete
         return summary
 
-    def _record_epoch(self, row: dict[str, Any]) -> None:
+    def record_epoch(self, row: dict[str, Any]) -> None:
         """The epoch's log line on stdout, metrics.jsonl/csv, TensorBoard scalars, then its checkpoint."""
         print(log_line(row, self.config.run.epochs), flush=True)
         self.folder.write_logs(self.history)

@@ -19,7 +19,6 @@ from remixup._validation import check_number
 from remixup.config import TrainConfig
 from remixup.data.run import RunData, load_run_data
 from remixup.errors import UserError
-from remixup.methods import get_method
 from remixup.metrics import MetricCounts, logit_adjustment, summarize
 from remixup.rundir import checkpoint_file
 from remixup.runtime import Precision, resolve_device
@@ -170,7 +169,7 @@ def evaluate_checkpoint(
         raise UserError(f"{path} holds a model of your own ({state['model_name'][7:]}) that remixup cannot rebuild; "
                         "load its state dict into that model in Python and call remixup.evaluation.evaluate")  # fmt: skip
     config = TrainConfig.from_dict(state["config"], source=f"the config in {path}")
-    method = get_method(config.method.name)
+    method = config.effective_method()
     name = dataset or config.data.dataset
     dev = resolve_device(device)
     data = load_run_data(

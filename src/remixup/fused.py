@@ -41,24 +41,25 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
 from remixup.checkpoint import check_finite
 from remixup.config import TrainConfig
 from remixup.engine import Training, lr_at
 from remixup.errors import UserError
 from remixup.metrics import MetricCounts, summarize
-from remixup.mixing import MixRecord, MixTransform, NoMixing, forced_count
 from remixup.progress import epoch_bar
 from remixup.runtime import Dist, Precision, eval_batch_size, resolve_device, tune_malloc
+from remixup.sam import stacked_sam_step
+from remixup.seeding import TorchState
+from remixup.step import EpochStats, EpochTotals, StepResult, backward_step, tally, train_step
 
-__all__ = ["PER_RUN", "STRATEGIES", "FusedGroup", "fusable", "group_key", "train_fused"]
+__all__ = ["PER_RUN", "STRATEGIES", "FusedGroup", "fusable", "group_key", "stack_refusal", "train_fused"]
 
 STRATEGIES = ("auto", "stack", "loop")
 """How a group trains: ``stack`` (one stacked model, vmapped), ``loop`` (each run's own model in turn, in one
 process: the single runs' kernels, bit-identical to them); ``auto``: stack on CUDA, loop on the CPU, where the
 stacked step was not shown to be faster (docs/performance.md)."""
-
-StepStats = tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[bool]]
 
 PER_RUN = (
     "recipe",
@@ -86,18 +87,34 @@ PER_RUN = (
 
 def group_key(config: TrainConfig) -> tuple[Any, ...]:
     """What runs must share to be fused: every config value outside :data:`PER_RUN`, and the model's classifier head."""
-    from remixup.methods import get_method
-
     flat = config.flat()
     shared = tuple((k, repr(v)) for k, v in sorted(flat.items()) if k not in PER_RUN)
-    return (*shared, ("classifier", get_method(config.method.name).classifier))
+    return (*shared, ("classifier", config.effective_method().classifier))
 
 
 def fusable(config: TrainConfig) -> bool:
-    """Whether a run can join a fused group: its method mixes the input or nothing (not a hidden layer)."""
-    from remixup.methods import get_method
+    """Whether a grid may put this run in a fused group whatever the strategy: its method mixes the input or nothing
+    (manifold mixing mixes inside the forward pass, which a stacked group shares; such runs train alone)."""
+    return config.effective_method().mixer != "manifold"
 
-    return get_method(config.method.name).mixer != "manifold"
+
+def stack_refusal(run: Training) -> str | None:
+    """Why the set-up ``run`` cannot join a stacked group, in one line, or ``None`` when it can.
+
+    The stacked step runs one vmapped forward pass for all runs: a mixing inside the forward pass cannot be shared,
+    and dropout under ``vmap`` would draw masks no single run draws (the loop strategy trains both as single runs do).
+    """
+    reason = run.mixing.fusable()
+    if reason is None and any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in run.model.modules()):
+        reason = f"model {run.model_name} has dropout, whose masks a stacked (vmapped) step cannot draw as a single run does"
+    return reason
+
+
+def resolve_strategy(strategy: str, device: torch.device) -> str:
+    """``stack`` or ``loop`` for ``strategy`` (``auto``: stack on CUDA, loop on the CPU)."""
+    if strategy not in STRATEGIES:
+        raise UserError(f"fused strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
+    return ("stack" if device.type == "cuda" else "loop") if strategy == "auto" else strategy
 
 
 def _check_group(configs: Sequence[TrainConfig]) -> None:
@@ -108,9 +125,6 @@ def _check_group(configs: Sequence[TrainConfig]) -> None:
         raise UserError(f"fused runs need one run folder each; run.out repeats: {sorted({o for o in outs if outs.count(o) > 1})}")
     for c in configs:
         c.validate()
-        if not fusable(c):
-            raise UserError(f"{c.run.out}: method {c.method.name} mixes a hidden layer (manifold mixing) and cannot be "
-                            "fused; train it alone with `remixup train`")  # fmt: skip
     first, key = configs[0], group_key(configs[0])
     for c in configs[1:]:
         other = group_key(c)
@@ -138,13 +152,16 @@ class FusedGroup:
         self.runs = list(runs)
         self.device = runs[0].device
         self.precision = precision
-        if strategy not in STRATEGIES:
-            raise UserError(f"fused strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
-        self.stacked = strategy == "stack" or (strategy == "auto" and self.device.type == "cuda")
+        self.stacked = resolve_strategy(strategy, self.device) == "stack"
         if graphs and not (self.stacked and self.device.type == "cuda"):
             raise UserError("fused graphs (CUDA graphs) need a CUDA device and the stacked strategy; the CPU trains eagerly")
+        # each run's own state of torch's global generator (dropout), swapped in around its steps (loop strategy)
+        self.torch_states = [TorchState.capture(self.device) for _ in self.runs]
         if not self.stacked:
             return
+        for run in self.runs:
+            if (reason := stack_refusal(run)) is not None:
+                raise UserError(f"{run.folder.path}: cannot stack this run: {reason}; use strategy=loop")
         params, buffers = stack_module_state([r.model for r in self.runs])
         self.params = {n: p.detach().contiguous().requires_grad_(True) for n, p in params.items()}
         self.buffers = {n: b.contiguous() for n, b in buffers.items()}
@@ -217,86 +234,56 @@ class FusedGroup:
             for group in run.optimizer.param_groups:
                 group["lr"] = lr
 
-    def train_epoch(self, bar: Any = None) -> list[dict[str, Any]]:
+    def train_epoch(self, bar: Any = None) -> list[EpochStats]:
         """One epoch of every run (their loaders set for the epoch); per run: train_loss, train_acc, lam_y_forced,
         images, images_per_s (the run's own images over the fused epoch's wall time)."""
-        k_runs = len(self.runs)
         if self.stacked:
             self.base.train()
         else:
             for run in self.runs:
                 run.model.train()
         step = self._stacked_step if self.stacked else self._loop_step
-        totals = torch.zeros(k_runs, 3, dtype=torch.float64, device=self.device)  # loss sum, correct, forced
-        seen, pairs, steps = [0] * k_runs, [0] * k_runs, 0
+        totals = [EpochTotals(self.device) for _ in self.runs]
         start = time.perf_counter()
         for batches in zip(*(r.loader for r in self.runs), strict=True):
-            losses, correct, forced, mixed = step(batches)
-            with torch.no_grad():
-                totals += torch.stack([losses.double(), correct.double(), forced.double()], 1)
-            steps += 1
-            for k, (_, y) in enumerate(batches):
-                seen[k] += y.shape[0]
-                pairs[k] += y.shape[0] if mixed[k] else 0
+            for total, result in zip(totals, step(batches), strict=True):
+                total.add(result)
             if bar is not None:
                 bar.update(1)
-        elapsed = max(time.perf_counter() - start, 1e-9)
-        out = []
-        for k, (loss_sum, correct_n, forced_n) in enumerate(totals.tolist()):
-            out.append({"train_loss": loss_sum / max(steps, 1), "train_acc": 100.0 * correct_n / max(seen[k], 1),
-                        "lam_y_forced": forced_n / pairs[k] if pairs[k] else None, "images": seen[k],
-                        "images_per_s": seen[k] / elapsed})  # fmt: skip
-        return out
+        elapsed = time.perf_counter() - start
+        return [t.result(elapsed=elapsed) for t in totals]
 
-    def _loop_step(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> StepStats:
-        """One step of each run on its own model, exactly as the single-run loop (``engine.train_one_epoch``) does it."""
-        losses, correct, forced, mixed = [], [], [], []
-        for run, (x, y) in zip(self.runs, batches, strict=True):
-            if run.precision.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with self.precision.autocast(self.device):
-                out = run.mixing.mix_forward(run.model, x, y)
-            loss = run.criterion(out.logits.float(), out.target)
-            run.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            run.optimizer.step()
-            with torch.no_grad():
-                record = out.record
-                correct.append((out.logits.argmax(1) == (y if record is None else record.hard_labels)).sum())
-                forced.append(forced_count(record.lam_x, record.lam_y) if record is not None else torch.zeros_like(correct[-1]))
-            losses.append(loss.detach())
-            mixed.append(record is not None)
-        return torch.stack(losses), torch.stack(correct), torch.stack(forced), mixed
+    def _loop_step(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> list[StepResult]:
+        """One :func:`~remixup.step.train_step` of each run on its own model, with its own global-generator state."""
+        results = []
+        for k, (run, (x, y)) in enumerate(zip(self.runs, batches, strict=True)):
+            self.torch_states[k].restore()
+            autocast = self.precision.autocast(self.device)
+            results.append(train_step(run.model, run.mixing, run.criterion, run.optimizer, x, y, autocast=autocast,
+                                      channels_last=run.precision.channels_last, sam=run.sam))  # fmt: skip
+            self.torch_states[k] = TorchState.capture(self.device)
+        return results
 
-    def _stacked_step(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> StepStats:
-        """One step of all runs as one stacked model: per-run mixing, one vmapped forward/backward, one SGD step."""
-        autocast = self.precision.autocast(self.device)
-        xs: list[torch.Tensor] = []
-        targets: list[torch.Tensor] = []
-        hard: list[torch.Tensor] = []
-        records: list[MixRecord | None] = []
-        with autocast:  # the mixing runs under autocast, as in the single-run loop
+    def _stacked_step(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> list[StepResult]:
+        """One step of all runs as one stacked model: each run's own mixing (``mix_input``, as ``mix_forward`` mixes),
+        one vmapped forward/backward, one SGD step, each run's statistics as :func:`~remixup.step.tally` counts them."""
+        xs, targets, records = [], [], []
+        with self.precision.autocast(self.device):  # the mixing runs under autocast, as in the single-run step
             for run, (x, y) in zip(self.runs, batches, strict=True):
-                if isinstance(run.mixing, NoMixing):
-                    x_mixed, target, labels, record = x, y, y, None
-                else:
-                    assert isinstance(run.mixing, MixTransform)  # fusable() keeps manifold mixing out
-                    x_mixed, target, record = run.mixing.mix(x, y)
-                    labels = record.hard_labels
-                xs.append(x_mixed)
+                x_mixed, target, record = run.mixing.mix_input(x, y)
+                xs.append(x_mixed.contiguous())
                 targets.append(target)
-                hard.append(labels)
                 records.append(record)
-        stacked = torch.stack([x.contiguous() for x in xs])
-        logits, losses = self._loss(self.params, self.buffers, stacked, targets)
-        self.optimizer.zero_grad(set_to_none=True)
-        losses.sum().backward()  # d(sum)/d(params of run k) = run k's own gradient
-        self.optimizer.step()
-        with torch.no_grad():
-            correct = (logits.argmax(2) == torch.stack(hard)).sum(1)
-            forced = torch.stack([forced_count(r.lam_x, r.lam_y) if r is not None else torch.zeros_like(correct[0])
-                                  for r in records])  # fmt: skip
-        return losses.detach(), correct, forced, [r is not None for r in records]
+        x_stacked = torch.stack(xs)
+        logits, losses = self._loss(self.params, self.buffers, x_stacked, targets)
+        sam = self.runs[0].config.optim  # the runs of a group share optim.*
+        if sam.sam_rho > 0:  # SAM/ASAM: each run climbs by its own gradient, then a second pass on the same batch
+            stacked_sam_step(self.params, lambda: self._loss(self.params, self.buffers, x_stacked, targets)[1].sum(),
+                             self.optimizer, rho=sam.sam_rho, adaptive=sam.sam_adaptive, first_loss=losses.sum(),
+                             statistics=self.base)  # fmt: skip
+        else:
+            backward_step(losses.sum(), self.optimizer)  # d(sum)/d(params of run k) = run k's own gradient
+        return [tally(logits[k], y, records[k], losses[k]) for k, (_, y) in enumerate(batches)]
 
     @torch.no_grad()
     def evaluate(self, runs: Sequence[Training]) -> list[dict[str, Any]]:
@@ -364,32 +351,54 @@ def train_fused(configs: Sequence[TrainConfig], *, resume: bool | str = "auto", 
         tune_malloc()
     threads, clean = torch.get_num_threads(), False
     runs = [Training(c, Dist(), device) for c in configs]
+    explicit = resolve_strategy(strategy, device) == "stack" and strategy == "stack"  # auto falls back to the loop
     try:
-        summaries: list[dict[str, Any] | None] = [run.setup(resume=resume, model=None, fork=None) for run in runs]
-        todo = [run for run, s in zip(runs, summaries, strict=True) if s is None]
-        for run in [r for r in todo if len(r.history) >= r.config.run.epochs]:  # killed before its summary
-            summaries[runs.index(run)] = _finish(run, len(todo))
-            todo.remove(run)
-        group: FusedGroup | None = None
-        precision = todo[0].precision if todo else Precision()
-        fused_size = len(todo)
-        while todo:
-            epoch = min(len(r.history) for r in todo)
-            active = [r for r in todo if len(r.history) == epoch]
-            if group is None or group.runs != active:
-                if group is not None:
-                    group.write_back()
-                group = FusedGroup(active, precision=precision, graphs=graphs, strategy=strategy)
-            _train_epoch(group, epoch)
-            for run in [r for r in active if len(r.history) == r.config.run.epochs]:
-                summaries[runs.index(run)] = _finish(run, fused_size)
-                todo.remove(run)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the caller's RNG stays as it was
+            summaries = _train_group(runs, resume=resume, graphs=graphs, strategy=strategy, refuse=explicit)
         clean = True
-        return [s for s in summaries if s is not None]
+        return summaries
     finally:
         for run in runs:  # each folder's lock goes, as at the end of a single run
             run.folder.release(failed=not clean)
         torch.set_num_threads(threads)
+
+
+def _refuse_unstackable(run: Training) -> None:
+    if (reason := stack_refusal(run)) is not None:
+        raise UserError(f"{run.config.run.out}: cannot stack this run: {reason}; use strategy=loop (or auto)")
+
+
+def _train_group(runs: list[Training], *, resume: bool | str, graphs: bool, strategy: str, refuse: bool) -> list[dict[str, Any]]:
+    """Set up ``runs`` (refusing, before anything is written, a run that an explicit ``stack`` cannot take), then train
+    them epoch by epoch; ``auto`` falls back to the loop when a run cannot be stacked."""
+    summaries: list[dict[str, Any] | None] = [run.setup(resume=resume, model=None, fork=None, write=False) for run in runs]
+    for run, summary in zip(runs, summaries, strict=True):
+        if refuse and summary is None:
+            _refuse_unstackable(run)
+    for run, summary in zip(runs, summaries, strict=True):
+        if summary is None:
+            run.write_folder()
+    todo = [run for run, s in zip(runs, summaries, strict=True) if s is None]
+    if strategy == "auto" and any(stack_refusal(r) is not None for r in todo):
+        strategy = "loop"
+    for run in [r for r in todo if len(r.history) >= r.config.run.epochs]:  # killed before its summary
+        summaries[runs.index(run)] = _finish(run, len(todo))
+        todo.remove(run)
+    group: FusedGroup | None = None
+    precision = todo[0].precision if todo else Precision()
+    fused_size = len(todo)
+    while todo:
+        epoch = min(len(r.history) for r in todo)
+        active = [r for r in todo if len(r.history) == epoch]
+        if group is None or group.runs != active:
+            if group is not None:
+                group.write_back()
+            group = FusedGroup(active, precision=precision, graphs=graphs, strategy=strategy)
+        _train_epoch(group, epoch)
+        for run in [r for r in active if len(r.history) == r.config.run.epochs]:
+            summaries[runs.index(run)] = _finish(run, fused_size)
+            todo.remove(run)
+    return [s for s in summaries if s is not None]
 
 
 def _train_epoch(group: FusedGroup, epoch: int) -> None:
@@ -398,8 +407,9 @@ def _train_epoch(group: FusedGroup, epoch: int) -> None:
     if lead.choose_threads is not None:
         lead.choose_threads()
     lr = lr_at(epoch, lead.config)  # the schedule is shared (group_key)
-    for run in runs:
+    for k, run in enumerate(runs):
         run.begin_epoch(epoch, choose_threads=False)  # the single run's epoch start; the lead chose the threads
+        group.torch_states[k] = TorchState.capture(group.device)  # as begin_epoch seeded it, for this run's steps
     group.set_lr(lr)
     steps = {str(run.folder.path): len(run.loader) for run in runs}
     if len(set(steps.values())) > 1:
@@ -413,7 +423,7 @@ def _train_epoch(group: FusedGroup, epoch: int) -> None:
     for run, st in zip(runs, stats, strict=True):
         check_finite(run.model, st["train_loss"], epoch, run.world, last=run.folder.checkpoint)
         row = {"epoch": epoch + 1, "lr": lr, **{k: st[k] for k in ("train_loss", "train_acc", "lam_y_forced", "images_per_s")}}
-        rows.append({**row, **getattr(run.mixing, "epoch_stats", dict)()})  # the family's telemetry, as a single run logs it
+        rows.append({**row, **run.mixing.epoch_stats()})  # the family's telemetry, as a single run logs it
     due = [run for run in runs if (epoch + 1) % run.config.run.eval_every == 0 or epoch + 1 == run.config.run.epochs]
     if due:
         for run, metrics in zip(due, group.evaluate(due), strict=True):
@@ -424,57 +434,4 @@ def _train_epoch(group: FusedGroup, epoch: int) -> None:
     for run, row in zip(runs, rows, strict=True):
         row["time_s"] = took / len(runs)  # the run's share of the fused epoch
         run.history.append(row)
-        run._record_epoch(row)  # logs, then checkpoints
-
-
-def config_from_train_args(argv: Sequence[str]) -> TrainConfig:
-    """The config ``remixup train ARGV`` would train (``--resume`` takes the run folder's saved settings)."""
-    import argparse
-
-    from remixup.commands import train as train_command
-    from remixup.config import build_config
-    from remixup.rundir import RunFolder
-
-    parser = argparse.ArgumentParser(prog="remixup train")
-    train_command.add_parser(parser)
-    args = parser.parse_args(list(argv))
-    if not args.out:
-        raise UserError("each fused run needs --out DIR, its run folder")
-    if args.fork:
-        raise UserError(f"{args.out}: fused runs do not take --fork; train a forked run alone with `remixup train`")
-    config_file = args.config
-    if args.resume and config_file is None and RunFolder(args.out).config.is_file():
-        config_file = RunFolder(args.out).config
-    recipe = args.recipe if args.recipe is not None or config_file is not None else "paper"
-    return build_config(recipe, config_file=config_file, epochs=args.epochs, values=train_command._values(args),
-                        overrides=args.overrides)  # fmt: skip
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m remixup.fused [--graphs] -- TRAIN_ARGS -- TRAIN_ARGS ...``: one fused group, each run given as the
-    arguments of ``remixup train`` (what ``remixup reproduce --fuse K`` starts); resumes or skips runs as
-    ``remixup train --resume`` would."""
-    import sys
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    graphs = "--graphs" in args[: args.index("--")] if "--" in args else False
-    groups: list[list[str]] = []
-    for arg in args[args.index("--") :] if "--" in args else []:
-        if arg == "--":
-            groups.append([])
-        else:
-            groups[-1].append(arg)
-    try:
-        configs = [config_from_train_args(g) for g in groups if g]
-        summaries = train_fused(configs, resume="auto", graphs=graphs)
-    except (UserError, OSError) as exc:
-        print(f"remixup: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    for config, summary in zip(configs, summaries, strict=True):
-        print(f"{summary['method']} seed {summary['seed']}: top1 {summary['top1']:.2f}  balanced {summary['balanced_acc']:.2f}"
-              f"  -> {config.run.out}")  # fmt: skip
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+        run.record_epoch(row)  # logs, then checkpoints

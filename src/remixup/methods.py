@@ -11,7 +11,7 @@ A method is a composition (Remix, arXiv 2007.03943, §4 and Tables 1–5):
   epoch);
 - ``sampling``: ``None``, ``"rs"`` (class-balanced re-sampling from the start) or ``"drs"`` (deferred).
 
-The class-aware mixing family (:mod:`remixup.family`, docs/family.md) adds three fields: ``partner``
+The class-aware mixing family (:mod:`remixup.mixing.family`, docs/family.md) adds three fields: ``partner``
 (``"permutation"``, ``"class-weighted"``, ``"in-batch"``), ``draw`` (how λx is drawn: ``"beta"``, ``"beta-1"``,
 ``"unimix"``) and CMO's per-batch probability and epoch window (``prob``, ``skip_first``, ``skip_last``); the label
 rule gains ``"mamix"``. The config's ``mixing.partner`` and friends override them for any method, so that, for
@@ -41,11 +41,13 @@ import re
 from dataclasses import dataclass
 
 from remixup.errors import InvalidParameterError, InvalidTypeError
+from remixup.mixing.family import DRAW_RULES, PARTNER_RULES
+from remixup.mixing.labels import LABEL_RULES
 
 MIXERS = (None, "mixup", "cutmix", "manifold")
-LABEL_POLICIES = ("plain", "remix", "mamix")
-PARTNERS = ("permutation", "class-weighted", "in-batch")
-DRAWS = ("beta", "beta-1", "unimix")
+LABEL_POLICIES = tuple(LABEL_RULES)  # the mixing core's tables: a rule added there is a method field value here
+PARTNERS = tuple(PARTNER_RULES)
+DRAWS = tuple(DRAW_RULES)
 WEIGHTINGS = (None, "rw", "drw")
 SAMPLINGS = (None, "rs", "drs")
 
@@ -62,8 +64,8 @@ class Method:
         weighting: ``None`` | ``"rw"`` | ``"drw"``.
         sampling: ``None`` | ``"rs"`` | ``"drs"``.
         paper_name: the spelling used in the paper's tables.
-        partner: ``"permutation"`` | ``"class-weighted"`` | ``"in-batch"`` (:mod:`remixup.partners`).
-        draw: ``"beta"`` | ``"beta-1"`` | ``"unimix"`` (:mod:`remixup.family`).
+        partner: ``"permutation"`` | ``"class-weighted"`` | ``"in-batch"`` (:mod:`remixup.mixing.partners`).
+        draw: ``"beta"`` | ``"beta-1"`` | ``"unimix"`` (:mod:`remixup.mixing.family`).
         prob: probability that a batch is mixed (CMO: 0.5).
         skip_first, skip_last: epochs without mixing at the start and the end (CMO: 4 and 3, i.e. 3 < e < E − 3).
     """
@@ -163,7 +165,7 @@ METHODS: dict[str, Method] = dict(
         _m("bs", "BS", loss="bs"),
         _m("remix-la", "Remix-LA", mixer="mixup", labels="remix", loss="la"),
         _m("remix-bs", "Remix-BS", mixer="mixup", labels="remix", loss="bs"),
-        # The class-aware mixing family (remixup.family, docs/family.md), with their authors' code's settings.
+        # The class-aware mixing family (remixup.mixing.family, docs/family.md), with their authors' code's settings.
         # CMO (Park et al. 2022): a CutMix box of a class-weighted batch pasted into the batch, p = 0.5, 3 < e < E − 3.
         *(
             _m(name, paper, mixer="cutmix", partner="class-weighted", prob=0.5, skip_first=4, skip_last=3, **kw)

@@ -63,14 +63,13 @@ class Predictor:
         from remixup.config import TrainConfig
         from remixup.data.registry import get_spec
         from remixup.losses import build_loss
-        from remixup.methods import get_method
         from remixup.models import build_model_for
 
         if str(state["model_name"]).startswith("custom:"):
             raise UserError(f"{path} holds a model of your own ({state['model_name'][7:]}) that remixup cannot rebuild; "
                             "load its state dict into that model and call it in Python")  # fmt: skip
         config = TrainConfig.from_dict(state["config"], source=f"the config in {path}")
-        method = get_method(config.method.name)
+        method = config.effective_method()
         self.spec = get_spec(config.data.dataset)
         self.kind = self.spec.kind
         self.class_counts = torch.as_tensor(state["class_counts"], dtype=torch.float64)

@@ -270,7 +270,7 @@ def plot_lam_y_forced(runs: Sequence[Run], path: Path) -> Path | None:
 
 def plot_family(runs: Sequence[Run], path: Path) -> Path | None:
     """The mixing family's telemetry per epoch: the share of partners from few-shot classes, and the mean label
-    share of a few-shot pair member (``remixup.family.MixStats``); ``None`` when no run logged them."""
+    share of a few-shot pair member (``remixup.mixing.family.MixStats``); ``None`` when no run logged them."""
     series = [(run, _series(run, "partner_few"), _series(run, "label_weight_few")) for run in runs]
     series = [item for item in series if item[1][0] or item[2][0]]
     if not series:

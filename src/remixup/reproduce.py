@@ -34,13 +34,13 @@ from remixup.errors import InvalidParameterError
 from remixup.experiments import Experiment, RunSpec
 from remixup.rundir import RunFolder, run_status
 from remixup.tables import CellStats as CellStats  # the grid's tables, importable from here as before
-from remixup.tables import _read_metric
 from remixup.tables import as_run as as_run
 from remixup.tables import collect as collect
 from remixup.tables import format_cell as format_cell
 from remixup.tables import markdown_table as markdown_table
 from remixup.tables import metric_value as metric_value
 from remixup.tables import plot_sweep as plot_sweep
+from remixup.tables import read_metric
 from remixup.tables import write_results as write_results
 
 LOG_DIR = "_logs"
@@ -89,9 +89,9 @@ def plain_twin(method: str) -> str | None:
     return None
 
 
-def _recipe_epochs(recipe: str) -> int:
+def recipe_epochs(recipe: str) -> int:
     """The number of epochs ``recipe`` itself trains for."""
-    from remixup.tables import _recipe_epochs as epochs
+    from remixup.tables import recipe_epochs as epochs
 
     return epochs(recipe)
 
@@ -113,6 +113,8 @@ def plan_forks(grid: Sequence[RunSpec]) -> ForkPlan:
     keep: dict[str, int] = {}
     forks: dict[str, tuple[str, int]] = {}
     for spec in grid:
+        if spec.first_stage is not None:
+            continue
         twin_method = plain_twin(spec.method)
         if twin_method is None:
             continue
@@ -132,6 +134,8 @@ def forking_command(command: CommandBuilder, plan: ForkPlan, runs_dir: Path) -> 
 
     def build(spec: RunSpec, run_dir: Path, resume: bool) -> list[str]:
         argv = command(spec, run_dir, resume)
+        if "train" not in argv:  # a second stage (remixup decouple) neither keeps nor forks
+            return argv
         at = argv.index("train") + 1
         if spec.run_id in plan.keep:
             argv.append(f"run.keep_every={plan.keep[spec.run_id]}")
@@ -226,7 +230,17 @@ def build_command(
     device: str | None = None,
     python: str | None = None,
 ) -> list[str]:
-    """The ``remixup train`` command line of one run (a list for :mod:`subprocess`, no shell)."""
+    """The ``remixup train`` command line of one run (a list for :mod:`subprocess`, no shell); for a second stage
+    (``spec.row.stage2``), the ``remixup decouple`` command on its first stage's run folder beside ``run_dir``."""
+    first = spec.first_stage
+    if first is not None:
+        cmd = [python or sys.executable, "-m", "remixup", "decouple", str(run_dir.parent / first.run_id), "--method",
+               spec.row.stage2, "--out", str(run_dir), "--no-progress"]  # fmt: skip
+        if spec.epochs is not None:  # a shortened grid shortens the second stage alike (10 epochs at full length)
+            cmd += ["--epochs", str(max(1, round(10 * spec.epochs / recipe_epochs(spec.recipe))))]
+        if device is not None:
+            cmd += ["--device", device]
+        return cmd + (["--resume"] if resume else [])
     col = spec.column
     cmd = [python or sys.executable, "-m", "remixup", "train", "--dataset", col.dataset, "--imbalance", col.imbalance]
     if col.imbalance != "none":
@@ -318,7 +332,7 @@ def run_grid(
             verb = "resumed" if resume else "ran"
             if ok:
                 result.finished.append(spec.run_id)
-                top1 = _read_metric(run_dir, "top1")
+                top1 = read_metric(run_dir, "top1")
                 shown = f", top-1 {top1:.2f}%" if top1 is not None else ""
                 say(f"[{k}/{len(todo)}] {verb} {spec.run_id} in {_duration(took)}{shown}")
             else:
@@ -337,14 +351,19 @@ def fuse_groups(runs: Sequence[RunSpec], fuse: int, command: CommandBuilder, run
 
     Runs fuse when their resolved configs (from the ``remixup train`` command each would run) share
     :func:`remixup.fused.group_key`: the architecture, the data set, the optimiser and the schedule's length. A run
-    that cannot be fused (manifold mixing) is a group of its own. Groups keep the runs' grid order.
+    that cannot be fused (manifold mixing, a second stage) is a group of its own, after the fused groups. Groups
+    keep the runs' grid order.
     """
-    from remixup.fused import config_from_train_args, fusable, group_key
+    from remixup.commands.fused import config_from_train_args
+    from remixup.fused import fusable, group_key
 
     by_key: dict[object, list[RunSpec]] = {}
     alone: list[list[RunSpec]] = []
     for spec in runs:
         argv = command(spec, runs_dir / spec.run_id, False)
+        if "train" not in argv:  # a second stage: after the groups, so its first stage has finished
+            alone.append([spec])
+            continue
         config = config_from_train_args(argv[argv.index("train") + 1 :])
         if fusable(config):
             by_key.setdefault(group_key(config), []).append(spec)
@@ -355,12 +374,12 @@ def fuse_groups(runs: Sequence[RunSpec], fuse: int, command: CommandBuilder, run
 
 
 def fused_command(group: Sequence[RunSpec], runs_dir: Path, command: CommandBuilder, python: str | None = None) -> list[str]:
-    """The one command that trains ``group`` fused (``python -m remixup.fused -- TRAIN_ARGS -- ...``); a group of one
+    """The one command that trains ``group`` fused (``python -m remixup.commands.fused -- TRAIN_ARGS -- ...``); a group of one
     is the run's own ``remixup train`` command."""
     argvs = [command(spec, runs_dir / spec.run_id, run_status(runs_dir / spec.run_id) == "resume") for spec in group]
     if len(group) == 1:
         return argvs[0]
-    cmd = [python or sys.executable, "-m", "remixup.fused"]
+    cmd = [python or sys.executable, "-m", "remixup.commands.fused"]
     for argv in argvs:
         cmd += ["--", *argv[argv.index("train") + 1 :]]
     return cmd

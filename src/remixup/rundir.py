@@ -51,7 +51,7 @@ _RUN_FILE = re.compile(
 )
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "lam_y_forced", "images_per_s", "time_s",
                "top1", "top5", "balanced_acc", "many", "medium", "few",
-               # the mixing family's telemetry (remixup.family.MixStats); empty for the other methods
+               # the mixing family's telemetry (remixup.mixing.family.MixStats); empty for the other methods
                "partner_many", "partner_medium", "partner_few", "label_to_minority", "minority_label_share",
                "label_weight_many", "label_weight_medium", "label_weight_few")  # fmt: skip
 

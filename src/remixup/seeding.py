@@ -23,9 +23,13 @@ The values are those of every earlier release, so seeds give the same numbers as
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
-__all__ = ["ORDER", "SAMPLER", "augment_stream", "epoch_seed", "file_stream", "mix_stream", "partner_stream"]
+import numpy as np
+import torch
+
+__all__ = ["ORDER", "SAMPLER", "TorchState", "augment_stream", "epoch_seed", "file_stream", "mix_stream", "partner_stream",
+           "seed_torch", "torch_stream"]  # fmt: skip
 
 ORDER = 0
 SAMPLER = 7
@@ -33,6 +37,7 @@ _AUGMENT, _AUGMENT_PER_RANK = 1, 2_000
 _MIX = 1_000
 _FILE = 1_000_000
 _PARTNER = 500_000
+_TORCH = 300_000
 
 
 def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
@@ -62,3 +67,36 @@ def file_stream(index: int) -> int:
 def partner_stream(rank: int = 0) -> int:
     """The stream of the class-weighted partner batches of DDP rank ``rank``: each rank draws its own partners."""
     return _PARTNER + rank
+
+
+def torch_stream(rank: int = 0) -> int:
+    """The stream of torch's global generator on DDP rank ``rank`` (dropout draws differ between ranks)."""
+    return _TORCH + rank
+
+
+def seed_torch(seed: int, device: torch.device) -> None:
+    """Seed torch's global CPU generator, and ``device``'s when it is a CUDA device, with ``seed``."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()].manual_seed(seed)
+
+
+@dataclass
+class TorchState:
+    """A saved state of torch's global generators (the CPU's and ``device``'s when CUDA), to swap runs in and out."""
+
+    device: torch.device
+    cpu: torch.Tensor
+    cuda: torch.Tensor | None
+
+    @classmethod
+    def capture(cls, device: torch.device) -> TorchState:
+        """The generators' state now."""
+        cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        return cls(device, torch.get_rng_state(), cuda)
+
+    def restore(self) -> None:
+        """Put this state back into the generators."""
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state(self.cuda, self.device)

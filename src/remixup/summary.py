@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from remixup.config import TrainConfig
@@ -34,6 +35,7 @@ def run_summary(config: TrainConfig, method: Method, model_name: str, class_coun
         "train_acc": history[-1]["train_acc"],
         "epochs": config.run.epochs,
         "method": method.name,
+        "effective_method": dataclasses.asdict(method),  # the registry entry with the config's mixing overrides
         "model": model_name,
         "recipe": config.recipe,
         "dataset": config.data.dataset,

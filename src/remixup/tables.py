@@ -13,17 +13,18 @@ from pathlib import Path
 from remixup.experiments import Column, Experiment, RunSpec
 from remixup.rundir import read_summary
 
-__all__ = ["CellStats", "as_run", "collect", "format_cell", "markdown_table", "metric_value", "plot_sweep", "write_results"]
+__all__ = ["CellStats", "as_run", "collect", "format_cell", "markdown_table", "metric_value", "plot_sweep", "read_metric", "recipe_epochs",
+           "write_results"]  # fmt: skip
 
 
-def _recipe_epochs(recipe: str) -> int:
+def recipe_epochs(recipe: str) -> int:
     """The number of epochs ``recipe`` itself trains for."""
     from remixup.config import build_config
 
     return build_config(recipe, validate=False).run.epochs
 
 
-def _read_metric(run_dir: Path, key: str) -> float | None:
+def read_metric(run_dir: Path, key: str) -> float | None:
     summary = read_summary(run_dir)
     value = None if summary is None else summary.get(key)
     return float(value) if isinstance(value, (int, float)) else None
@@ -193,6 +194,10 @@ def as_run(experiment: Experiment, runs: Sequence[RunSpec]) -> tuple[Experiment,
         actual = _setting(spec.recipe, spec.epochs, column, spec.overrides)
         if actual != intended:
             changed[column.label] = f"{_label(*actual[:3])}, {actual[3]}"
+    shown = list(changed.values())
+    for original, label in list(changed.items()):
+        if shown.count(label) > 1:  # two columns overridden alike stay two columns
+            changed[original] = f"{label} (as {original})"
     if not changed:
         return experiment, {}
     columns = tuple(dataclasses.replace(c, label=changed.get(c.label, c.label)) for c in experiment.columns)
@@ -217,7 +222,7 @@ def write_results(experiment: Experiment, runs: Sequence[RunSpec], runs_dir: Pat
         experiment = shown
     finished = sum(c.n for c in cells.values())
     note = f"{finished} of {len(runs)} runs finished (runs folder: `{runs_dir}`)."
-    scaled = sorted({spec.epochs for spec in runs if spec.epochs is not None and spec.epochs != _recipe_epochs(spec.recipe)})
+    scaled = sorted({spec.epochs for spec in runs if spec.epochs is not None and spec.epochs != recipe_epochs(spec.recipe)})
     if scaled:  # the title names the full-length recipe; say that these runs are shorter (or longer)
         n = ", ".join(str(e) for e in scaled)
         note += f" Schedule scaled to {n} epochs (`--epochs {n}`), not the recipe's full length."

@@ -433,7 +433,7 @@ def write_report(
     return paths
 
 
-def _load_timing(runs_dir: Path) -> dict[str, Any] | None:
+def load_timing(runs_dir: Path) -> dict[str, Any] | None:
     path = runs_dir / "_grid_time.json"
     if not path.is_file():
         return None

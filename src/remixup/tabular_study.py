@@ -52,7 +52,7 @@ from remixup.tabular_design import (
     STUDY_SETS,
     StudySet,
 )
-from remixup.tabular_report import _load_timing, collect_rows, write_report
+from remixup.tabular_report import collect_rows, load_timing, write_report
 
 ROW = "row.json"
 HGB_FILE = "boosted.json"
@@ -543,7 +543,7 @@ def run_command(args: Any) -> int:
         print(f"# no finished runs under {runs_dir} yet")
         return 1 if failed else 0
     paths = write_report(
-        rows, report_dir, timing=_load_timing(runs_dir), command=getattr(args, "command_line", "remixup reproduce tabular")
+        rows, report_dir, timing=load_timing(runs_dir), command=getattr(args, "command_line", "remixup reproduce tabular")
     )
     for name, path in paths.items():
         print(f"# {name}: {path}")

@@ -1,6 +1,7 @@
 """``remixup data``: a dataset's per-class training counts after an imbalance profile, or the list of tables.
 
 remixup data --dataset cifar10 --imbalance longtail --ratio 100 --data-root DIR [--json] [--plot FILE.png]
+remixup data --dataset cifar10 --ratio 100 --subset-seed 3 --export-indices subset.json   # then data.indices=subset.json
 remixup data --dataset tabular:yeast --imbalance none      # a table's training split (seed: data.split_seed 0)
 remixup data --list                                        # the bundled tables: rows, classes, imbalance ratio
 """
@@ -43,6 +44,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--download", action="store_true", help="CIFAR only: download the official archive (MD5-checked)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
     parser.add_argument("--plot", metavar="FILE.png", help="also save a bar chart of the counts")
+    parser.add_argument("--export-indices", metavar="FILE",
+                        help="write the subset's exact training indices, class counts and the data's SHA-256 to FILE "
+                             "(JSON); train on exactly that subset with data.indices=FILE")  # fmt: skip
 
 
 def _dataset(name: str) -> str:
@@ -58,7 +62,7 @@ def _dataset(name: str) -> str:
 
 def summarize(args: argparse.Namespace) -> dict[str, Any]:
     """Load the training split, apply the profile and return the counts as a JSON-ready dict."""
-    from remixup.data.profiles import describe_counts, make_imbalanced
+    from remixup.data.profiles import describe_counts, imbalanced_indices
     from remixup.data.registry import load_dataset
 
     ds = load_dataset(
@@ -69,8 +73,16 @@ def summarize(args: argparse.Namespace) -> dict[str, Any]:
         split_seed=args.split_seed,
         class_policy=args.class_policy,
     )
-    sub = make_imbalanced(ds, args.imbalance, ratio=args.ratio, mu=args.mu, subset_seed=args.subset_seed)
+    index = imbalanced_indices(ds, args.imbalance, ratio=args.ratio, mu=args.mu, subset_seed=args.subset_seed)
+    sub = ds.subset(index)
     counts = [int(n) for n in sub.class_counts.tolist()]
+    if getattr(args, "export_indices", None):
+        from remixup.data.run import training_data_sha256
+        from remixup.data.subset_file import write_subset
+
+        write_subset(args.export_indices, index, ds.labels, num_classes=len(counts), data_sha256=training_data_sha256(ds),
+                     source_size=len(ds.labels), dataset=args.dataset, imbalance=args.imbalance, ratio=args.ratio,
+                     mu=args.mu, subset_seed=args.subset_seed)  # fmt: skip
     return {
         "dataset": args.dataset,
         "imbalance": args.imbalance,

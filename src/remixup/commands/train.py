@@ -53,7 +53,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. mixing.kappa=2 optim.lr=0.05")
 
 
-def _values(args: argparse.Namespace) -> dict[str, Any]:
+def train_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The config values that ``remixup train``'s flags set (``None``: not given)."""
     root = args.data_root
     if root is None and not args.resume:
         root = os.environ.get("REMIXUP_DATA_ROOT")
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         base = checkpoint.load(checkpoint_file(args.fork))["config"]  # the forked run's settings, changed below
     elif recipe is None and config_file is None:
         recipe = "paper"
-    config = build_config(recipe, config_file=config_file, epochs=args.epochs, values=_values(args), overrides=args.overrides,
+    config = build_config(recipe, config_file=config_file, epochs=args.epochs, values=train_values(args), overrides=args.overrides,
                           base=base)  # fmt: skip
     if args.print_config:
         print(config.to_yaml("resolved and validated by `remixup train --print-config`; nothing was trained"), end="")

@@ -18,7 +18,7 @@ from remixup.data.augment import BatchAugment, RandomResizedCropFlip, ResizeCent
 from remixup.data.datasets import ArrayDataset, ImageFileDataset
 from remixup.data.download import CIFAR_ARCHIVES, download_cifar, download_file, md5sum, safe_extract
 from remixup.data.loaders import TensorLoader, make_image_loader
-from remixup.data.profiles import PROFILES, describe_counts, make_imbalanced, profile_counts
+from remixup.data.profiles import PROFILES, describe_counts, imbalanced_indices, make_imbalanced, profile_counts
 from remixup.data.registry import DATASETS, KINDS, DatasetSpec, get_spec, load_dataset
 from remixup.data.sources import load_cifar, load_cinic10, load_digits, load_image_folder, load_inat2018, load_npz, load_toy
 
@@ -47,6 +47,7 @@ __all__ = [
     "load_npz",
     "load_toy",
     "make_image_loader",
+    "imbalanced_indices",
     "make_imbalanced",
     "md5sum",
     "profile_counts",

@@ -188,8 +188,10 @@ class FileLoader:
         order, b = self.indices(), self.batch_size
         batches = [order[i : i + b].tolist() for i in range(0, len(self) * b, b)]
         self.dataset.set_epoch(self.epoch)
+        # its own generator: the DataLoader draws the workers' base seed from it, never from torch's global one
+        seeds = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=seeding.ORDER))
         loader: DataLoader[Any] = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,  # type: ignore[arg-type]
-                                             pin_memory=self.device.type == "cuda")  # fmt: skip
+                                             pin_memory=self.device.type == "cuda", generator=seeds)  # fmt: skip
         for xb, yb in loader:
             yield xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
 

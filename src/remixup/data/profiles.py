@@ -75,7 +75,15 @@ def profile_counts(
 
 
 def make_imbalanced(dataset: D, profile: str = "longtail", ratio: float = 100.0, mu: float = 0.5, subset_seed: int = 0) -> D:
-    """The subset of ``dataset`` that follows an imbalance profile (same dataset type, classes kept).
+    """The subset of ``dataset`` that follows an imbalance profile: ``dataset.subset(imbalanced_indices(...))``, or
+    ``dataset`` itself for ``profile="none"`` (see :func:`imbalanced_indices`)."""
+    index = imbalanced_indices(dataset, profile, ratio=ratio, mu=mu, subset_seed=subset_seed)
+    return dataset if profile == "none" else dataset.subset(index)  # type: ignore[attr-defined]
+
+
+def imbalanced_indices(dataset: Any, profile: str = "longtail", *, ratio: float = 100.0, mu: float = 0.5,
+                       subset_seed: int = 0) -> np.ndarray:  # fmt: skip
+    """The indices of the subset of ``dataset`` that follows an imbalance profile (classes kept).
 
     n_max is the size of the smallest class of ``dataset`` (for a balanced set such as CIFAR, its class size), so
     every target count can be met exactly. ``profile="none"`` returns ``dataset`` unchanged.
@@ -89,7 +97,8 @@ def make_imbalanced(dataset: D, profile: str = "longtail", ratio: float = 100.0,
         subset_seed: seed of the per-class choice (independent of the training seed).
 
     Returns:
-        The subset; its ``class_counts`` equal :func:`profile_counts`.
+        The kept indices into ``dataset`` (int64, class by class): the subset's ``class_counts`` equal
+        :func:`profile_counts`; ``profile="none"`` keeps every index in order.
 
     Raises:
         ValueError: bad ρ, μ, profile or seed.
@@ -100,25 +109,25 @@ def make_imbalanced(dataset: D, profile: str = "longtail", ratio: float = 100.0,
     check_number(ratio, "ratio", owner=owner, low=1.0)
     check_number(mu, "mu", owner=owner, low=0.0, high=1.0, low_open=True, high_open=True)
     subset_seed = check_number(subset_seed, "subset_seed", owner=owner, low=0, high=2**32 - 1, integer=True)
-    available = [int(n) for n in dataset.class_counts.tolist()]  # type: ignore[attr-defined]
+    available = [int(n) for n in dataset.class_counts.tolist()]
     if not available or min(available) == 0:
         empty = available.index(0) if available else 0
-        name = dataset.classes[empty] if getattr(dataset, "classes", None) else str(empty)  # type: ignore[attr-defined]
+        name = dataset.classes[empty] if getattr(dataset, "classes", None) else str(empty)
         raise DataError(
             f"class {empty} ({name!r}) has zero samples in {getattr(dataset, 'source', 'the dataset')}; "
             "remove the class from the class list or add samples"
         )
     if profile == "none":
-        return dataset
+        return np.arange(sum(available), dtype=np.int64)
     targets = profile_counts(len(available), min(available), profile, ratio=ratio, mu=mu)
-    labels = np.asarray(dataset.labels.cpu().numpy())  # type: ignore[attr-defined]
+    labels = np.asarray(dataset.labels.cpu().numpy())
     rng = np.random.RandomState(subset_seed)
     keep: list[np.ndarray] = []
     for c, n_c in enumerate(targets):
         positions = np.flatnonzero(labels == c)  # this class's indices, in file order
         rng.shuffle(positions)
         keep.append(positions[:n_c])
-    return dataset.subset(np.concatenate(keep))  # type: ignore[attr-defined]
+    return np.concatenate(keep).astype(np.int64)
 
 
 def describe_counts(counts: Any) -> dict[str, int]:

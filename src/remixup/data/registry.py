@@ -11,6 +11,7 @@ from remixup._validation import check_choice
 from remixup.data.augment import BatchAugment, RandomResizedCropFlip, ResizeCenterCrop
 from remixup.data.datasets import ArrayDataset, ImageFileDataset
 from remixup.data.sources import load_cifar, load_cinic10, load_digits, load_image_folder, load_inat2018, load_npz, load_toy
+from remixup.data.split_files import SPLIT_FILES, load_split_file_set
 from remixup.errors import InvalidParameterError
 
 KINDS = ("small_image", "large_image", "vector")
@@ -136,6 +137,30 @@ DATASETS: dict[str, DatasetSpec] = {
         True,
         "iNaturalist 2018: train2018.json / val2018.json and the image tree (naturally long-tailed)",
     ),
+    "imagenet_lt": DatasetSpec(
+        "imagenet_lt",
+        "large_image",
+        None,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        "resnet50",
+        224,
+        0,
+        True,
+        "ImageNet-LT: ImageNet_LT_train/val/test.txt (lines `relative/path label`) and the images (long-tailed)",
+    ),
+    "places_lt": DatasetSpec(
+        "places_lt",
+        "large_image",
+        None,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        "resnet50",
+        224,
+        0,
+        True,
+        "Places-LT: Places_LT_train/val/test.txt (lines `relative/path label`) and the images (long-tailed)",
+    ),
     "imagefolder": DatasetSpec(
         "imagefolder",
         "large_image",
@@ -216,8 +241,8 @@ def load_dataset(
         root: data root folder (for ``npz``: the .npz file). Ignored by ``digits``, the 2-D toys and tables.
         train: training split (else the evaluation split: CIFAR test, CINIC-10 valid, iNaturalist val, a table's test).
         download: CIFAR only: fetch the official archive (MD5-checked) when it is not in ``root``.
-        split: instead of ``train``: ``"train"``, ``"test"``, or ``"val"`` (tables only: the validation split, for
-            model selection and tuning; the test split is never used for that).
+        split: instead of ``train``: ``"train"``, ``"test"``, or ``"val"`` (tables, ImageNet-LT and Places-LT: the
+            validation split, for model selection and tuning; the test split is never used for that).
         label_column, split_seed, val_fraction, test_fraction, class_policy: tables only, see
             :func:`~remixup.data.tabular.load_table_splits` (the splits' seed is separate from the training seed).
 
@@ -246,8 +271,15 @@ def load_dataset(
             test_fraction=test_fraction,
             class_policy=class_policy,
         ).dataset(split)
+    if name in SPLIT_FILES:  # ImageNet-LT, Places-LT: their own train, val and test split files
+        if root is None:
+            raise InvalidParameterError(f"`root` of `load_dataset` is required for {name!r}: the folder with its split files")
+        return load_split_file_set(name, root, split=split)
     if split == "val":
-        raise ValueError(f"`split='val'` of `load_dataset` is for tables (tabular:...); {name!r} has only train and test")
+        raise ValueError(
+            f"`split='val'` of `load_dataset` is for tables (tabular:...), imagenet_lt and places_lt; {name!r} has only "
+            "train and test"
+        )
     train = split == "train"
     if name == "digits":
         return load_digits(train=train)

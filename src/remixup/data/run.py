@@ -25,6 +25,7 @@ from remixup.data.datasets import ArrayDataset, ImageFileDataset
 from remixup.data.loaders import FileLoader, TensorLoader
 from remixup.data.profiles import make_imbalanced
 from remixup.data.registry import DatasetSpec, get_spec, load_dataset
+from remixup.data.subset_file import select_subset
 from remixup.errors import DataError, UserError
 
 __all__ = ["FileData", "RunData", "TensorData", "hold_out", "load_run_data"]
@@ -181,7 +182,7 @@ def hold_out(dataset: Any, fraction: float, *, seed: int, min_per_class: int = 1
 def load_run_data(dataset: str, root: str | None, *, device: torch.device, imbalance: str = "none", ratio: float = 1.0,
                   mu: float = 0.5, subset_seed: int = 0, download: bool = False, augment: bool = True, seed: int = 0,
                   train: bool = True, val_fraction: float = 0.0, val_seed: int = 0, val_min_per_class: int = 1,
-                  table_options: dict[str, Any] | None = None) -> RunData:  # fmt: skip
+                  table_options: dict[str, Any] | None = None, indices: str = "") -> RunData:  # fmt: skip
     """Load ``dataset``, make its training split imbalanced (``subset_seed``) and wrap both splits for a run.
 
     Args:
@@ -194,6 +195,8 @@ def load_run_data(dataset: str, root: str | None, *, device: torch.device, imbal
             come from the caller.
         val_fraction, val_seed, val_min_per_class: a validation split held out of the imbalanced training split
             (:func:`hold_out`); 0 holds out nothing. The class counts are those of what is left for training.
+        indices: a subset file (``remixup data --export-indices``; :mod:`remixup.data.subset_file`): the training
+            split is exactly its samples instead of the profile's subset; ``""``: the profile's.
 
     Raises:
         UserError: the splits disagree on the number of classes; data errors from the loaders.
@@ -207,7 +210,10 @@ def load_run_data(dataset: str, root: str | None, *, device: torch.device, imbal
         train_set, sha = test_set, None
     else:
         sha = training_data_sha256(train_set)
-        train_set = make_imbalanced(train_set, imbalance, ratio=ratio, mu=mu, subset_seed=subset_seed)
+        if indices:
+            train_set = select_subset(train_set, indices, sha)
+        else:
+            train_set = make_imbalanced(train_set, imbalance, ratio=ratio, mu=mu, subset_seed=subset_seed)
     if test_set.num_classes != train_set.num_classes:
         raise UserError(f"{dataset}: the test split has {test_set.num_classes} classes but training has {train_set.num_classes}")
     val_set = None

@@ -106,7 +106,7 @@ def table_source(name: str) -> str:
     return name[len(PREFIX) :]
 
 
-def _is_file_source(source: str) -> bool:
+def is_file_source(source: str) -> bool:
     return source.lower().endswith((".csv", ".parquet", ".pq", ".tsv")) or "/" in source or "\\" in source
 
 
@@ -267,7 +267,7 @@ def _read_file(path: Path, label_column: str) -> RawTable:
 
 def read_table(source: str, label_column: str = "") -> RawTable:
     """Read a package set by name or a CSV/TSV/Parquet file (the part after ``tabular:``)."""
-    if _is_file_source(source):
+    if is_file_source(source):
         return _read_file(Path(source).expanduser(), label_column)
     table = _read_package_set(source)
     if label_column and label_column != table.label_column:

@@ -52,7 +52,7 @@ from remixup.data.table_sources import SPLITS as SPLITS
 from remixup.data.table_sources import TABULAR_SETS as TABULAR_SETS
 from remixup.data.table_sources import RawTable as RawTable
 from remixup.data.table_sources import TabularSet as TabularSet
-from remixup.data.table_sources import _is_file_source
+from remixup.data.table_sources import is_file_source
 from remixup.data.table_sources import is_tabular as is_tabular
 from remixup.data.table_sources import read_table as read_table
 from remixup.data.table_sources import table_source as table_source
@@ -425,7 +425,7 @@ def load_table_splits(
     """
     source = table_source(name)
     stamp = None
-    if _is_file_source(source):
+    if is_file_source(source):
         path = Path(source).expanduser()
         if path.is_file():
             st = path.stat()

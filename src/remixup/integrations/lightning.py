@@ -25,8 +25,8 @@ except ImportError as exc:
 
 from remixup._validation import check_class_counts, check_number
 from remixup.balancing import DeferredSchedule
-from remixup.dropin import RemixMixup
-from remixup.mixing import _mix_seed
+from remixup.mixing.draws import mix_seed
+from remixup.mixing.dropin import RemixMixup
 
 __all__ = ["RemixCallback"]
 
@@ -141,7 +141,7 @@ class RemixCallback(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch
         if self._generator is not None:
-            self._generator.manual_seed(_mix_seed(self.seed, epoch, trainer.global_rank))
+            self._generator.manual_seed(mix_seed(self.seed, epoch, trainer.global_rank))
         weight = self.class_weight(epoch)
         pl_module.remix_class_weight = None if weight is None else weight.to(pl_module.device)  # type: ignore[assignment]
 

@@ -15,14 +15,16 @@ from torch import nn
 
 from remixup._validation import check_batch, check_labels, check_number
 from remixup.errors import InvalidParameterError, InvalidTypeError
-from remixup.mixing import MixedBatch, MixRecord, MixupLabels, MixupMixer, RemixLabels, soft_targets
+from remixup.mixing.base import MixedBatch, Mixing, MixRecord
+from remixup.mixing.labels import LabelRule, soft_targets
+from remixup.mixing.transform import MixupMixer
 
-__all__ = ["ManifoldMixup", "INPUT"]
+__all__ = ["INPUT", "ManifoldMixup", "forward_mixing_at", "resolve_point"]
 
 INPUT = "input"
 
 
-class ManifoldMixup:
+class ManifoldMixup(Mixing):
     """Mix a model's hidden activations at one named point per batch.
 
     Args:
@@ -45,7 +47,7 @@ class ManifoldMixup:
         model: nn.Module,
         points: list[str] | tuple[str, ...],
         *,
-        labels: MixupLabels | RemixLabels,
+        labels: LabelRule,
         num_classes: int,
         alpha: float = 1.0,
         per_sample: bool = False,
@@ -55,7 +57,7 @@ class ManifoldMixup:
         check_number(num_classes, "num_classes", owner=owner, low=2, integer=True)
         if isinstance(points, str) or len(points) == 0:
             raise InvalidParameterError(f"`points` of `{owner}` must be a non-empty list of mixing points; got {points!r}")
-        self._modules = {name: self._resolve(model, name) for name in points}
+        self._modules = {name: resolve_point(model, name) for name in points}
         self.model = model
         self.points = list(points)
         self.labels = labels
@@ -64,18 +66,6 @@ class ManifoldMixup:
         self.generator = generator
         self.last: MixRecord | None = None
         self.last_point: str | None = None
-
-    @staticmethod
-    def _resolve(model: nn.Module, name: str) -> nn.Module | None:
-        if name == INPUT:
-            return None
-        modules = dict(model.named_modules())
-        for candidate in (name, f"module.{name}"):
-            if candidate and candidate in modules:
-                return modules[candidate]
-        names = [n for n in modules if n]
-        shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
-        raise InvalidParameterError(f"mixing point {name!r} is not a module of the model; valid points: 'input', {shown}")
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward x (B, ...) with mixing at one drawn point; return ``(logits, y_soft (B, C))``."""
@@ -90,7 +80,7 @@ class ManifoldMixup:
         the mixing points are those modules. ``last`` is left alone; ``last_point`` names the point used."""
         check_batch(x, y, owner=type(self).__name__)
         check_labels(y, self.num_classes, owner=type(self).__name__)
-        k = int(torch.randint(0, len(self.points), (1,), generator=self.generator))
+        k = int(torch.randint(0, len(self.points), (1,), generator=self.draw_generator()))
         point = self.points[k]
         perm, lam = self.mixer.sample(x.shape[0], x.device)
         module = self._modules[point]
@@ -104,10 +94,27 @@ class ManifoldMixup:
         self.last_point = point
         return MixedBatch(logits, soft_targets(y, y_partner, lam_y, self.num_classes), record)
 
+    def fusable(self) -> str | None:
+        """Manifold mixing happens inside the forward pass, which the stacked fused step shares between runs."""
+        return "manifold mixing mixes hidden layers inside the forward pass"
+
     def _forward_mixing_at(
         self, model: nn.Module, module: nn.Module, point: str, x: torch.Tensor, perm: torch.Tensor, lam: torch.Tensor
     ) -> torch.Tensor:
         return forward_mixing_at(model, module, point, x, lambda h: self.mixer.mix(h, perm, lam), batch=x.shape[0])
+
+
+def resolve_point(model: nn.Module, name: str) -> nn.Module | None:
+    """The module of mixing point ``name`` (``None`` for ``"input"``); inner names of a DDP wrapper work too."""
+    if name == INPUT:
+        return None
+    modules = dict(model.named_modules())
+    for candidate in (name, f"module.{name}"):
+        if candidate and candidate in modules:
+            return modules[candidate]
+    names = [n for n in modules if n]
+    shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+    raise InvalidParameterError(f"mixing point {name!r} is not a module of the model; valid points: 'input', {shown}")
 
 
 def forward_mixing_at(

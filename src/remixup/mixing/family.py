@@ -1,6 +1,6 @@
 """The class-aware mixing family: CMO, Balanced-MixUp, UniMix and MAMix as choices on four axes.
 
-Each method pairs every sample i of a batch with a partner j (:mod:`remixup.partners`), draws the share λx of
+Each method pairs every sample i of a batch with a partner j (:mod:`remixup.mixing.partners`), draws the share λx of
 sample i in the mixed input, mixes the inputs with an operator and gives the label share λy to i by a label rule:
 
 ===================  ===================================================================================
@@ -32,41 +32,26 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from remixup._validation import check_batch, check_choice, check_class_counts, check_labels, check_number
 from remixup.errors import InvalidParameterError
-from remixup.manifold import ManifoldMixup, forward_mixing_at
 from remixup.metrics import FEW_BELOW, MANY_ABOVE
-from remixup.mixing import MixedBatch, MixRecord, cutmix_boxes, sample_beta, soft_targets
-from remixup.partners import DEFAULT_EXPONENT, PARTNERS, LoaderPartners, in_batch_partners
+from remixup.mixing.base import MixedBatch, Mixing, MixRecord
+from remixup.mixing.draws import cutmix_boxes, sample_beta
+from remixup.mixing.labels import soft_targets
+from remixup.mixing.manifold import forward_mixing_at, resolve_point
+from remixup.mixing.partners import DEFAULT_EXPONENT, PARTNERS, LoaderPartners, in_batch_partners
 
-__all__ = [
-    "DRAWS",
-    "FAMILY_MIXERS",
-    "MAMixLabels",
-    "MixStats",
-    "PartnerMix",
-    "UNIMIX_WRAPS",
-    "mamix_label_factor",
-    "sample_beta2",
-    "unimix_lambda",
-]
+__all__ = ["DRAWS", "DRAW_RULES", "FAMILY_MIXERS", "MixStats", "PARTNER_RULES", "PartnerMix", "UNIMIX_WRAPS", "unimix_lambda"]
 
 DRAWS = ("beta", "beta-1", "unimix")
 FAMILY_MIXERS = ("mixup", "cutmix", "manifold")
 UNIMIX_WRAPS = ("wrap", "clip")
 STATS_COLUMNS = ("partner_many", "partner_medium", "partner_few", "label_to_minority", "minority_label_share",
                  "label_weight_many", "label_weight_medium", "label_weight_few")  # fmt: skip
-
-
-def sample_beta2(a: float, b: float, size: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``size`` draws of Beta(a, b) as float32 CPU (size,), reproducibly from ``generator`` (see ``sample_beta``)."""
-    seed = int(torch.randint(0, 2**63 - 1, (1,), generator=generator))
-    return torch.from_numpy(np.random.default_rng(seed).beta(a, b, size=size).astype(np.float32))
 
 
 def unimix_lambda(n_i: torch.Tensor, n_j: torch.Tensor, xi: torch.Tensor, *, wrap: str = "wrap") -> torch.Tensor:
@@ -86,49 +71,6 @@ def unimix_lambda(n_i: torch.Tensor, n_j: torch.Tensor, xi: torch.Tensor, *, wra
     lam = nj / (ni + nj) + xi.to(device=ni.device, dtype=torch.float64)
     lam = torch.where(lam > 1, lam - 1, lam) if wrap == "wrap" else lam.clamp(max=1.0)
     return lam.float()
-
-
-def mamix_label_factor(lam_x: torch.Tensor, n_i: torch.Tensor, n_j: torch.Tensor, exponent: float = -0.25) -> torch.Tensor:
-    """MAMix's label share of sample i, piecewise linear in the partner's image share s = 1 − λx.
-
-    With k = n^f (f = ``exponent``) and the breakpoint b = k_i/(k_i + k_j), the label weight of i is
-    1 − s/(2b) for s ≤ b and (1 − s)/(2(1 − b)) for s > b: 1 at s = 0, ½ at s = b, 0 at s = 1. The two pieces meet
-    at s = b, where both give ½; the authors' code raises an error there, remixup returns ½ (the continuous value).
-
-    Args:
-        lam_x: (B,) share of sample i in the mixed input (remixup's λx; the authors' λ is s = 1 − λx).
-        n_i, n_j: (B,) class counts of i and of its partner.
-        exponent: f (−0.25 in the authors' configs); f < 0 keeps the label with the rarer class longer.
-
-    Returns:
-        (B,) float32 λy.
-    """
-    ni, nj = n_i.to(torch.float64), n_j.to(torch.float64)
-    ki, kj = ni.pow(exponent), nj.pow(exponent)
-    b = ki / (ki + kj)
-    s = 1.0 - lam_x.to(device=ni.device, dtype=torch.float64)
-    return torch.where(s <= b, 1.0 - 0.5 * s / b, 0.5 * (1.0 - s) / (1.0 - b)).float()
-
-
-class MAMixLabels:
-    """MAMix's label policy: λy from :func:`mamix_label_factor` with the classes' training counts.
-
-    Args:
-        class_counts: (C,) training samples per class, all positive.
-        exponent: f of k = n^f (−0.25 by default, the authors' ``mamix_ratio``).
-    """
-
-    def __init__(self, class_counts: Any, *, exponent: float = -0.25) -> None:
-        self._counts = check_class_counts(class_counts, owner=type(self).__name__)
-        check_number(exponent, "exponent", owner=type(self).__name__)
-        self.class_counts = class_counts
-        self.exponent = exponent
-
-    def __call__(self, y: torch.Tensor, y_partner: torch.Tensor, lam_x: torch.Tensor) -> torch.Tensor:
-        """Return λy (B,) for labels y, y_partner (B,) and factors lam_x (B,)."""
-        if self._counts.device != y.device:
-            self._counts = self._counts.to(y.device)
-        return mamix_label_factor(lam_x, self._counts[y], self._counts[y_partner], self.exponent).to(lam_x.device)
 
 
 class MixStats:
@@ -198,7 +140,7 @@ class MixStats:
         return out
 
 
-class PartnerMix:
+class PartnerMix(Mixing):
     """A mixing of the family: partner × λ draw × operator × label rule, with a probability and an epoch window.
 
     Args:
@@ -277,7 +219,7 @@ class PartnerMix:
         self.generator = generator
         self.model = model
         self.points = list(points or [])
-        self._modules = {name: ManifoldMixup._resolve(model, name) for name in self.points} if model is not None else {}
+        self._modules = {name: resolve_point(model, name) for name in self.points} if model is not None else {}
         self.num_classes = int(self._counts.numel())
         self.stats = MixStats(self._counts)
         self.epoch = 0
@@ -302,13 +244,19 @@ class PartnerMix:
 
     # -- drawing --------------------------------------------------------------------------------------------------
     def _pair(self, x: torch.Tensor, y: torch.Tensor, partner_batch: tuple[torch.Tensor, torch.Tensor] | None):
+        """Who each sample is mixed with, by the partner rule: ``(x_partner, y_partner, perm)`` (perm −1: outside)."""
+        return PARTNER_RULES[self.partner](self, x, y, partner_batch)
+
+    def _pair_permutation(self, x: torch.Tensor, y: torch.Tensor, _partner_batch: Any):
+        perm = torch.randperm(x.shape[0], generator=self.draw_generator()).to(x.device)
+        return x[perm], y[perm], perm
+
+    def _pair_in_batch(self, x: torch.Tensor, y: torch.Tensor, _partner_batch: Any):
+        idx = in_batch_partners(y, self._counts, self.exponent, generator=self.draw_generator())
+        return x[idx], y[idx], idx
+
+    def _pair_class_weighted(self, x: torch.Tensor, y: torch.Tensor, partner_batch: tuple[torch.Tensor, torch.Tensor] | None):
         b = x.shape[0]
-        if self.partner == "permutation":
-            perm = torch.randperm(b, generator=self.generator).to(x.device)
-            return x[perm], y[perm], perm
-        if self.partner == "in-batch":
-            idx = in_batch_partners(y, self._counts, self.exponent, generator=self.generator)
-            return x[idx], y[idx], idx
         if partner_batch is None:
             if self.partners is None:
                 raise InvalidParameterError(
@@ -323,13 +271,18 @@ class PartnerMix:
         return x2[:b].to(x.device, x.dtype), y2[:b].to(y.device), torch.full((b,), -1, dtype=torch.int64, device=x.device)
 
     def _target_lam(self, y: torch.Tensor, y2: torch.Tensor, n: int) -> torch.Tensor:
-        """λx before any box clipping: (n,) float32 CPU or on y's device (n is B, or 1 for one λ per batch)."""
-        if self.draw == "beta":
-            return sample_beta(self.alpha, n, generator=self.generator)
-        if self.draw == "beta-1":
-            return 1.0 - sample_beta2(self.alpha, 1.0, n, generator=self.generator)
+        """λx before any box clipping, by the draw rule: (n,) float32 (n is B, or 1 for one λ per batch)."""
+        return DRAW_RULES[self.draw](self, y, y2, n)
+
+    def _draw_beta(self, y: torch.Tensor, y2: torch.Tensor, n: int) -> torch.Tensor:
+        return sample_beta(self.alpha, n, generator=self.draw_generator())
+
+    def _draw_beta_1(self, y: torch.Tensor, y2: torch.Tensor, n: int) -> torch.Tensor:
+        return 1.0 - sample_beta(self.alpha, n, beta=1.0, generator=self.draw_generator())
+
+    def _draw_unimix(self, y: torch.Tensor, y2: torch.Tensor, n: int) -> torch.Tensor:
         counts = self._counts.to(y.device)
-        xi = sample_beta(self.alpha, y.shape[0], generator=self.generator)
+        xi = sample_beta(self.alpha, y.shape[0], generator=self.draw_generator())
         return unimix_lambda(counts[y], counts[y2], xi, wrap=self.wrap)
 
     def _lam_count(self, b: int) -> int:
@@ -372,14 +325,14 @@ class PartnerMix:
         # centred uniformly, clipped at the border; λx is the exact kept share after clipping.
         n = self._lam_count(b)
         lam = self._target_lam(y, yp, n).double().cpu()
-        kept, mask = cutmix_boxes(lam, height, width, generator=self.generator)
+        kept, mask = cutmix_boxes(lam, height, width, generator=self.draw_generator())
         return kept.float().expand(b).contiguous(), mask
 
     # -- the Mixing protocol and the drop-in ------------------------------------------------------------------
     def _mixes_now(self) -> bool:
         if not self.active():
             return False
-        return self.prob >= 1.0 or float(torch.rand(1, generator=self.generator)) < self.prob
+        return self.prob >= 1.0 or float(torch.rand(1, generator=self.draw_generator())) < self.prob
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, partner: tuple[torch.Tensor, torch.Tensor] | None = None):
         """Drop-in: ``(x_mixed (B, ...), y_soft (B, C))``, or ``(x, y)`` unchanged when the window or the per-batch
@@ -391,22 +344,37 @@ class PartnerMix:
         self.stats.update(self.last)
         return x_mixed, target
 
-    def mix_forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MixedBatch:
-        """The :class:`~remixup.mixing.Mixing` protocol: mix (or not, by window and coin), then ``model``."""
-        if not self._mixes_now():
-            return MixedBatch(model(x), y, None)
+    def mix_input(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, MixRecord | None]:
+        """The :class:`~remixup.mixing.base.Mixing` call for input mixing: ``(x_mixed, y_soft, record)``, or
+        ``(x, y, None)`` when the window or the per-batch coin says not to mix."""
         if self.mixer == "manifold":
-            return self._manifold_forward(model, x, y)
+            raise InvalidParameterError(
+                f"manifold mixing in `{type(self).__name__}` mixes inside the forward pass: call `mix_forward`"
+            )
+        if not self._mixes_now():
+            return x, y, None
         x_mixed, target, record = self.mix(x, y)
         self.stats.update(record)
-        return MixedBatch(model(x_mixed), target, record)
+        return x_mixed, target, record
+
+    def mix_forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MixedBatch:
+        """The training step's call: mix (or not, by window and coin), then ``model``."""
+        if self.mixer != "manifold":
+            return super().mix_forward(model, x, y)
+        if not self._mixes_now():
+            return MixedBatch(model(x), y, None)
+        return self._manifold_forward(model, x, y)
+
+    def fusable(self) -> str | None:
+        """Manifold mixing happens inside the forward pass, which the stacked fused step shares between runs."""
+        return "manifold mixing mixes hidden layers inside the forward pass" if self.mixer == "manifold" else None
 
     def _manifold_forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MixedBatch:
         # ManifoldMixup's draws in its order (the point, the pairing, λ), with any partner: an index into the batch
         # (permutation, in-batch), or a second batch run through the layers before the point with the first.
         check_batch(x, y, owner=type(self).__name__)
         check_labels(y, self.num_classes, owner=type(self).__name__)
-        point = self.points[int(torch.randint(0, len(self.points), (1,), generator=self.generator))]
+        point = self.points[int(torch.randint(0, len(self.points), (1,), generator=self.draw_generator()))]
         module = self._modules[point]
         b = x.shape[0]
         xp, yp, perm = self._pair(x, y, None)
@@ -427,3 +395,14 @@ class PartnerMix:
         record = MixRecord(lam_x=lam, lam_y=lam_y, perm=perm, y=y, y_partner=yp)
         self.stats.update(record)
         return MixedBatch(logits, soft_targets(y, yp, lam_y, self.num_classes), record)
+
+
+PARTNER_RULES = {
+    "permutation": PartnerMix._pair_permutation,
+    "class-weighted": PartnerMix._pair_class_weighted,
+    "in-batch": PartnerMix._pair_in_batch,
+}
+"""The partner rules of :class:`PartnerMix` by name (:data:`remixup.mixing.partners.PARTNERS`)."""
+
+DRAW_RULES = {"beta": PartnerMix._draw_beta, "beta-1": PartnerMix._draw_beta_1, "unimix": PartnerMix._draw_unimix}
+"""The λx draws of :class:`PartnerMix` by name (:data:`DRAWS`)."""

@@ -10,23 +10,22 @@ targets (B, C) work with timm's ``SoftTargetCrossEntropy``, ``nn.CrossEntropyLos
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import nn
 
 from remixup._validation import check_choice, check_class_counts, check_labels, check_number
-from remixup.mixing import MixedBatch, MixRecord, MixupLabels, RemixLabels, batch_generator, sample_beta
+from remixup.mixing.base import Mixing, MixRecord
+from remixup.mixing.draws import box_mask, cutmix_box, sample_beta
+from remixup.mixing.labels import LabelRule, MixupLabels, RemixLabels
 
 __all__ = ["MODES", "RemixMixup"]
 
 MODES = ("batch", "pair", "elem")
 
-LabelPolicy = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
-
-class RemixMixup:
+class RemixMixup(Mixing):
     """Mixup and CutMix with timm's options, and Remix's label rule (or any label policy).
 
     Pairing is timm's: sample i is mixed with sample B − 1 − i (the batch reversed), so a shuffled loader supplies
@@ -99,7 +98,7 @@ class RemixMixup:
         class_counts: Any = None,
         kappa: float | None = None,
         tau: float | None = None,
-        labels: LabelPolicy | None = None,
+        labels: LabelRule | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         owner = type(self).__name__
@@ -150,7 +149,7 @@ class RemixMixup:
         self.class_counts = class_counts
         self.kappa = kappa
         self.tau = tau
-        self.labels: LabelPolicy = labels if labels is not None else self._default_policy(class_counts, kappa, tau)
+        self.labels: LabelRule = labels if labels is not None else self._default_policy(class_counts, kappa, tau)
         self.generator = generator
         self.mixup_enabled = True
         self.last: MixRecord | None = None
@@ -163,7 +162,7 @@ class RemixMixup:
         return int(n) if isinstance(n, int) else None
 
     @staticmethod
-    def _default_policy(class_counts: Any, kappa: float | None, tau: float | None) -> LabelPolicy:
+    def _default_policy(class_counts: Any, kappa: float | None, tau: float | None) -> LabelRule:
         if class_counts is None:
             return MixupLabels()
         return RemixLabels(class_counts, kappa=3.0 if kappa is None else kappa, tau=0.5 if tau is None else tau)
@@ -188,7 +187,7 @@ class RemixMixup:
         options and the batch size.
         """
         n = self._units(batch_size)
-        g = batch_generator(self, self.generator)
+        g = self.draw_generator()
         mixed = torch.rand(n, generator=g, dtype=torch.float64) < self.prob
         if self.mixup_alpha > 0 and self._cutmix_on:
             cutmix = torch.rand(n, generator=g, dtype=torch.float64) < self.switch_prob
@@ -228,13 +227,7 @@ class RemixMixup:
             lam = 1.0 - ((y1 - y0) * (x1 - x0)).double() / (height * width)
             return lam, (y0, y1, x0, x1)
         drawn = sample_beta(self.cutmix_alpha, n, generator=g).double()
-        ratio = torch.sqrt(1.0 - drawn)
-        cut_h, cut_w = (ratio * height).long(), (ratio * width).long()
-        cy = torch.randint(0, max(height, 1), (n,), generator=g)
-        cx = torch.randint(0, max(width, 1), (n,), generator=g)
-        y0, y1 = (cy - cut_h // 2).clamp(0, height), (cy + cut_h // 2).clamp(0, height)
-        x0, x1 = (cx - cut_w // 2).clamp(0, width), (cx + cut_w // 2).clamp(0, width)
-        kept = 1.0 - ((y1 - y0) * (x1 - x0)).double() / max(height * width, 1)
+        kept, (y0, y1, x0, x1) = cutmix_box(drawn, height, width, generator=g)
         return (kept if self.correct_lam else drawn), (y0, y1, x0, x1)
 
     # ------------------------------------------------------------------------------------------------------------
@@ -319,11 +312,7 @@ class RemixMixup:
             out = torch.lerp(x[perm], x, w)  # weight 1 returns x exactly: CutMix and unmixed samples keep their pixels
         if bool(cut.any()):
             box = {k: torch.where(cut, p[k][unit], 0).to(x.device) for k in ("y0", "y1", "x0", "x1")}
-            rows = torch.arange(height, device=x.device)
-            cols = torch.arange(width, device=x.device)
-            in_rows = (rows >= box["y0"][:, None]) & (rows < box["y1"][:, None])
-            in_cols = (cols >= box["x0"][:, None]) & (cols < box["x1"][:, None])
-            mask = in_rows[:, :, None] & in_cols[:, None, :]  # (B, H, W)
+            mask = box_mask((box["y0"], box["y1"], box["x0"], box["x1"]), height, width)  # (B, H, W)
             out = torch.where(mask[:, None] if x.ndim == 4 else mask, x[perm], out)
         elif out is x:
             out = x.clone()
@@ -334,10 +323,9 @@ class RemixMixup:
         x_out, target, self.last = self.mix(x, y)
         return x_out, target
 
-    def mix_forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MixedBatch:
-        """The :class:`~remixup.mixing.Mixing` protocol: mix the input, then ``model(x_mixed)``."""
-        x_out, target, record = self.mix(x, y)
-        return MixedBatch(model(x_out), target, record)
+    def mix_input(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, MixRecord | None]:
+        """The :class:`~remixup.mixing.base.Mixing` call: :meth:`mix`."""
+        return self.mix(x, y)
 
     def __repr__(self) -> str:
         opts = ", ".join(
