@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset, default_collate
 
 from _contract import NAMES, method
 from remixup import MixupLabels, Remix, RemixLabels, RemixMixup
-from remixup.family import MAMixLabels, PartnerMix
+from remixup.mixing import MAMixLabels, PartnerMix
 
 COUNTS = [30, 12, 6]  # 48 samples of three classes, long-tailed
 C = len(COUNTS)
