@@ -80,8 +80,8 @@ def refusal(name: str, path: str, kind: str) -> str | None:
     m = method(name)
     if m.mixer == "cutmix" and kind in ("vectors", "points2d"):
         return "cuts and pastes image patches"
-    if m.mixer == "manifold" and path in ("loop", "stack"):
-        return "cannot be fused"
+    if m.mixer == "manifold" and path == "stack":
+        return "cannot stack this run"
     if m.mixer == "manifold" and path == "compiled":
         return "does not support manifold mixing"
     return None

@@ -46,7 +46,7 @@ def test_the_suite_covers_the_registry_and_the_grammar() -> None:
     assert {kind_of(n) for n in NAMES} == {"images", "vectors"}  # files: test_image_files_* below
     assert {method(n).mixer for n in NAMES} == {None, "mixup", "cutmix", "manifold"}
     assert {method(n).partner for n in NAMES} == {"permutation", "class-weighted", "in-batch"}
-    assert refusal("remix-mm", "loop", "images") and refusal("remix", "stack", "vectors") is None
+    assert refusal("remix-mm", "stack", "images") and refusal("remix", "stack", "vectors") is None
     for path in ("rerun", "stack", "compiled", "resume"):  # each sample holds every value of every field
         picked = sample(path)
         for field in FIELDS:
