@@ -193,3 +193,20 @@ def test_image_files_train_rerun_and_resume_bit_identically(name: str, folder: P
     expect(outcome, name, "compiled", "files")
     if outcome is None:
         assert_identical(result(out), first, f"{name} on image files: compiled (eager backend) vs eager")
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="an npz of vectors (which load_npz reads) is augmented as images, refused mid-run")
+def test_an_npz_of_vectors_trains_or_refuses_before_writing(tmp_path: Path) -> None:
+    import numpy as np
+
+    from remixup.config import build_config
+
+    y = np.arange(64) % 2
+    np.savez(tmp_path / "vectors.npz", x_train=np.c_[y, 1 - y].astype(np.float32), y_train=y,
+             x_test=np.c_[y, 1 - y][:16].astype(np.float32), y_test=y[:16])  # fmt: skip
+    out = tmp_path / "run"
+    cfg = build_config("paper", epochs=1, overrides=["data.dataset=npz", f"data.root={tmp_path / 'vectors.npz'}", "model.name=mlp",
+                                                     "data.imbalance=none", "optim.batch_size=16", f"run.out={out}",
+                                                     "run.threads=1", "run.progress=false", "run.tensorboard=false"])  # fmt: skip
+    trains_or_refuses(lambda: engine.train(cfg), out)
