@@ -7,6 +7,9 @@ compiled step (``run.compile=on``, the eager backend on the CPU) and a resumed r
 workers and DDP are in test_contract_dropin.py and test_contract_ddp.py. Each path either trains or refuses with one
 line before writing any file (``_contract.refusal`` is the support matrix); the same seed gives bit-identical runs,
 dropout included; ``stack`` agrees with single runs within the tolerance tests/test_fused.py documents.
+
+Every name trains alone and in a fused loop (bit-identical to alone); the dearer paths take ``_contract.sample``, a
+covering sample that rotates with the date (``REMIXUP_CONTRACT=all`` checks every name on every path).
 """
 
 from __future__ import annotations
