@@ -87,5 +87,5 @@ def test_dropin_in_two_workers_draws_differently_and_reproducibly(dropin: str) -
     assert len(first) == 16
     repeated = len(first) - len(set(first))
     assert not repeated, f"{dropin}: {repeated} of 16 batches repeat another batch's draws (the two workers draw alike)"
-    assert _draws(DROPINS[dropin], loader_seed=1) == first  # the same seeds, the same draws
+    assert _draws(DROPINS[dropin], loader_seed=1, epochs=1) == first[:8]  # the same seeds, the same draws
     assert _draws(DROPINS[dropin], loader_seed=2, epochs=1) != first[:8]  # the loader's seed moves the workers' draws
