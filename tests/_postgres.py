@@ -31,7 +31,8 @@ def _free_port() -> int:
 
 
 class Server:
-    """``start()`` → a URL ``postgresql+psycopg2://postgres@127.0.0.1:PORT/postgres``; ``stop()`` removes everything."""
+    """``start()`` → a URL ``postgresql://postgres@127.0.0.1:PORT/postgres`` (the form the docs show: SQLAlchemy opens
+    it with psycopg 3, as the ``tune`` extra installs it); ``stop()`` removes everything."""
 
     def __init__(self, bindir: Path) -> None:
         self.bindir = bindir
@@ -52,11 +53,11 @@ class Server:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
         options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100"
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.folder / "log"), "-w", "-t", "60", "start")
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def createdb(self, name: str) -> str:
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{name}"
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
         try:

@@ -81,8 +81,9 @@ def test_create_bad_input_one_line(tmp_path, capsys):
     outside = write(tmp_path / "out.yaml", "space:\n  mixing.tau: {type: float, low: 0.5, high: 2}\n")
     code, err = _cli(capsys, *base[:4], str(outside), *base[5:])
     assert code == 2 and "mixing.tau=2" in err
-    code, err = _cli(capsys, *base, "--storage", "postgresql+psycopg2://nobody@127.0.0.1:1/none")
-    assert code == 2 and "cannot open the storage" in err and err.count("\n") == 1
+    code, err = _cli(capsys, *base, "--storage", "postgresql://nobody@127.0.0.1:1/none")  # the driver is there; no server
+    assert code == 2 and "cannot open the storage postgresql://***@127.0.0.1:1/none" in err and err.count("\n") == 1
+    assert "driver" not in err and "import" not in err
     code, err = _cli(capsys, *base, "--storage", "mysql://x")
     assert code == 2 and "unknown storage" in err
     assert not (tmp_path / "s" / tune.SETTINGS_FILE).exists()
@@ -102,12 +103,51 @@ def test_create_records_settings_and_enqueues_the_paper_values(tmp_path):
     space = write(tmp_path / "space.yaml", SPACE + "fixed:\n  mixing.alpha: 0.5\n")
     config = build_config("paper", values={"data.dataset": "digits", "data.ratio": 10.0, "method.name": "remix-drw"}, epochs=10)
     study, created = tune.create_study(tmp_path / "s", space_file=space, config=config, sampler_seed=3)
-    assert created and study.settings["config"]["data"]["val_fraction"] == 0.2  # a validation split by default
-    assert study.settings["config"]["mixing"]["alpha"] == 0.5
-    assert study.settings["pruner"]["warmup"] == config.schedule.deferral_epoch  # never pruned before DRW starts
-    assert study.settings["versions"]["optuna"].startswith("5.")
+    assert created and study.settings.config["data"]["val_fraction"] == 0.2  # a validation split by default
+    assert study.settings.config["run"]["eval_test"] is False  # trials never evaluate the test split
+    assert study.settings.config["mixing"]["alpha"] == 0.5
+    assert study.settings.pruner.warmup == config.schedule.deferral_epoch  # never pruned before DRW starts
+    assert study.settings.versions["optuna"].startswith("5.")
+    assert study.settings.sampler == tune.SamplerSettings(name="tpe", seed=3, n_startup_trials=10)
+    again = tune.read_settings(tmp_path / "s")  # study.yaml reads back as the same typed settings
+    assert again == study.settings and isinstance(again.objective, tune.ObjectiveSettings)
+    assert study.trial_config({}, seed=0, out=tmp_path / "t").run.eval_test is False
+    assert study.trial_config({}, seed=0, out=tmp_path / "t", test=True).run.eval_test is True  # confirm
     waiting = study.trials("WAITING")
     assert [t.system_attrs["fixed_params"] for t in waiting] == [{"mixing.kappa": 3.0, "mixing.tau": 0.5}]
+
+
+def test_create_refuses_a_study_that_cannot_train(tmp_path, capsys):
+    """digits at the default ratio 100 keeps one sample of its rarest class: no validation split can hold it out, so
+    every trial would fail; `create` sets the base config up as `train` would and refuses it in one line."""
+    space = write(tmp_path / "space.yaml", SPACE)
+    code, err = _cli(capsys, "tune", "create", str(tmp_path / "s"), "--space", str(space), "--dataset", "digits", "--epochs", "1")
+    assert code == 2 and err.count("\n") == 1 and "the study's trials could not train" in err and "training samples" in err
+    assert not (tmp_path / "s" / tune.SETTINGS_FILE).exists()
+    code, err = _cli(capsys, "tune", "create", str(tmp_path / "b"), "--space", str(space), "--dataset", "digits", "--ratio", "10",
+                     "--epochs", "1", "--set", "optim.batch_size=4096")  # fmt: skip
+    assert code == 2 and "optim.batch_size=4096 is larger than the training set" in err and err.count("\n") == 1
+
+
+def test_settings_file_is_checked(tmp_path):
+    file = write(tmp_path / tune.SETTINGS_FILE, "space: {}\nconfig: {}\nsampler: {name: tpe, seeds: 3}\n")
+    with pytest.raises(ConfigError, match="unknown sampler setting"):
+        tune.read_settings(tmp_path)
+    file.write_text("space: {}\nconfig: {}\ncolour: red\n")
+    with pytest.raises(ConfigError, match="is not a study's settings file"):
+        tune.read_settings(tmp_path)
+
+
+def test_eval_test_off_needs_a_validation_split_and_the_log_line_shows_it():
+    from remixup.config import build_config
+    from remixup.progress import log_line
+
+    with pytest.raises(ConfigError, match=r"run.eval_test=false needs a validation split \(data.val_fraction > 0\)"):
+        build_config("paper", values={"data.dataset": "digits"}, epochs=1, overrides=["run.eval_test=false"])
+    row = {"epoch": 1, "lr": 0.1, "train_loss": 1.0, "train_acc": 50.0, "images_per_s": 10.0, "time_s": 1.0}
+    assert "val" not in log_line(row, 2)
+    line = log_line({**row, "val_top1": 81.5, "val_balanced_acc": 79.25}, 2)
+    assert "top1      -" in line and line.endswith("val top1  81.50  val bal  79.25")
 
 
 def test_sqlite_takes_one_worker(tmp_path):
@@ -160,3 +200,26 @@ def test_training_logs_validation_metrics_and_the_hook_stops_it(tmp_path):
     with pytest.raises(Stop):
         train(config, on_epoch=stop)
     assert len((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()) == 1  # the epoch was logged first
+
+
+@pytest.mark.slow
+def test_train_with_eval_test_off_reports_the_validation_split(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "digits", "--ratio", "10", "--epochs", "1", "--no-progress", "--out", str(out),
+            "data.val_fraction=0.2", "run.eval_test=false", "run.threads=1", "optim.batch_size=128"]  # fmt: skip
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert " top1      -  bal      - " in stdout and "val bal" in stdout and ": val_top1 " in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert "val_balanced_acc" in summary and not {"top1", "balanced_acc", "confusion"} & set(summary)
+
+
+def test_fused_runs_refuse_eval_test_off(tmp_path):
+    from remixup.config import build_config
+    from remixup.errors import UserError
+    from remixup.fused import train_fused
+
+    config = build_config("paper", values={"data.dataset": "digits", "data.ratio": 10.0, "run.out": str(tmp_path / "a")},
+                          epochs=1, overrides=["data.val_fraction=0.2", "run.eval_test=false"])  # fmt: skip
+    with pytest.raises(UserError, match="run.eval_test=false cannot be fused"):
+        train_fused([config])

@@ -1,10 +1,12 @@
-"""remixup tune workers as separate processes, on the journal file and on a real PostgreSQL server: the budget is
-the study's, parameters never repeat, a killed worker's trial is failed and retried, a resumed study goes on with
-new proposals; and SLURM jobs through submitit's local executor."""
+"""remixup tune workers as separate processes, on the journal file and on a real PostgreSQL server (opened with the
+URL form the docs show, ``postgresql://USER@HOST:PORT/DB``): the budget is N finished trials, the warm start runs
+first, parameters never repeat, a killed worker's trial is failed and retried, a trial's user error fails it and
+stops the worker, trials never see the test split; and SLURM jobs through submitit's local executor."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -28,7 +30,7 @@ ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "OMP_
 
 @pytest.fixture(scope="session")
 def postgres():
-    pytest.importorskip("psycopg2")
+    pytest.importorskip("psycopg")  # the driver of the `tune` extra, which SQLAlchemy opens for postgresql://
     bindir = find_bin()
     if bindir is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql")
@@ -50,10 +52,10 @@ def storage(request, tmp_path):
     return server.createdb(f"t{abs(hash(str(tmp_path))) % 10**8}")
 
 
-def create(folder: Path, storage: str, epochs: int = 1) -> tune.Study:
+def create(folder: Path, storage: str, epochs: int = 1, space: str = SPACE) -> tune.Study:
     from remixup.config import build_config
 
-    (folder.parent / "space.yaml").write_text(SPACE)
+    (folder.parent / "space.yaml").write_text(space)
     config = build_config("paper", values={"data.dataset": "digits", "data.ratio": 10.0, "method.name": "remix"}, epochs=epochs,
                           overrides=["run.eval_every=1", "optim.batch_size=128", "run.threads=1"])  # fmt: skip
     study, _ = tune.create_study(folder, space_file=folder.parent / "space.yaml", config=config, storage=storage,
@@ -66,10 +68,13 @@ def worker(folder: Path, n: int, index: int) -> subprocess.Popen:
     return subprocess.Popen(argv, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def finish(procs: list[subprocess.Popen]) -> None:
+def finish(procs: list[subprocess.Popen]) -> list[str]:
+    outs = []
     for p in procs:
         out, _ = p.communicate(timeout=300)
         assert p.returncode == 0, out
+        outs.append(out)
+    return outs
 
 
 def finished(study: tune.Study) -> list:
@@ -81,52 +86,91 @@ def assert_unique(trials: list) -> None:
     assert len(set(params)) == len(params)
 
 
-def test_three_workers_share_the_budget(tmp_path, storage):
-    study = create(tmp_path / "s", storage)
-    finish([worker(study.path, 6, i) for i in range(3)])
+def assert_settled(study: tune.Study, n: int) -> list:
+    """Exactly ``n`` finished trials, with distinct parameters, and none running or waiting; returns all trials."""
     trials = tune.load(study.path).trials()
-    done = [t for t in trials if t.state.name in tune.FINISHED]
-    assert len(done) == 6
-    assert_unique(done)
-    assert not [t for t in trials if t.user_attrs.get("duplicate_of") is not None]  # the samplers never repeated
-    workers = {t.user_attrs["worker"]["index"] for t in done}
-    assert len(workers) >= 2  # the budget was shared
-    for t in done:  # each trial is an ordinary run folder linked to its number
-        assert t.user_attrs["run_folders"] == [f"trials/{t.number:04d}_seed0"]
-        assert (study.path / t.user_attrs["run_folders"][0] / "summary.json").is_file()
+    assert len([t for t in trials if t.state.name in tune.FINISHED]) == n
+    assert_unique([t for t in trials if t.state.name in tune.FINISHED])
+    assert not [t.number for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    return trials
 
 
-def test_killed_worker_trial_is_failed_and_retried(tmp_path, storage):
+def test_one_trial_on_a_fresh_study_runs_the_warm_start(tmp_path, storage):
+    """`--n-trials 1` runs the enqueued paper values (WAITING trials run first and are not done before they ran);
+    trials evaluate the validation split only, print the objective, and `confirm` is where test accuracy appears;
+    a resumed study proposes new parameters."""
+    study = create(tmp_path / "s", storage)
+    assert [t.state.name for t in study.trials()] == ["WAITING"]
+    (out,) = finish([worker(study.path, 1, 0)])
+    trials = assert_settled(study, 1)
+    assert [(t.number, t.state.name, t.params) for t in trials] == [(0, "COMPLETE", {"mixing.kappa": 3.0, "mixing.tau": 0.5})]
+    assert "this worker ran 1 trial(s)" in out and f"trial 0 complete: val_balanced_acc {trials[0].value:.2f}" in out
+    assert "val bal" in out and " top1      - " in out  # the epoch line: validation metrics, no test metric
+    folder = study.path / trials[0].user_attrs["run_folders"][0]
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["val_balanced_acc"] == trials[0].value and not {"top1", "balanced_acc", "per_class"} & set(summary)
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert rows and all(row.get("top1") is None and row["val_top1"] is not None for row in rows)
+    assert "this worker ran 0 trial(s)" in finish([worker(study.path, 1, 1)])[0]  # the budget holds: nothing asked
+    assert len(tune.load(study.path).trials()) == 1
+    # resumed with a larger budget by the same worker index: its sampler's seed moved on, nothing repeats
+    assert "this worker ran 2 trial(s)" in finish([worker(study.path, 3, 0)])[0]
+    trials = assert_settled(study, 3)
+    assert not [t for t in trials if t.user_attrs.get("duplicate_of") is not None]
+    if storage == "journal":  # confirm: test accuracy, on a fresh seed
+        from remixup.cli import main
+
+        assert main(["tune", "confirm", str(study.path), "--top", "1", "--seeds", "7"]) == 0
+        (row,) = json.loads((study.path / "confirm" / "confirm.json").read_text())
+        assert row["trial"] == 0 and row["runs"][0]["test_top1"] > 0 and row["runs"][0]["seed"] == 7
+
+
+def test_a_trial_with_a_user_error_is_failed_and_stops_the_worker(tmp_path, storage):
+    """A range that reaches past the data (a batch larger than the training set) passes `create`; the trial that
+    draws it fails with the message as its user attribute, and the worker stops with that one line."""
+    space = "space:\n  optim.batch_size: {type: int, low: 64, high: 4096}\nenqueue:\n  - {optim.batch_size: 4096}\n"
+    study = create(tmp_path / "s", storage, space=space)
+    p = worker(study.path, 3, 0)
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 2 and "Traceback" not in out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("remixup: error: trial 0 failed: optim.batch_size=4096 is larger than the training set")
+    trials = tune.load(study.path).trials()
+    assert [(t.number, t.state.name) for t in trials] == [(0, "FAIL")]
+    assert "is larger than the training set" in trials[0].user_attrs["error"]
+
+
+def test_three_workers_one_killed_end_with_n_trials(tmp_path, storage):
+    """Three workers, one SIGKILLed mid-trial: its trial is failed and retried once (resuming its run folder), and
+    the study ends with exactly N finished trials, none repeated, none running or waiting."""
+    n = 4
     study = create(tmp_path / "s", storage, epochs=10)
-    p = worker(study.path, 2, 0)
-    deadline = time.monotonic() + 120
-    while not list((study.path / "trials").glob("0000_seed0/metrics.jsonl")):
-        assert time.monotonic() < deadline and p.poll() is None
+    procs = [worker(study.path, n, i) for i in range(3)]
+    deadline, victim = time.monotonic() + 180, None
+    while victim is None:  # a trial that has logged an epoch: SIGKILL its worker
+        assert time.monotonic() < deadline
+        for t in tune.load(study.path).trials("RUNNING"):
+            if "worker" in t.user_attrs and (study.path / f"trials/{t.number:04d}_seed0" / "metrics.jsonl").is_file():
+                victim, killed = t.number, procs[t.user_attrs["worker"]["index"]]
+                break
         time.sleep(0.2)
-    p.send_signal(signal.SIGKILL)
-    p.communicate()
-    assert [t.number for t in tune.load(study.path).trials("RUNNING")] == [0]
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate()
+    finish([p for p in procs if p is not killed])
     if storage != "journal":
         time.sleep(3)  # past the heartbeat's grace period
-    finish([worker(study.path, 2, 1)])
-    trials = tune.load(study.path).trials()
+    finish([worker(study.path, n, 3)])  # a later worker finds the dead trial if the others did not
+    trials = assert_settled(study, n)
     states = {t.number: t.state.name for t in trials}
-    assert states[0] == "FAIL"
-    retry = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
-    assert len(retry) == 1 and retry[0].state.name in tune.FINISHED and retry[0].params == trials[0].params
-    assert len(finished(study)) == 2
-
-
-def test_resumed_study_proposes_new_trials(tmp_path, storage):
-    study = create(tmp_path / "s", storage)
-    finish([worker(study.path, 3, 0)])
-    first = finished(study)
-    finish([worker(study.path, 6, 0)])  # the same worker index again: its seed moves on with the finished trials
-    trials = tune.load(study.path).trials()
+    assert states[victim] == "FAIL"
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == victim]
+    assert retry.state.name in tune.FINISHED and retry.params == trials[victim].params
+    assert retry.user_attrs["run_folders"] == [f"trials/{victim:04d}_seed0"]  # resumed, not started again
     done = [t for t in trials if t.state.name in tune.FINISHED]
-    assert len(done) == 6 and {t.number for t in first} <= {t.number for t in done}
-    assert_unique(done)
-    assert not [t for t in trials if t.user_attrs.get("duplicate_of") is not None]
+    assert len({t.user_attrs["worker"]["index"] for t in done}) >= 2  # the budget was shared
+    assert not [t for t in trials if t.user_attrs.get("duplicate_of") is not None]  # the samplers never repeated
+    for t in done:  # each trial is an ordinary run folder linked to its number (a retry: the one it repeats)
+        assert (study.path / t.user_attrs["run_folders"][0] / "summary.json").is_file()
 
 
 def test_submitit_local_runs_a_grid_of_two(tmp_path):
@@ -163,18 +207,19 @@ def test_ddp_worker_under_torchrun(tmp_path):
     assert out.stdout.count("this worker ran 2 trial(s)") == 1  # rank 0 reports
 
 
-def test_requeued_worker_finishes_its_running_trial(tmp_path):
-    """A SLURM time-out requeues the worker (submitit calls `checkpoint`): the new job takes up the trial it ran."""
+def test_requeued_worker_retries_its_running_trial(tmp_path):
+    """A SLURM time-out requeues the worker (submitit calls `checkpoint`): the new job fails the trial it was running
+    and runs its retry first, which resumes the trial's run folder."""
     pytest.importorskip("submitit")
     from remixup.slurm import TuneJob
 
     study = create(tmp_path / "s", "journal")
     trial = study.study.ask()  # the trial the first job was running when time ran out
-    tune._own(study, trial, 0)
     job = TuneJob(study.path, 1, None, 0)
     job._running(trial.number)
     again = job.checkpoint()
     assert again.kwargs == {"resume_trial": trial.number}
     assert again.function(**again.kwargs) == 1
     trials = tune.load(study.path).trials()
-    assert [(t.number, t.state.name) for t in trials] == [(0, "COMPLETE")]
+    assert [(t.number, t.state.name) for t in trials] == [(0, "FAIL"), (1, "COMPLETE")]
+    assert trials[1].system_attrs["failed_trial"] == 0 and trials[1].user_attrs["run_folders"] == ["trials/0000_seed0"]

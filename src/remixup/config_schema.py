@@ -218,6 +218,8 @@ class RunConfig:
         subset_seed: which samples the imbalance profile keeps (separate from ``seed``).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
         eval_every: evaluate every k epochs (and always after the last one).
+        eval_test: evaluate the test split; ``false`` evaluates the validation split only (``remixup tune``'s
+            trials: a search never sees the test split), which then needs ``data.val_fraction`` > 0.
         out: the run folder.
         amp: ``auto`` (bf16 autocast on CUDA, off on CPU), ``bf16``, ``fp16`` (CUDA only: fp16 autocast with a
             gradient scaler) or ``off``.
@@ -246,6 +248,7 @@ class RunConfig:
     subset_seed: int = 0
     device: str = "auto"
     eval_every: int = 10
+    eval_test: bool = True
     out: str = "runs/run"
     amp: str = "auto"
     channels_last: str = "auto"
@@ -422,6 +425,9 @@ class TrainConfig:
         if r.amp == "fp16" and (r.device == "cpu" or (r.device == "auto" and not _cuda_available())):
             raise ConfigError("run.amp=fp16 needs a CUDA device (fp16 autocast with a gradient scaler); "
                               "on the CPU use run.amp=bf16 or run.amp=off")  # fmt: skip
+        if not r.eval_test and d.val_fraction == 0:
+            raise ConfigError("run.eval_test=false needs a validation split (data.val_fraction > 0); without one the run "
+                              "would evaluate nothing")  # fmt: skip
         if r.compile == "on" and method.mixer == "manifold":
             raise ConfigError("run.compile=on does not support manifold mixing (it mixes in forward hooks); use run.compile=off")
         if r.compile == "on":

@@ -48,7 +48,8 @@ from remixup.sam import SAM
 from remixup.step import EpochStats, EpochTotals, train_step
 from remixup.summary import run_summary
 
-__all__ = ["EpochStats", "Training", "evaluate", "evaluate_batches", "evaluate_checkpoint", "lr_at", "train", "train_one_epoch"]
+__all__ = ["EpochStats", "Training", "check_trainable", "evaluate", "evaluate_batches", "evaluate_checkpoint", "lr_at",
+           "train", "train_one_epoch"]  # fmt: skip
 _ = (evaluate, evaluate_batches, evaluate_checkpoint, checkpoint_file)  # re-exported: the engine's public face
 
 
@@ -333,8 +334,10 @@ class Training:
             if (epoch + 1) % r.eval_every == 0 or epoch + 1 == r.epochs:
                 batch = r.eval_batch_size or eval_batch_size(self.device)
                 self.last_eval = evaluate_data(self.model, self.data, batch_size=batch, precision=self.precision, rank=self.world.rank,
-                                               world_size=self.world.world_size, workers=r.workers)  # fmt: skip
-                row.update({k: self.last_eval[k] for k in ("top1", "top5", "balanced_acc", "many", "medium", "few")})
+                                               world_size=self.world.world_size, workers=r.workers) if r.eval_test else {}  # fmt: skip
+                row.update(
+                    {k: v for k, v in self.last_eval.items() if k in ("top1", "top5", "balanced_acc", "many", "medium", "few")}
+                )
                 row.update(evaluate_val(self.model, self.data, batch_size=batch, precision=self.precision, rank=self.world.rank,
                                         world_size=self.world.world_size, workers=r.workers))  # fmt: skip
             row["time_s"] = time.perf_counter() - tic
@@ -377,3 +380,21 @@ class Training:
         assert self.last_eval is not None  # the last epoch is always evaluated
         return run_summary(self.config, self.method, self.model_name, self.data.class_counts.tolist(), self.history,
                            self.last_eval, self.forked_from, data_sha256=self.data.data_sha256)  # fmt: skip
+
+
+def check_trainable(config: TrainConfig) -> None:
+    """Set up in this process what :func:`train` sets up before its first epoch (the data and its validation split,
+    the model, loss, optimizer, mixing, loader and sampler), without a run folder and without training a step.
+
+    Raises:
+        UserError: what :func:`train` would raise before training (a class too small to split off a validation
+            set, a batch larger than the training set, a model that does not fit the data, ...).
+    """
+    config.validate()
+    run, threads = Training(config, Dist(), runtime.resolve_device(config.run.device)), torch.get_num_threads()
+    try:  # the steps of Training.setup that need no run folder and no checkpoint
+        for step in (run._setup_threads, run._setup_data, partial(run._setup_model, None), run._setup_optimizer,
+                     run._setup_mixing, run._setup_loader, run._setup_balancing):  # fmt: skip
+            step()
+    finally:
+        torch.set_num_threads(threads)

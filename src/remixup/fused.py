@@ -125,6 +125,8 @@ def _check_group(configs: Sequence[TrainConfig]) -> None:
         raise UserError(f"fused runs need one run folder each; run.out repeats: {sorted({o for o in outs if outs.count(o) > 1})}")
     for c in configs:
         c.validate()
+        if not c.run.eval_test:  # a fused group evaluates the test split only
+            raise UserError(f"{c.run.out}: run.eval_test=false cannot be fused; train it alone with `remixup train`")
     first, key = configs[0], group_key(configs[0])
     for c in configs[1:]:
         other = group_key(c)

@@ -21,9 +21,10 @@ def log_line(row: dict[str, Any], epochs: int) -> str:
         v = row.get(key)
         return format(v, fmt) if v is not None else "-".rjust(len(format(0.0, fmt)))
 
+    val = f"  val top1 {f('val_top1', '6.2f')}  val bal {f('val_balanced_acc', '6.2f')}" if "val_top1" in row else ""
     return (f"epoch {row['epoch']:>4d}/{epochs:<4d} lr {row['lr']:.5f}  loss {row['train_loss']:7.4f}  "
             f"acc {row['train_acc']:6.2f}  forced {f('lam_y_forced', '5.3f')}  top1 {f('top1', '6.2f')}  "
-            f"bal {f('balanced_acc', '6.2f')}  img/s {row['images_per_s']:7.0f}  {row['time_s']:6.1f}s")  # fmt: skip
+            f"bal {f('balanced_acc', '6.2f')}  img/s {row['images_per_s']:7.0f}  {row['time_s']:6.1f}s{val}")  # fmt: skip
 
 
 @contextmanager

@@ -2,8 +2,8 @@
 
 ``remixup reproduce TABLE --slurm`` submits one job per unfinished run of the grid as a job array;
 ``remixup tune run STUDY_DIR --slurm --array K`` submits K workers. On a time-out submitit requeues the job
-(SIGUSR2 → :meth:`checkpoint`): a grid run then resumes from its ``checkpoint.pt``, a worker takes up its
-running trial again and resumes that trial's run folder from its checkpoint.
+(SIGUSR2 → :meth:`checkpoint`): a grid run then resumes from its ``checkpoint.pt``; a worker fails the trial it
+was running and retries it at once, and the retry resumes that trial's run folders from their checkpoints.
 ``--cluster local`` runs the same jobs as local processes (submitit's local executor), for testing.
 """
 
@@ -76,7 +76,7 @@ class GridJob:
 
 
 class TuneJob:
-    """A ``tune run`` worker as a submitit job; a requeued job first finishes the trial it was running."""
+    """A ``tune run`` worker as a submitit job; a requeued job retries the trial it was running first."""
 
     def __init__(self, study: Path, n_trials: int, timeout: float | None, worker: int) -> None:
         self.study, self.n_trials, self.timeout, self.worker = Path(study), n_trials, timeout, worker

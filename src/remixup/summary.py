@@ -26,7 +26,7 @@ def run_summary(config: TrainConfig, method: Method, model_name: str, class_coun
     own = history[own_from:]
     forced = [row["lam_y_forced"] for row in history if row.get("lam_y_forced") is not None]
     summary = {
-        **{k: last_eval[k] for k in EVAL_METRICS},
+        **{k: last_eval[k] for k in EVAL_METRICS if k in last_eval},  # none with run.eval_test=false
         **{k: v for k, v in history[-1].items() if k.startswith("val_")},  # the held-out validation split, if any
         "class_counts": class_counts,
         "lam_y_forced": sum(forced) / len(forced) if method.mixes and forced else None,

@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from remixup.tune import Study, _optuna, _redact
+from remixup.tune import Study, import_optuna, redact
 
 __all__ = ["best_table", "best_trials", "confirm", "plots", "status_lines"]
 
@@ -25,15 +25,18 @@ def status_lines(s: Study) -> list[str]:
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
     extra = {"surplus": sum(bool(t.user_attrs.get("surplus")) for t in trials),
              "duplicate": sum(t.user_attrs.get("duplicate_of") is not None for t in trials),
-             "retried": sum("failed_trial" in t.system_attrs for t in trials)}  # fmt: skip
-    lines = [f"study {s.path}: storage {_redact(s.settings['storage'])}, objective {s.metric} (mean of "
-             f"{s.settings['objective']['seeds_per_trial']} seed(s)), sampler {s.settings['sampler']['name']}, "
-             f"pruner {s.settings['pruner']['name']}"]  # fmt: skip
+             "retries": sum("failed_trial" in t.system_attrs for t in trials),
+             "errors": sum("error" in t.user_attrs for t in trials)}  # fmt: skip
+    st = s.settings
+    lines = [f"study {s.path}: storage {redact(st.storage)}, objective {s.metric} (mean of "
+             f"{st.objective.seeds_per_trial} seed(s)), sampler {st.sampler.name}, pruner {st.pruner.name}"]  # fmt: skip
     lines.append(f"trials: {len(trials)} (" + ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items())) + ")"
                  + "".join(f", {k} {v}" for k, v in extra.items() if v))  # fmt: skip
     for t in s.trials("RUNNING"):
         w = t.user_attrs.get("worker", {})
         lines.append(f"  running: trial {t.number} on {w.get('host', '?')} pid {w.get('pid', '?')}")
+    for t in [t for t in trials if "error" in t.user_attrs][-1:]:
+        lines.append(f"  last error: trial {t.number}: {t.user_attrs['error']}")
     best = best_trials(s, 1)
     if best:
         lines.append(f"best: trial {best[0].number} {s.metric} {best[0].value:.2f} " + _params_text(best[0].params))
@@ -69,7 +72,7 @@ def confirm(s: Study, *, top: int, seeds: list[int]) -> tuple[str, list[dict[str
     for t in best_trials(s, top):
         runs = []
         for seed in seeds:
-            config = s.trial_config(t.params, seed=seed, out=s.path / "confirm" / f"{t.number:04d}_seed{seed}")
+            config = s.trial_config(t.params, seed=seed, out=s.path / "confirm" / f"{t.number:04d}_seed{seed}", test=True)
             summary = train(config, resume="auto")
             runs.append({"seed": seed, s.metric: summary[s.metric], "test_top1": summary["top1"],
                          "test_balanced_acc": summary["balanced_acc"], "run_folder": config.run.out})  # fmt: skip
@@ -97,7 +100,7 @@ def plots(s: Study, out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    optuna = _optuna()
+    optuna = import_optuna()
     out.mkdir(parents=True, exist_ok=True)
     done = sorted(s.trials("COMPLETE"), key=lambda t: t.number)
     written: list[Path] = []

@@ -7,7 +7,7 @@ from typing import Any
 
 from remixup.errors import ConfigError, UserError
 
-__all__ = ["TYPES", "parse_space", "suggest"]
+__all__ = ["TYPES", "check_against_config", "parse_space", "suggest"]
 
 TYPES = ("float", "int", "categorical")
 
@@ -58,7 +58,7 @@ def parse_space(data: Any, source: str = "the space") -> dict[str, dict[str, Any
     return space
 
 
-def _check_against_config(space: dict[str, dict[str, Any]], base: Any) -> None:
+def check_against_config(space: dict[str, dict[str, Any]], base: Any) -> None:
     """Every end of every range (and every choice) must make a valid config."""
     from remixup.config import apply_override
 

@@ -118,7 +118,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if config.data.dataset.startswith("tabular:"):
         _record_table(config, Path(config.run.out) / "summary.json")
-    groups = " ".join(f"{k} {summary[k]:.2f}" if summary[k] is not None else f"{k} -" for k in ("many", "medium", "few"))
-    print(f"{summary['method']} on {summary['dataset']}: top1 {summary['top1']:.2f}  balanced {summary['balanced_acc']:.2f}  "
-          f"{groups}  ({summary['images_per_s']:.0f} img/s)  -> {RunFolder(config.run.out).summary}")  # fmt: skip
+    split = "" if "top1" in summary else "val_"  # run.eval_test=false: the validation split only
+    groups = " ".join(
+        f"{k} {summary[split + k]:.2f}" if summary[split + k] is not None else f"{k} -" for k in ("many", "medium", "few")
+    )
+    print(f"{summary['method']} on {summary['dataset']}: {split}top1 {summary[split + 'top1']:.2f}  {split}balanced "
+          f"{summary[split + 'balanced_acc']:.2f}  {groups}  ({summary['images_per_s']:.0f} img/s)  -> {RunFolder(config.run.out).summary}")  # fmt: skip
     return 0

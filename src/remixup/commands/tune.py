@@ -7,7 +7,8 @@
     remixup tune confirm STUDY_DIR --top K --seeds 100-102
     remixup tune plot STUDY_DIR [--out DIR]
 
-``N`` is the study's total: start any number of ``run`` workers, on any number of machines (PostgreSQL storage).
+``N`` is the study's total of finished trials: start any number of ``run`` workers, on any number of machines
+(PostgreSQL storage).
 See docs/tune.md.
 """
 
@@ -48,9 +49,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--epochs", type=int, help="epochs per trial (the recipe's schedule scales with it)")
     c.add_argument("--seed", type=int, help="first training seed of each trial (default 0)")
 
-    r = sub.add_parser("run", help="a worker: run trials until the study holds N")
+    r = sub.add_parser("run", help="a worker: run trials until the study holds N finished ones")
     r.add_argument("study", type=Path, metavar="STUDY_DIR")
-    r.add_argument("--n-trials", type=int, required=True, help="total trials of the study (not per worker)")
+    r.add_argument(
+        "--n-trials", type=int, required=True, help="finished trials the study should hold, whoever runs them (not per worker)"
+    )
     r.add_argument("--timeout", type=float, default=None, help="start no trial after S seconds")
     r.add_argument("--worker", type=int, default=None, help="this worker's index (seeds its sampler; default SLURM task or pid)")
     from remixup.slurm import add_slurm_options
@@ -92,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
                                            pruner=args.pruner, warmup=args.warmup, heartbeat=args.heartbeat,
                                            grace=args.grace)  # fmt: skip
         what = "created" if created else "exists with these settings already; nothing to do"
-        print(f"study {args.study} {what}: {len(study.space)} parameters, {len(study.settings['enqueue'])} enqueued, "
-              f"storage {tune._redact(study.settings['storage'])}")  # fmt: skip
+        print(f"study {args.study} {what}: {len(study.space)} parameters, {len(study.settings.enqueue)} enqueued, "
+              f"storage {tune.redact(study.settings.storage)}")  # fmt: skip
         return 0
     if cmd == "run":
         if args.n_trials < 1:
