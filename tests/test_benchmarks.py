@@ -82,25 +82,9 @@ def test_benchmarks_import_only_public_names() -> None:
     assert not found, "benchmarks use private names of remixup:\n" + "\n".join(found)
 
 
-# Private names of other modules that src/ still uses, each to be made public or removed; the test fails on any new
-# one, and on any of these once it is gone (then delete it here).
-KNOWN_IN_SRC = {
-    "src/remixup/commands/tune.py: remixup.tune._redact",
-    "src/remixup/config.py: from remixup.config_schema import _assign",
-    "src/remixup/config.py: from remixup.config_schema import _field_types",
-    "src/remixup/config.py: from remixup.config_schema import _unknown",
-    "src/remixup/tune.py: from remixup.tune_space import _check_against_config",
-    "src/remixup/tune_results.py: from remixup.tune import _optuna",
-    "src/remixup/tune_results.py: from remixup.tune import _redact",
-}
-
-
 def test_the_package_uses_no_private_name_of_another_module() -> None:
-    found = {f.split(":", 2)[0] + ": " + f.split(": ", 1)[1] for path in sorted(SRC.rglob("*.py"))
-             for f in private_uses(path, outside=False)}  # fmt: skip
-    assert found == KNOWN_IN_SRC, (
-        f"new: {sorted(found - KNOWN_IN_SRC)}; gone (remove from KNOWN_IN_SRC): {sorted(KNOWN_IN_SRC - found)}"
-    )
+    found = [f for path in sorted(SRC.rglob("*.py")) for f in private_uses(path, outside=False)]
+    assert not found, "modules use private names of other modules:\n" + "\n".join(found)
 
 
 def _bench(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:

@@ -488,7 +488,8 @@ def _check_model(name: str) -> None:
 # -- typed assignment -------------------------------------------------------------------------------------------
 
 
-def _field_types(section: Any) -> dict[str, Any]:
+def field_types(section: Any) -> dict[str, Any]:
+    """The annotated type of every field of the config section ``section`` (a dataclass instance)."""
     return typing.get_type_hints(type(section))
 
 
@@ -545,10 +546,10 @@ def _switch(value: Any, key: str) -> Any:
     return word if word in (*SWITCHES, *AMP_CHOICES) else value
 
 
-def _assign(section: Any, name: str, sub: str, value: Any) -> None:
+def assign_value(section: Any, name: str, sub: str, value: Any) -> None:
     """Set ``name.sub`` on the config section ``section``, type-checked (switches normalised first)."""
     key = f"{name}.{sub}"
-    tp = _field_types(section)[sub]
+    tp = field_types(section)[sub]
     value = _switch(value, key)
     setattr(section, sub, _coerce(value, tp, key))
 
@@ -558,7 +559,8 @@ def valid_keys() -> list[str]:
     return [key for key in TrainConfig().flat() if key != "recipe"]
 
 
-def _unknown(key: str) -> ConfigError:
+def unknown_key(key: str) -> ConfigError:
+    """The error for an override or YAML key ``key`` that no section has, naming the closest valid key."""
     keys = valid_keys()
     close = closest(key, keys)
     if close is None and "." not in key:  # a bare name (``kappa``): the key of that name in its section
@@ -580,12 +582,12 @@ def merge_into(config: TrainConfig, data: dict[str, Any], *, source: str = "conf
             config.recipe = _coerce(values, str, "recipe")
             continue
         if name not in SECTIONS:
-            raise _unknown(str(name))
+            raise unknown_key(str(name))
         if not isinstance(values, dict):
             raise InvalidTypeError(f"`{name}` in {source} must be a mapping of keys; got {values!r}")
         section = getattr(config, name)
-        types = _field_types(section)
+        types = field_types(section)
         for key, value in values.items():
             if key not in types:
-                raise _unknown(f"{name}.{key}")
-            _assign(section, name, key, value)
+                raise unknown_key(f"{name}.{key}")
+            assign_value(section, name, key, value)
