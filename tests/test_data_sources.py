@@ -98,7 +98,7 @@ def test_cifar_npz_with_classes(tmp_path: Path) -> None:
 
 
 def test_missing_folder_names_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"cifar10 not found in .*: expected the folder cifar-10-batches-py/ .* or cifar10.npz; pass --download"):
+    with pytest.raises(DataError, match=r"cifar10 not found in .*: expected the folder cifar-10-batches-py/ .* or cifar10.npz; download it with `remixup data --dataset cifar10 --data-root .* --download`"):
         load_dataset("cifar10", tmp_path, train=True)
     with pytest.raises(DataError, match=r"CINIC-10 folder not found"):
         load_dataset("cinic10", tmp_path, train=True)

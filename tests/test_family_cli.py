@@ -89,7 +89,7 @@ def test_class_weighted_partner_on_file_backed_data(tmp_path: Path) -> None:
     data = load_run_data("imagefolder", str(tmp_path), device=torch.device("cpu"))
     assert isinstance(data, FileData)
     config = TrainConfig()
-    config.optim.batch_size, config.run.workers, config.run.epochs = 8, 0, 3
+    config.optim.batch_size, config.run.workers, config.run.epochs = 8, 0, 10
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(3))
 
     def partners(rank: int, epoch: int) -> torch.Tensor:
@@ -103,7 +103,7 @@ def test_class_weighted_partner_on_file_backed_data(tmp_path: Path) -> None:
     assert torch.equal(partners(0, 0), partners(0, 0))
     assert not all(torch.equal(partners(0, e), partners(1, e)) for e in range(3))
     mixing = build_mixing(get_method("cmo"), config.mixing, model, data.class_counts, torch.Generator(), data=data, config=config)
-    mixing.set_epoch(1)  # inside the window of a 3-epoch run? skip_first = 4: no
+    mixing.set_epoch(1)  # inside the window of a 10-epoch run (epochs 4-6)? skip_first = 4: no
     x, y = mixing.partners.next(8)
     out = mixing.mix_forward(model, x, y)
     assert out.record is None and out.target is y

@@ -116,6 +116,48 @@ def check_class_counts(class_counts: Any, *, owner: str | None = None, num_class
     return counts
 
 
+def check_tensor(value: Any, name: str, *, owner: str | None = None, what: str = "a torch.Tensor") -> torch.Tensor:
+    """Check that ``value`` is a tensor holding data (not on the ``meta`` device, which has no values)."""
+    where = _where(owner)
+    if not isinstance(value, torch.Tensor):
+        raise InvalidTypeError(f"`{name}`{where} must be {what}; got {type(value).__name__}")
+    if value.device.type == "meta":
+        raise InvalidParameterError(f"`{name}`{where} is on the meta device, which holds no values; move it to a real device")
+    return value
+
+
+def check_generator(generator: Any, *, owner: str | None = None) -> None:
+    """Check that ``generator`` is a ``torch.Generator`` or ``None`` (an int seed is a common mistake)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        hint = f" (for a seed use torch.Generator().manual_seed({generator!r}))" if isinstance(generator, int) else ""
+        raise InvalidTypeError(f"`generator`{_where(owner)} must be a torch.Generator or None; got {generator!r}{hint}")
+
+
+def check_callable(value: Any, name: str, kind: str, *, owner: str | None = None) -> None:
+    """Check that ``value`` is a callable object (a mixer, a label policy), not a name of one."""
+    if not callable(value) or isinstance(value, type):
+        example = f" such as {kind}" if kind else ""
+        raise InvalidTypeError(f"`{name}`{_where(owner)} must be an object{example}; got {value!r}")
+
+
+def check_shares(lam: Any, name: str, *, owner: str | None = None) -> None:
+    """Check mixing shares λ: a floating tensor (B,) with values in [0, 1].
+
+    The values (finite, in [0, 1]) are checked only for CPU tensors, where it costs no device synchronisation; on a
+    GPU a NaN propagates into the targets (and the training engine's per-epoch finiteness check stops the run).
+    """
+    where = _where(owner)
+    check_tensor(lam, name, owner=owner)
+    if lam.ndim != 1 or not lam.dtype.is_floating_point:
+        raise InvalidParameterError(
+            f"`{name}`{where} must be a floating tensor of shape (B,); got {lam.dtype} of shape {tuple(lam.shape)}"
+        )
+    inside = (lam >= 0) & (lam <= 1) if lam.device.type == "cpu" else None  # False for NaN too
+    if inside is not None and not bool(inside.all()):
+        bad = lam[~inside][0].item()
+        raise InvalidParameterError(f"`{name}`{where} must hold shares in [0, 1]; got {bad}")
+
+
 def check_labels(y: torch.Tensor, num_classes: int, *, name: str = "y", owner: str | None = None) -> None:
     """Check labels are an integer tensor (B,) with values in [0, num_classes).
 
@@ -124,8 +166,7 @@ def check_labels(y: torch.Tensor, num_classes: int, *, name: str = "y", owner: s
     checks the whole dataset's labels once, when it loads them.
     """
     where = _where(owner)
-    if not isinstance(y, torch.Tensor):
-        raise InvalidTypeError(f"`{name}`{where} must be a torch.Tensor of class indices; got {type(y).__name__}")
+    check_tensor(y, name, owner=owner, what="a torch.Tensor of class indices")
     if y.ndim != 1 or y.dtype.is_floating_point or y.dtype == torch.bool:
         raise InvalidParameterError(
             f"`{name}`{where} must be an integer tensor of shape (B,); got {y.dtype} of shape {tuple(y.shape)}"
@@ -137,10 +178,15 @@ def check_labels(y: torch.Tensor, num_classes: int, *, name: str = "y", owner: s
 
 
 def check_batch(x: torch.Tensor, y: torch.Tensor | None = None, *, owner: str | None = None) -> None:
-    """Check a batch for mixing: x a tensor (B, ...) with B >= 2, y (B,) when given."""
+    """Check a batch for mixing: x a tensor (B, ...) with B >= 2, y (B,) when given, neither on the meta device.
+
+    The values of x are not checked: NaN or infinite inputs propagate into the mixed batch, as in any tensor
+    operation (a check would cost a device synchronisation every step on a GPU).
+    """
     where = _where(owner)
-    if not isinstance(x, torch.Tensor):
-        raise InvalidTypeError(f"`x`{where} must be a torch.Tensor of shape (B, ...); got {type(x).__name__}")
+    check_tensor(x, "x", owner=owner, what="a torch.Tensor of shape (B, ...)")
+    if y is not None:
+        check_tensor(y, "y", owner=owner, what="a torch.Tensor of class indices (B,)")
     if x.ndim < 1 or x.shape[0] < 2:
         raise InvalidParameterError(f"the batch size{where} must be >= 2 to form pairs; got x of shape {tuple(x.shape)}")
     if y is not None and (y.ndim != 1 or y.shape[0] != x.shape[0]):

@@ -25,6 +25,7 @@ from torch.utils.data import Sampler
 
 from remixup import seeding
 from remixup._validation import check_choice, check_class_counts, check_labels, check_number
+from remixup.errors import InvalidParameterError, InvalidTypeError
 from remixup.seeding import epoch_seed
 
 WEIGHT_KINDS = ("effective", "inverse", "sqrt")
@@ -131,11 +132,14 @@ class ClassBalancedSampler(Sampler[int]):
         if rank is None:
             rank = torch.distributed.get_rank() if distributed else 0
         self.class_counts = check_class_counts(class_counts, owner=owner)
-        self.labels = torch.as_tensor(labels).detach().to("cpu", torch.int64)
+        given = torch.as_tensor(labels).detach()
+        if given.dtype.is_floating_point or given.dtype == torch.bool:  # 0.7 would silently become class 0
+            raise InvalidTypeError(f"`labels` of `{owner}` must be integer class indices; got {given.dtype}")
+        self.labels = given.to("cpu", torch.int64)
         check_labels(self.labels, self.class_counts.numel(), name="labels", owner=owner)
         actual = torch.bincount(self.labels, minlength=self.class_counts.numel()).to(torch.float64)
         if not torch.equal(actual, self.class_counts):
-            raise ValueError(
+            raise InvalidParameterError(
                 f"`class_counts` of `{owner}` must match the labels; got {self.class_counts.long().tolist()} "
                 f"but the labels count {actual.long().tolist()}"
             )

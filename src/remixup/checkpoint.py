@@ -87,8 +87,8 @@ def load(path: str | Path, *, map_location: str | torch.device = "cpu", to_conti
         to_continue: also require what continuing the run needs (optimizer, random state, history).
 
     Raises:
-        UserError: the file is missing, unreadable, corrupt, not a remixup checkpoint, or lacks a key (the message
-            names the file and the key).
+        UserError: the file is missing, unreadable, corrupt, not a remixup checkpoint, lacks a key (the message
+            names the file and the key), holds non-finite weights or a class list of another length than its counts.
     """
     path = Path(path)
     if not path.is_file():
@@ -110,6 +110,13 @@ def load(path: str | Path, *, map_location: str | torch.device = "cpu", to_conti
     bad = next((k for k, v in obj["model"].items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
     if bad is not None:
         raise UserError(f"checkpoint {path}: the model entry {bad!r} is not a tensor; it was not written by remixup")
+    if (bad := first_nonfinite(obj["model"])) is not None:
+        raise UserError(f"checkpoint {path}: the weight {bad!r} holds NaN or infinite values; the model cannot be evaluated "
+                        "or continued (remixup never saves such weights: the file was changed or damaged)")  # fmt: skip
+    classes = obj.get("classes")
+    if isinstance(classes, list) and classes and len(classes) != len(obj["class_counts"]):
+        raise UserError(f"checkpoint {path} names {len(classes)} classes but counts {len(obj['class_counts'])}; it is "
+                        "damaged or was not written by remixup")  # fmt: skip
     if to_continue:
         rng = obj["rng"]
         if not all(isinstance(rng.get(k), torch.Tensor) and rng[k].dtype == torch.uint8 for k in ("torch", "mix")):

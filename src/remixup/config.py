@@ -67,6 +67,7 @@ from remixup.config_schema import (
     valid_keys,
 )
 from remixup.errors import ConfigError, UserError
+from remixup.yaml_files import parse_yaml, read_yaml
 
 __all__ = [
     "AMP_CHOICES", "FALSE_WORDS", "IMBALANCE_PROFILES", "METHOD_REDUCTIONS", "SECTIONS", "SWITCHES", "SWITCH_KEYS",
@@ -155,10 +156,7 @@ def apply_override(config: TrainConfig, item: str) -> None:
     if types[sub] is str:
         value: Any = text
     else:
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"cannot read the value of override {key!r}: {text!r}") from exc
+        value = parse_yaml(text, f"the value of override {key!r}")
     assign_value(section, name, sub, value)
 
 
@@ -172,16 +170,7 @@ def recipe_names() -> list[str]:
 
 
 def _read_yaml(path: Path | Any, what: str) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{what} not found: {path}") from None
-    except OSError as exc:
-        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UserError(f"{what} {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    data = read_yaml(path, what)
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -416,6 +416,15 @@ class TrainConfig:
                 f"{method.name} would never start its deferred re-balancing; set schedule.deferral_epoch below "
                 f"run.epochs (--epochs N scales a recipe's deferral epoch with it)"
             )
+        x = self.mixing
+        first = method.skip_first if x.skip_first is None else x.skip_first
+        last = method.skip_last if x.skip_last is None else x.skip_last
+        if method.mixes and (first or last) and first >= r.epochs - last:
+            raise ConfigError(
+                f"{method.name} mixes only in epochs {first} to run.epochs - {last + 1} (mixing.skip_first={first}, "
+                f"mixing.skip_last={last}) but the run has epochs 0-{r.epochs - 1}: it would never mix; train more than "
+                f"{first + last} epochs or lower mixing.skip_first / mixing.skip_last"
+            )
         kind = _data_kind(d.dataset, d.root)
         if method.mixer == "cutmix" and kind == "vector":
             raise ConfigError(f"method {method.name} cuts and pastes image patches (CutMix) but {d.dataset!r} holds "
@@ -466,9 +475,14 @@ def _data_kind(dataset: str, root: str) -> str | None:
     return "vector" if len(shape) == 2 else spec.kind
 
 
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+
+
 def _check_dataset(name: str) -> None:
     from remixup.data import DATASETS
 
+    if name not in DATASETS and not name.startswith("tabular:") and name.lower().endswith(TABLE_SUFFIXES):
+        raise ConfigError(f"unknown dataset {name!r}; a table file is read as --dataset tabular:{name}")
     if name not in DATASETS and not (name.startswith("tabular:") and len(name) > len("tabular:")):
         raise ConfigError(
             f"unknown dataset {name!r}{suggest(name, DATASETS)} (valid datasets: {', '.join(DATASETS)}, "
@@ -494,7 +508,7 @@ def field_types(section: Any) -> dict[str, Any]:
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Return ``value`` as type ``tp`` (int, float, bool, str, list[int], list[float]) or raise TypeError."""
+    """Return ``value`` as type ``tp`` (int, float, bool, str, list[int], list[float]) or raise InvalidTypeError."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp):  # an optional key: null or T
         (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]

@@ -134,6 +134,12 @@ class DemoResult:
     seconds: float
 
 
+def demo_header(settings: DemoSettings, counts: Sequence[int]) -> str:
+    """The line above the demo's table: data, training counts (of the first seed's subset), epochs and seeds."""
+    return (f"digits {settings.imbalance} ρ={settings.ratio:g}, training counts {list(counts)} (subset seed {settings.seeds[0]}), "
+            f"{settings.epochs} epochs, seeds {list(settings.seeds)}; top-1 % on the balanced test split (last epoch), mean ± std")  # fmt: skip
+
+
 def run_demo(out: str | Path, settings: DemoSettings | None = None, *, toy: bool = True, progress: bool = True) -> DemoResult:
     """Train every method × seed on long-tailed digits, then write the table, the plots and ``demo.json`` to ``out``.
 
@@ -172,8 +178,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, toy: bool
         toy_png, _ = run_toy(out / "toy", overrides=["run.threads=1"], echo=lambda *_: None)
         files.append(toy_png)
     seconds = time.perf_counter() - start
-    header = (f"{profile}, training counts {counts} (subset seed {settings.seeds[0]}), {settings.epochs} epochs, "
-              f"seeds {list(settings.seeds)}; top-1 % on the balanced test split (last epoch), mean ± std")  # fmt: skip
+    header = demo_header(settings, counts)
     (out / "demo.md").write_text(f"{header}\n\n{table}\n", encoding="utf-8")
     (out / "demo.json").write_text(json.dumps({"settings": {k: v if not isinstance(v, tuple) else list(v) for k, v in vars(settings).items()},
                                                "seconds": seconds, "summaries": summaries}, indent=1) + "\n", encoding="utf-8")  # fmt: skip

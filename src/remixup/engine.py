@@ -163,6 +163,10 @@ class Training:
         all its runs, and may refuse one, before it writes any)."""
         resuming = runtime.on_main(self.world, lambda: self.folder.prepare(resume))
         if resuming and (summary := self.folder.read_summary()) is not None:
+            if self.folder.checkpoint.is_file():  # a finished run is returned as it is, but only for its own settings
+                continue_config(
+                    self.config, checkpoint.load(self.folder.checkpoint)["config"], self.folder.checkpoint, mode="resume"
+                )
             return summary
         state = self._setup_state(resuming, fork)
         self._setup_threads()
@@ -369,7 +373,7 @@ class Training:
                 "rng": {"torch": torch.get_rng_state(), "mix": self.mix_generator.get_state()}, "config": self.config.to_dict(),
                 "history": self.history, "last_eval": self.last_eval, "class_counts": self.data.class_counts.tolist(),
                 "classes": self.data.classes, "model_name": self.model_name, "forked_from": self.forked_from,
-                "scaler": self.scaler.state_dict() if self.scaler is not None else None}  # fmt: skip
+                "input_shape": list(self.data.input_shape), "scaler": self.scaler.state_dict() if self.scaler is not None else None}  # fmt: skip
         checkpoint.save(ckpt, self.folder.checkpoint)
         keep = self.config.run.keep_every
         if keep and epoch % keep == 0:

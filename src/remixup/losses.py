@@ -24,6 +24,12 @@ CIFAR-10 LT-100) and with it the effective learning rate of the deferred phase. 
 ``reduction="batchmean"`` (the name of :class:`torch.nn.KLDivLoss`'s sum-over-batch-size), to compare with code that
 uses it; without class weights ``batchmean`` equals ``mean``.
 
+**Non-finite values.** Class weights are checked when given (finite, non-negative, not all zero). Logits are never
+checked for NaN or infinity: that would cost a device synchronisation per batch on a GPU, so a non-finite logit
+gives a NaN loss (the training engine checks the loss once per epoch and stops a diverged run). Soft targets are
+checked (finite, non-negative) only when they are CPU tensors, where the check costs no synchronisation. A ``mean``
+over a batch whose targets all have weight 0 is 0/0 = NaN, as in ``F.cross_entropy``.
+
 Class weights can be replaced between epochs (deferred re-weighting) with :meth:`set_weight` or by assigning a
 tensor (or None) to ``loss.weight``.
 
@@ -88,6 +94,9 @@ def _check_weight(weight: Any, *, owner: str, num_classes: int | None = None) ->
         raise InvalidParameterError(f"`weight`{where} must have one entry per class ({num_classes}); got {w.numel()}")
     if w.device.type == "cpu" and bool((~torch.isfinite(w) | (w < 0)).any()):
         raise InvalidParameterError(f"`weight`{where} must hold finite non-negative numbers; got {w.tolist()}")
+    if w.device.type == "cpu" and not bool((w > 0).any()):
+        raise InvalidParameterError(f"`weight`{where} must have at least one positive entry (all zero weighs every loss 0); "
+                                    f"got {w.tolist()}")  # fmt: skip
     return w
 
 
@@ -118,6 +127,10 @@ def _check_target(logits: torch.Tensor, target: torch.Tensor, owner: str) -> Non
                 f"`target`{where} as soft targets must be a floating tensor of shape ({b}, {c}); "
                 f"got {target.dtype} of shape {tuple(target.shape)}"
             )
+        ok = (target >= 0) & torch.isfinite(target) if target.device.type == "cpu" else None  # free on the CPU only
+        if ok is not None and not bool(ok.all()):
+            raise InvalidParameterError(f"`target`{where} as soft targets must hold finite non-negative shares; got "
+                                        f"{target[~ok][0].item()}")  # fmt: skip
     else:
         raise InvalidParameterError(f"`target`{where} must have shape ({b},) or ({b}, {c}); got {tuple(target.shape)}")
 
@@ -178,8 +191,8 @@ def soft_cross_entropy(
     Returns:
         A scalar, or (B,) for ``reduction="none"``; float32 for low-precision logits.
 
-    Logits and targets are not checked for NaN or infinity (a device synchronisation per batch): a non-finite logit
-    or target gives a NaN loss.
+    Logits are not checked for NaN or infinity (a device synchronisation per batch): a non-finite logit gives a NaN
+    loss. Soft targets are checked (finite, non-negative) only for CPU tensors, where it is free.
 
     Raises:
         ValueError: for a bad ``reduction``, bad shapes or labels out of range (CPU).

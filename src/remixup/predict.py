@@ -10,9 +10,10 @@ sees exactly what evaluation saw::
 
 Images are converted to the model's channels (grey or RGB). For datasets held in memory (CIFAR, digits, npz) an
 image of another size is resized (short side) and centre-cropped to the training size; file datasets (iNaturalist,
-image folders) resize and centre-crop as their evaluation does. An ``.npz`` file contributes one array: ``x``, else
-``x_test``, else its only array, shaped like the training data ((N, H, W, C) or (N, C, H, W) uint8 images, (N, D)
-vectors).
+image folders) resize and centre-crop as their evaluation does. Inputs must look like the training images: the
+``digits`` models expect white ink on black (scikit-learn's digits), and read a black-on-white drawing wrongly.
+An ``.npz`` file contributes one array: ``x``, else ``x_test``, else its only array, shaped like the training data
+((N, H, W, C) or (N, C, H, W) uint8 images, (N, D) vectors); vectors must be finite.
 
 The probability is the softmax of the logits the training loss saw (LDAM's ``s·z``), after the optional post-hoc
 logit adjustment ``− τ·log π`` by the training prior π (Menon et al. 2021), the same adjustment as ``remixup eval
@@ -21,6 +22,7 @@ logit adjustment ``− τ·log π`` by the training prior π (Menon et al. 2021)
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -61,7 +63,7 @@ class Predictor:
 
     def __init__(self, state: dict[str, Any], *, device: torch.device, path: Path) -> None:
         from remixup.config import TrainConfig
-        from remixup.data.registry import get_spec
+        from remixup.data.registry import get_spec, spec_for_samples
         from remixup.losses import build_loss
         from remixup.models import build_model_for
 
@@ -74,13 +76,18 @@ class Predictor:
         self.kind = self.spec.kind
         self.class_counts = torch.as_tensor(state["class_counts"], dtype=torch.float64)
         self.classes = [str(c) for c in state.get("classes") or range(self.class_counts.numel())]
-        self.input_shape = _input_shape(state["model"], self.spec)
-        if len(self.input_shape) == 1:
-            self.kind = "vector"  # an npz of vectors
+        shape = state.get("input_shape")
+        self.input_shape = tuple(int(n) for n in shape) if isinstance(shape, list) else _input_shape(state["model"], self.spec)
+        sample = self.input_shape if len(self.input_shape) == 1 else (*self.input_shape[1:], self.input_shape[0])
+        self.spec = spec_for_samples(self.spec, sample, source=str(path))  # an npz of vectors, or of grey images
+        self.kind = "vector" if len(self.input_shape) == 1 else self.spec.kind
         self.device = device
         self.model: nn.Module = build_model_for(state["model_name"], self.class_counts.numel(), self.input_shape,
                                                 classifier=method.classifier, classifier_bias=config.model.classifier_bias)  # fmt: skip
-        self.model.load_state_dict(state["model"])
+        from remixup.checkpoint import load_model_state
+
+        what = f"{state['model_name']} for {config.data.dataset} {self.input_shape} with {len(self.classes)} classes"
+        load_model_state(self.model, state["model"], path, what=what)
         self.model.to(device).eval()
         self.logit_scale = float(build_loss(method.loss, class_counts=self.class_counts.tolist()).logit_scale)
         self.source = str(path)
@@ -126,9 +133,11 @@ class Predictor:
 
         channels = self.input_shape[0]
         try:
-            with Image.open(path) as opened:
-                img = opened.convert("L" if channels == 1 else "RGB")
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            with warnings.catch_warnings():  # an image over Pillow's pixel limit (a decompression bomb) is refused
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as opened:
+                    img = opened.convert("L" if channels == 1 else "RGB")
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise DataError(f"{path}: cannot read it as an image ({' '.join(str(exc).split())})") from None
         if self.kind == "large_image":
             return self._image_from_pixels(img)
@@ -147,7 +156,10 @@ class Predictor:
         if self.kind == "vector":
             if row.shape != shape or row.dtype.kind not in "fiu":
                 raise DataError(f"{name}: the model takes vectors of shape {shape}; got {row.dtype} {row.shape}")
-            return torch.as_tensor(row, dtype=torch.float32)
+            vector = torch.as_tensor(row, dtype=torch.float32)
+            if not bool(torch.isfinite(vector).all()):
+                raise DataError(f"{name}: holds NaN or infinite values; the model needs finite inputs")
+            return vector
         c, h, w = shape
         if row.ndim == 2 and c == 1:
             row = row[:, :, None]

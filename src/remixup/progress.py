@@ -39,12 +39,19 @@ def epoch_bar(enabled: bool, total: int, epoch: int, epochs: int) -> Iterator[An
             bar.close()
 
 
+_TENSORBOARD_NOTED = False  # whether this process said that TensorBoard is off
+
+
 def tensorboard(folder: Path, enabled: bool, start_epoch: int) -> Any:
     """A TensorBoard ``SummaryWriter`` into ``folder`` resuming after ``start_epoch``, or None: off, or not installed
-    (then a one-line note on stderr says so)."""
+    (then a one-line note on stderr says so, once per process: a grid or a search of many runs prints it once)."""
+    global _TENSORBOARD_NOTED
     if not enabled:
         return None
     if importlib.util.find_spec("tensorboard") is None:
+        if _TENSORBOARD_NOTED:
+            return None
+        _TENSORBOARD_NOTED = True
         print("note: TensorBoard logging is off: the tensorboard package is not installed "
               "(pip install 'remixup[tensorboard]'; run.tensorboard=off silences this note)", file=sys.stderr)  # fmt: skip
         return None

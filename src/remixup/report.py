@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from remixup.errors import UserError
-from remixup.rundir import RunFolder
+from remixup.rundir import MARKER, RunFolder
 
 SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     # (summary key, table heading, format)
@@ -119,7 +119,7 @@ def _config_method(path: Path) -> str | None:
 
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError):
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError, ValueError, OSError):  # unreadable: no method shown
         return None
     method = config.get("method") if isinstance(config, dict) else None
     name = method.get("name") if isinstance(method, dict) else None
@@ -374,6 +374,26 @@ def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "run"
 
 
+_TITLE = "# remixup report"
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an output folder holding anything but an earlier report: never overwrite the user's own files."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder; choose a new or empty folder for the report")
+    if not out.is_dir() or not (names := sorted(p.name for p in out.iterdir())):
+        return
+    report = out / "report.md"
+    try:
+        ours = report.is_file() and report.read_text(encoding="utf-8").startswith(_TITLE)
+    except (OSError, UnicodeDecodeError):
+        ours = False
+    if not ours or MARKER in names:  # a run folder is never a report's
+        listed = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise UserError(f"--out {out} holds files that are not a remixup report ({listed}); choose a new or empty folder "
+                        "(an earlier report's folder is reused)")  # fmt: skip
+
+
 def make_report(run_dirs: Sequence[Path | str], out: Path | str, *, per_run: bool = True) -> Path:
     """Write the PNGs and ``report.md`` for ``run_dirs`` (run folders, or folders of run folders) into ``out``.
 
@@ -384,9 +404,11 @@ def make_report(run_dirs: Sequence[Path | str], out: Path | str, *, per_run: boo
         The path of ``report.md``.
 
     Raises:
-        UserError: a path is not a folder, holds no run, or a run's files are corrupt.
+        UserError: a path is not a folder, holds no run, or a run's files are corrupt; ``out`` holds files that
+            are not an earlier report (nothing is written then).
     """
     out = Path(out)
+    _check_out(out)
     paths = find_runs(run_dirs)
     runs = [load_run(p) for p in paths]
     for run, label in zip(runs, short_labels(runs), strict=True):
@@ -394,7 +416,7 @@ def make_report(run_dirs: Sequence[Path | str], out: Path | str, *, per_run: boo
     out.mkdir(parents=True, exist_ok=True)
     slugs: dict[str, int] = {}
     md = [
-        "# remixup report",
+        _TITLE,
         "",
         f"{len(runs)} run(s); accuracies in %, last epoch "
         "(never a model chosen on the test set). λy forced: share of mixed pairs whose label factor Remix set "

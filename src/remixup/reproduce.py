@@ -180,7 +180,7 @@ def parse_seeds(text: str) -> list[int]:
             if "-" in part:
                 lo, hi = part.split("-", 1)
                 if int(hi) < int(lo):
-                    raise ValueError
+                    raise InvalidParameterError(f"a seed range must go upwards (like 0-4); got {part!r}")
                 seeds.extend(range(int(lo), int(hi) + 1))
             else:
                 seeds.append(int(part))

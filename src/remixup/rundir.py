@@ -94,6 +94,7 @@ class RunFolder:
         self.path = Path(path)
         self._lock: int | None = None  # the locked marker's descriptor while this process owns the folder
         self._created: list[Path] = []  # folders prepare() created, deepest first
+        self._found: set[str] | None = None  # what the folder held when this process put the marker there (else None)
 
     @property
     def config(self) -> Path:
@@ -166,6 +167,7 @@ class RunFolder:
             raise UserError(f"--out {path} is a file, not a folder; choose a new or empty folder")
         if not created:
             self._check_foreign()
+        found = None if (path / MARKER).exists() else set(os.listdir(path))
         for _ in range(8):
             fd = self._open_marker()
             if fcntl is not None:
@@ -188,7 +190,7 @@ class RunFolder:
             raise UserError(f"cannot lock the run folder {path}: its lock file keeps changing")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock = fd
+        self._lock, self._found = fd, found
         remove_stale_temps(path, only_dead=False)  # we own the folder: no save of another process is under way
 
     def _check_foreign(self) -> None:
@@ -222,8 +224,10 @@ class RunFolder:
         if self._lock is None:
             return
         try:
-            if failed and os.listdir(self.path) == [MARKER]:
+            left = {n for n in os.listdir(self.path) if not is_temp(n)} - {MARKER}
+            if failed and (not left or (self._found is not None and left <= self._found)):  # it wrote nothing: no marker
                 (self.path / MARKER).unlink(missing_ok=True)
+            if failed and not left:
                 for folder in self._created:
                     try:
                         folder.rmdir()
@@ -231,7 +235,7 @@ class RunFolder:
                         break
         finally:
             os.close(self._lock)
-            self._lock = None
+            self._lock, self._found = None, None
             self._created = []
 
     def write_config(self, yaml_text: str) -> None:

@@ -132,7 +132,13 @@ class Dist:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → CUDA when available (``cuda:LOCAL_RANK`` under torchrun), else CPU."""
+    """``auto`` → CUDA when available (``cuda:LOCAL_RANK`` under torchrun), else CPU.
+
+    Raises:
+        UserError: a name other than ``auto``, ``cpu``, ``cuda`` and ``cuda:N``, or CUDA asked for where there is none.
+    """
+    if not isinstance(name, str) or not (name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())):
+        raise UserError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {name!r}")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):

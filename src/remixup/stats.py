@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from remixup._validation import check_number
+from remixup.errors import InvalidParameterError
 
 # Demšar (2006), Table 5(a): q_0.05 of the Nemenyi test for k = 2..10 classifiers (studentized range / sqrt 2).
 NEMENYI_Q05 = {2: 1.960, 3: 2.343, 4: 2.569, 5: 2.728, 6: 2.850, 7: 2.949, 8: 3.031, 9: 3.102, 10: 3.164}
@@ -42,7 +43,9 @@ def wilcoxon(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -
 
     a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1 or a.size == 0:
-        raise ValueError(f"`x` and `y` of `wilcoxon` must be paired 1-D sequences of equal length; got {a.shape} and {b.shape}")
+        raise InvalidParameterError(
+            f"`x` and `y` of `wilcoxon` must be paired 1-D sequences of equal length; got {a.shape} and {b.shape}"
+        )
     d = a - b
     d = d[d != 0]
     if d.size == 0:

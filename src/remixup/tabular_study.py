@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from remixup.errors import UserError
+from remixup.errors import InvalidParameterError, UserError
 from remixup.tabular_design import (
     BOOSTED,
     EPOCH_RANGE,
@@ -84,10 +84,10 @@ def get_sets(text: str | None) -> list[StudySet]:
         if not part:
             continue
         if part not in by_label:
-            raise ValueError(f"`--sets`: no study set {part!r}; sets: {', '.join(s.label for s in STUDY_SETS)}")
+            raise InvalidParameterError(f"`--sets`: no study set {part!r}; sets: {', '.join(s.label for s in STUDY_SETS)}")
         picked.append(by_label[part])
     if not picked:
-        raise ValueError(f"`--sets` names no set; got {text!r}")
+        raise InvalidParameterError(f"`--sets` names no set; got {text!r}")
     return picked
 
 
@@ -99,7 +99,7 @@ def get_methods(text: str | None) -> list[str]:
         return list(STUDY_METHODS)
     names = [get_method(p).name for p in text.split(",") if p.strip()]
     if not names:
-        raise ValueError(f"`--rows` names no method; got {text!r}")
+        raise InvalidParameterError(f"`--rows` names no method; got {text!r}")
     return list(dict.fromkeys(names))
 
 
@@ -469,7 +469,7 @@ def run_command(args: Any) -> int:
     runs_dir: Path = args.runs_dir
     report_dir: Path = args.report_dir or runs_dir
     if args.epochs is not None and args.epochs < 1:
-        raise ValueError(f"`--epochs` must be >= 1; got {args.epochs}")
+        raise InvalidParameterError(f"`--epochs` must be >= 1; got {args.epochs}")
     total = groups(sets, seeds)
     print(
         f"# tabular: {len(sets)} sets x {len(seeds)} seeds = {len(total)} groups of {len(methods)} network runs"

@@ -49,6 +49,7 @@ from remixup.tune_space import TYPES as TYPES
 from remixup.tune_space import check_against_config
 from remixup.tune_space import parse_space as parse_space
 from remixup.tune_space import suggest as suggest
+from remixup.yaml_files import read_yaml
 
 __all__ = ["SETTINGS_FILE", "ObjectiveSettings", "PrunerSettings", "SamplerSettings", "Study", "StudySettings",
            "create_study", "import_optuna", "load", "parse_space", "redact", "run_worker", "suggest"]  # fmt: skip
@@ -294,7 +295,7 @@ def read_settings(path: str | Path) -> StudySettings:
     file = _settings_file(Path(path))
     if not file.is_file():
         raise UserError(f"{path} holds no study ({SETTINGS_FILE} is missing); create it with `remixup tune create`")
-    return StudySettings.from_dict(yaml.safe_load(file.read_text()), str(file))
+    return StudySettings.from_dict(read_yaml(file, "study settings"), str(file))
 
 
 def load(path: str | Path) -> Study:
@@ -386,7 +387,7 @@ def create_study(path: str | Path, *, space_file: str | Path, config: Any, stora
         raise UserError(
             f"unknown sampler {sampler!r} or pruner {pruner!r}: samplers tpe, random; pruners median, hyperband, none"
         )
-    raw = yaml.safe_load(Path(space_file).read_text()) or {}
+    raw = read_yaml(Path(space_file), "search space file") or {}
     if not isinstance(raw, dict) or (extra := sorted(set(raw) - {"space", "fixed", "enqueue"})):
         raise ConfigError(
             f"{space_file}: unknown section(s) {extra if isinstance(raw, dict) else raw!r}; use space, fixed, enqueue"

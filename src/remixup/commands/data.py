@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from remixup.errors import UserError
@@ -43,7 +44,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--download", action="store_true", help="CIFAR only: download the official archive (MD5-checked)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
-    parser.add_argument("--plot", metavar="FILE.png", help="also save a bar chart of the counts")
+    parser.add_argument("--plot", metavar="FILE.png", help="also save a bar chart of the counts (.png, .pdf, .svg, .jpg)")
     parser.add_argument("--export-indices", metavar="FILE",
                         help="write the subset's exact training indices, class counts and the data's SHA-256 to FILE "
                              "(JSON); train on exactly that subset with data.indices=FILE")  # fmt: skip
@@ -53,6 +54,8 @@ def _dataset(name: str) -> str:
     from remixup.config import suggest
     from remixup.data.registry import DATASETS
 
+    if name not in DATASETS and not name.startswith("tabular:") and name.lower().endswith((".csv", ".tsv", ".parquet", ".pq")):
+        raise argparse.ArgumentTypeError(f"unknown dataset {name!r}; a table file is read as --dataset tabular:{name}")
     if name not in DATASETS and not (name.startswith("tabular:") and len(name) > len("tabular:")):
         raise argparse.ArgumentTypeError(
             f"unknown dataset {name!r}{suggest(name, DATASETS)} (valid: {', '.join(DATASETS)}, tabular:NAME, tabular:FILE.csv)"
@@ -112,6 +115,20 @@ def _table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+_PLOT_TYPES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def _check_plot_path(path: str) -> None:
+    """Refuse a --plot that is a folder or has no image extension (matplotlib would write NAME.png beside it)."""
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"--plot {path} is a folder; give a file name such as {target / 'counts.png'}")
+    if target.suffix.lower() not in _PLOT_TYPES:
+        raise UserError(
+            f"--plot {path} needs a file name ending in {', '.join(_PLOT_TYPES)}; got {target.suffix or 'no extension'}"
+        )
+
+
 def _plot(summary: dict[str, Any], path: str) -> None:
     import matplotlib
 
@@ -157,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
     from remixup.data.registry import get_spec
 
     get_spec(args.dataset)  # an unknown name: one line listing the valid ones
+    if args.plot:
+        _check_plot_path(args.plot)
     summary = summarize(args)
     if args.plot:
         _plot(summary, args.plot)

@@ -120,9 +120,9 @@ def run(args: argparse.Namespace) -> int:
     """Run (or list) the grid of each table named, then write its table; 1 if a run failed, else 0."""
     if "tabular" in args.table:
         if len(args.table) > 1:
-            raise ValueError("`remixup reproduce tabular` runs alone; name the other tables in another call")
+            raise InvalidParameterError("`remixup reproduce tabular` runs alone; name the other tables in another call")
         if args.workers < 1:
-            raise ValueError(f"`--workers` must be >= 1; got {args.workers}")
+            raise InvalidParameterError(f"`--workers` must be >= 1; got {args.workers}")
         from remixup.tabular_study import run_command as run_tabular
 
         return run_tabular(args)
@@ -131,9 +131,12 @@ def run(args: argparse.Namespace) -> int:
     experiments = [get_experiment(name) for name in args.table]  # validate every name before any work
     if args.epochs is not None and args.epochs < 1:
         raise InvalidParameterError(f"`--epochs` must be >= 1; got {args.epochs}")
+    from remixup.config import TrainConfig, apply_override
+
     for item in args.overrides:
         if "=" not in item or item.startswith("="):
             raise InvalidParameterError(f"`--set` takes KEY=VALUE; got {item!r}")
+        apply_override(TrainConfig(), item)  # an unknown key or a bad value: refused before listing or running
     if args.fuse < 1:
         raise InvalidParameterError(f"`--fuse` must be >= 1; got {args.fuse}")
     if args.fuse > 1 and args.fork_deferred:

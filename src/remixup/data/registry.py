@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ from remixup.data.augment import BatchAugment, RandomResizedCropFlip, ResizeCent
 from remixup.data.datasets import ArrayDataset, ImageFileDataset
 from remixup.data.sources import load_cifar, load_cinic10, load_digits, load_image_folder, load_inat2018, load_npz, load_toy
 from remixup.data.split_files import SPLIT_FILES, load_split_file_set
-from remixup.errors import InvalidParameterError
+from remixup.errors import DataError, InvalidParameterError
 
 KINDS = ("small_image", "large_image", "vector")
 
@@ -195,12 +195,40 @@ DATASETS: dict[str, DatasetSpec] = {
         8,
         1,
         False,
-        "scikit-learn's bundled 8x8 digits (embedded, no download)",
+        "scikit-learn's bundled 8x8 digits, white ink on black (embedded, no download)",
     ),
     "blobs": DatasetSpec("blobs", "vector", 2, None, None, "mlp", None, 0, False, "two Gaussian blobs in 2-D"),
     "moons": DatasetSpec("moons", "vector", 2, None, None, "mlp", None, 0, False, "two interleaving moons in 2-D"),
     "circles": DatasetSpec("circles", "vector", 2, None, None, "mlp", None, 0, False, "two concentric circles in 2-D"),
 }
+
+
+# Smallest side of npz images: the default CNN (resnet32) halves the image twice, which needs 4 pixels a side.
+NPZ_MIN_SIDE = 4
+
+
+def spec_for_samples(spec: DatasetSpec, sample_shape: tuple[int, ...], *, source: str = "npz") -> DatasetSpec:
+    """The registry entry fitted to the samples an npz holds (other datasets are returned unchanged).
+
+    Vectors (D,) make it vector data (model ``mlp``, no image transform); images (H, W, C) are normalised per
+    channel for their C in {1, 3}.
+
+    Raises:
+        DataError: images with another number of channels, or smaller than ``NPZ_MIN_SIDE`` pixels a side.
+    """
+    if spec.name != "npz":
+        return spec
+    if len(sample_shape) == 1:
+        return replace(spec, kind="vector", mean=None, std=None, model="mlp", image_size=None, crop_padding=0, flip=False)
+    h, w, c = sample_shape
+    if c not in (1, 3):
+        raise DataError(f"{source}: images must have 1 (grey) or 3 (RGB) channels, as (N, H, W, C) or (N, C, H, W); "
+                        f"got samples of shape {tuple(sample_shape)}")  # fmt: skip
+    if min(h, w) < NPZ_MIN_SIDE:
+        raise DataError(f"{source}: images of {h}x{w} pixels are too small for the image models (at least "
+                        f"{NPZ_MIN_SIDE}x{NPZ_MIN_SIDE}); give such data as vectors (N, D)")  # fmt: skip
+    assert spec.mean is not None and spec.std is not None
+    return replace(spec, mean=spec.mean[:1] * c, std=spec.std[:1] * c, image_size=max(h, w))
 
 
 def get_spec(name: str) -> DatasetSpec:
@@ -214,7 +242,9 @@ def get_spec(name: str) -> DatasetSpec:
         what = f"{known.rows} rows, {known.classes} classes" if known is not None else "a table"
         return DatasetSpec(name, "vector", None, None, None, "mlp", None, 0, False, f"{source}: {what} (standardised, one-hot)")
     if isinstance(name, str) and name.startswith(PREFIX.rstrip(":")) and name not in DATASETS:
-        raise ValueError(f"`dataset` of `load_dataset` must look like tabular:NAME or tabular:FILE.csv; got {name!r}")
+        raise InvalidParameterError(f"`dataset` of `load_dataset` must look like tabular:NAME or tabular:FILE.csv; got {name!r}")
+    if isinstance(name, str) and name not in DATASETS and name.lower().endswith((".csv", ".tsv", ".parquet", ".pq")):
+        raise InvalidParameterError(f"unknown dataset {name!r}; a table file is read as dataset tabular:{name}")
     check_choice(name, "dataset", list(DATASETS), owner="load_dataset")
     return DATASETS[name]
 
@@ -257,7 +287,7 @@ def load_dataset(
     get_spec(name)
     if split is None:
         if train is None:
-            raise ValueError("`load_dataset` needs `train=True/False` or `split='train'/'val'/'test'`")
+            raise InvalidParameterError("`load_dataset` needs `train=True/False` or `split='train'/'val'/'test'`")
         split = "train" if train else "test"
     check_choice(split, "split", ("train", "val", "test"), owner="load_dataset")
     if name.startswith("tabular:"):
@@ -276,7 +306,7 @@ def load_dataset(
             raise InvalidParameterError(f"`root` of `load_dataset` is required for {name!r}: the folder with its split files")
         return load_split_file_set(name, root, split=split)
     if split == "val":
-        raise ValueError(
+        raise InvalidParameterError(
             f"`split='val'` of `load_dataset` is for tables (tabular:...), imagenet_lt and places_lt; {name!r} has only "
             "train and test"
         )

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from remixup.data.datasets import ArrayDataset, ImageFileDataset
 from remixup.data.loaders import FileLoader, TensorLoader
 from remixup.data.profiles import make_imbalanced
-from remixup.data.registry import DatasetSpec, get_spec, load_dataset
+from remixup.data.registry import DatasetSpec, get_spec, load_dataset, spec_for_samples
 from remixup.data.subset_file import select_subset
 from remixup.errors import DataError, UserError
 
@@ -216,6 +216,11 @@ def load_run_data(dataset: str, root: str | None, *, device: torch.device, imbal
             train_set = make_imbalanced(train_set, imbalance, ratio=ratio, mu=mu, subset_seed=subset_seed)
     if test_set.num_classes != train_set.num_classes:
         raise UserError(f"{dataset}: the test split has {test_set.num_classes} classes but training has {train_set.num_classes}")
+    if spec.name == "npz":
+        if tuple(test_set.x.shape[1:]) != tuple(train_set.x.shape[1:]):
+            raise DataError(f"{root}: x_train holds samples of shape {tuple(train_set.x.shape[1:])} but x_test of shape "
+                            f"{tuple(test_set.x.shape[1:])}; both splits need the same shape")  # fmt: skip
+        spec = spec_for_samples(spec, tuple(test_set.x.shape[1:]), source=str(root))
     val_set = None
     if train and val_fraction > 0:
         train_set, val_set = hold_out(train_set, val_fraction, seed=val_seed, min_per_class=val_min_per_class)

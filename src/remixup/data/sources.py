@@ -185,7 +185,8 @@ def load_cifar(name: str, root: str | Path, *, train: bool, download: bool = Fal
         if not download:
             raise DataError(
                 f"{name} not found in {root}: expected the folder {folder.name}/ (official python version) or {npz.name}; "
-                "pass --download (download=True) or point --data-root at the folder that holds it"
+                f"download it with `remixup data --dataset {name} --data-root {root} --download` (train: data.download=true; "
+                "Python: download=True), or point --data-root at the folder that holds it"
             )
         folder = download_cifar(name, root)
     num_classes = 10 if name == "cifar10" else 100

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from remixup.errors import DataError, UserError
+from remixup.errors import DataError, InvalidParameterError, UserError
 
 PREFIX = "tabular:"
 SPLITS = ("train", "val", "test")
@@ -102,7 +102,7 @@ def is_tabular(name: str) -> bool:
 def table_source(name: str) -> str:
     """The part of ``tabular:SOURCE`` after the prefix."""
     if not is_tabular(name):
-        raise ValueError(f"`dataset` must look like tabular:NAME or tabular:FILE.csv; got {name!r}")
+        raise InvalidParameterError(f"`dataset` must look like tabular:NAME or tabular:FILE.csv; got {name!r}")
     return name[len(PREFIX) :]
 
 

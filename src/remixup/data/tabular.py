@@ -56,7 +56,7 @@ from remixup.data.table_sources import is_file_source
 from remixup.data.table_sources import is_tabular as is_tabular
 from remixup.data.table_sources import read_table as read_table
 from remixup.data.table_sources import table_source as table_source
-from remixup.errors import DataError
+from remixup.errors import DataError, InvalidParameterError
 
 
 # ------------------------------------------------------------------------------------------------ typing
@@ -227,7 +227,7 @@ def _fit_transform(
             fit = [c for c in column[train] if c is not None]
             if not fit:
                 continue  # never seen in training: nothing to encode
-            values, counts = np.unique(np.array(fit, dtype=object).astype(str), return_counts=True)
+            values, counts = np.unique(np.array([str(c) for c in fit], dtype=object), return_counts=True)  # NULs kept
             mode = str(values[int(np.argmax(counts))])
             for s, rows in parts.items():
                 onehot = np.zeros((rows.size, values.size))
@@ -305,7 +305,9 @@ def build_splits(
         check_number(test_fraction, "test_fraction", owner=owner, low=0.0, high=1.0, low_open=True, high_open=True)
     )
     if val_fraction + test_fraction >= 1.0:
-        raise ValueError(f"`val_fraction` + `test_fraction` of `{owner}` must be < 1; got {val_fraction} + {test_fraction}")
+        raise InvalidParameterError(
+            f"`val_fraction` + `test_fraction` of `{owner}` must be < 1; got {val_fraction} + {test_fraction}"
+        )
     check_choice(class_policy, "class_policy", CLASS_POLICIES, owner=owner)
     source = source or table.source
     labels, missing_label = _cleaned(table.labels)
@@ -315,7 +317,7 @@ def build_splits(
         notes.append(f"{source}: left out {int((~has_label).sum())} rows without a label in column {table.label_column!r}")
     rows = np.flatnonzero(has_label)
     label_text = np.array([str(c) for c in labels[rows]], dtype=object)
-    names, counts_arr = np.unique(label_text.astype(str), return_counts=True)
+    names, counts_arr = np.unique(label_text, return_counts=True)  # object strings: astype(str) drops trailing NULs
     counts = dict(zip(names.tolist(), (int(c) for c in counts_arr), strict=False))
     if len(counts) < 2:
         only = f" {next(iter(counts))!r}" if counts else ""

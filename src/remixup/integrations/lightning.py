@@ -25,6 +25,7 @@ except ImportError as exc:
 
 from remixup._validation import check_class_counts, check_number
 from remixup.balancing import DeferredSchedule
+from remixup.errors import InvalidParameterError, InvalidTypeError
 from remixup.mixing.draws import mix_seed
 from remixup.mixing.dropin import RemixMixup
 
@@ -76,13 +77,13 @@ class RemixCallback(pl.Callback):
     ) -> None:
         owner = type(self).__name__
         if mixer is None and class_counts is None:
-            raise ValueError(f"`{owner}` needs `class_counts` (or a `mixer`)")
+            raise InvalidParameterError(f"`{owner}` needs `class_counts` (or a `mixer`)")
         if mixer is not None and not isinstance(mixer, RemixMixup):
-            raise TypeError(f"`mixer` of `{owner}` must be a RemixMixup; got {type(mixer).__name__}")
+            raise InvalidTypeError(f"`mixer` of `{owner}` must be a RemixMixup; got {type(mixer).__name__}")
         counts = class_counts if class_counts is not None else mixer.class_counts  # type: ignore[union-attr]
         if drw_start_epoch is not None:
             if counts is None:
-                raise ValueError(f"`drw_start_epoch` of `{owner}` needs `class_counts` for the class weights")
+                raise InvalidParameterError(f"`drw_start_epoch` of `{owner}` needs `class_counts` for the class weights")
             check_number(drw_start_epoch, "drw_start_epoch", owner=owner, low=0, integer=True)
             check_number(beta, "beta", owner=owner, low=0.0, high=1.0, high_open=True)
         if counts is not None:
@@ -153,7 +154,7 @@ class RemixCallback(pl.Callback):
         try:
             x, y = batch[self.input_key], batch[self.target_key]
         except (KeyError, IndexError, TypeError) as exc:
-            raise TypeError(
+            raise InvalidTypeError(
                 f"`RemixCallback` could not find the inputs at {self.input_key!r} and the labels at {self.target_key!r} "
                 f"of a {type(batch).__name__} batch; set `input_key`/`target_key`"
             ) from exc

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from remixup.errors import InvalidParameterError
 from remixup.mixing.draws import batch_generator
 
 __all__ = ["MixOutput", "MixRecord", "MixedBatch", "Mixing", "NoMixing", "forced_count", "forced_share"]
@@ -36,8 +37,16 @@ def forced_count(lam_x: torch.Tensor, lam_y: torch.Tensor) -> torch.Tensor:
 
 
 def forced_share(lam_x: torch.Tensor, lam_y: torch.Tensor) -> float:
-    """Share of pairs whose label factor was changed by the policy: ``forced_count / B`` (0 for an empty batch)."""
-    return float(forced_count(lam_x, lam_y)) / lam_x.numel() if lam_x.numel() else 0.0
+    """Share of pairs whose label factor was changed by the policy: ``forced_count / B`` (0 for an empty batch).
+
+    It reads one number back from the device anyway, so it also checks that every λ is finite (in the same read).
+    """
+    if not lam_x.numel():
+        return 0.0
+    forced, bad = torch.stack([forced_count(lam_x, lam_y), (~torch.isfinite(lam_x) | ~torch.isfinite(lam_y)).sum()]).tolist()
+    if bad:
+        raise InvalidParameterError(f"`lam_x` and `lam_y` of `forced_share` must be finite; {bad} of them are NaN or infinite")
+    return forced / lam_x.numel()
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
+from remixup._validation import check_number
+
 __all__ = ["batch_generator", "box_mask", "cutmix_box", "cutmix_boxes", "ddp_rank", "mix_seed", "sample_beta"]
 
 
@@ -35,6 +37,10 @@ def sample_beta(alpha: float, size: int, *, beta: float | None = None, generator
     One 63-bit seed is drawn from the torch ``generator`` (torch's default generator when ``None``) and NumPy's exact
     Beta sampler does the rest, so a draw costs one step of the torch generator whatever ``size`` is.
     """
+    check_number(alpha, "alpha", owner="sample_beta", low=0.0, low_open=True)
+    if beta is not None:
+        check_number(beta, "beta", owner="sample_beta", low=0.0, low_open=True)
+    check_number(size, "size", owner="sample_beta", low=0, integer=True)
     seed = int(torch.randint(0, 2**63 - 1, (1,), generator=generator))
     draws = np.random.default_rng(seed).beta(alpha, alpha if beta is None else beta, size=size)
     return torch.from_numpy(draws.astype(np.float32))

@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from remixup._validation import check_choice, check_class_counts, check_labels, check_number
+from remixup._validation import check_choice, check_class_counts, check_labels, check_number, check_tensor
+from remixup.errors import InvalidParameterError, InvalidTypeError
 from remixup.mixing.base import Mixing, MixRecord
 from remixup.mixing.draws import box_mask, cutmix_box, sample_beta
 from remixup.mixing.labels import LabelRule, MixupLabels, RemixLabels
@@ -36,6 +37,9 @@ class RemixMixup(Mixing):
     (y_i, y_{B−1−i}, λx) into the label share λy, and the target is
 
         ỹ_i = λy·s(y_i) + (1 − λy)·s(y_{B−1−i}),   s(y) = (1 − ε)·y + ε/C  (label smoothing ε, y one-hot or soft).
+
+    The values of x are not checked: NaN or infinity propagate into the mixed images (a check would synchronise a
+    GPU every step); class indices are range-checked for CPU tensors only.
 
     Args:
         mixup_alpha: Beta(α, α) of Mixup; Mixup is active when > 0.
@@ -106,37 +110,47 @@ class RemixMixup(Mixing):
         check_number(cutmix_alpha, "cutmix_alpha", owner=owner, low=0.0)
         if cutmix_minmax is not None:
             if isinstance(cutmix_minmax, (str, bytes)) or len(cutmix_minmax) != 2:
-                raise ValueError(f"`cutmix_minmax` of `{owner}` must be a pair (min, max); got {cutmix_minmax!r}")
+                raise InvalidParameterError(f"`cutmix_minmax` of `{owner}` must be a pair (min, max); got {cutmix_minmax!r}")
             lo = check_number(cutmix_minmax[0], "cutmix_minmax[0]", owner=owner, low=0.0, high=1.0, low_open=True, high_open=True)
             check_number(cutmix_minmax[1], "cutmix_minmax[1]", owner=owner, low=lo, high=1.0, low_open=True)
         if mixup_alpha == 0 and cutmix_alpha == 0 and cutmix_minmax is None:
-            raise ValueError(f"`{owner}` needs `mixup_alpha` > 0, `cutmix_alpha` > 0 or `cutmix_minmax`; got none of them")
+            raise InvalidParameterError(
+                f"`{owner}` needs `mixup_alpha` > 0, `cutmix_alpha` > 0 or `cutmix_minmax`; got none of them"
+            )
         check_number(prob, "prob", owner=owner, low=0.0, high=1.0)
         check_number(switch_prob, "switch_prob", owner=owner, low=0.0, high=1.0)
         check_choice(mode, "mode", MODES, owner=owner)
         if not isinstance(correct_lam, bool):
-            raise TypeError(f"`correct_lam` of `{owner}` must be a bool; got {correct_lam!r}")
+            raise InvalidTypeError(f"`correct_lam` of `{owner}` must be a bool; got {correct_lam!r}")
         check_number(label_smoothing, "label_smoothing", owner=owner, low=0.0, high=1.0, high_open=True)
         if labels is not None:
             given = [name for name, v in (("class_counts", class_counts), ("kappa", kappa), ("tau", tau)) if v is not None]
             if given:
-                raise ValueError(f"`labels` of `{owner}` replaces {', '.join(f'`{n}`' for n in given)}: give one or the other")
+                raise InvalidParameterError(
+                    f"`labels` of `{owner}` replaces {', '.join(f'`{n}`' for n in given)}: give one or the other"
+                )
             if not callable(labels):
-                raise TypeError(
+                raise InvalidTypeError(
                     f"`labels` of `{owner}` must be a label policy (y, y_partner, lam_x) -> lam_y; got {type(labels).__name__}"
                 )
         elif class_counts is None and (kappa is not None or tau is not None):
-            raise ValueError(f"`kappa` and `tau` of `{owner}` need `class_counts` (Remix's rule compares class counts)")
+            raise InvalidParameterError(
+                f"`kappa` and `tau` of `{owner}` need `class_counts` (Remix's rule compares class counts)"
+            )
         inferred = self._classes_of(class_counts, labels, owner)
         if num_classes is None:
             if inferred is None:
-                raise ValueError(f"`num_classes` of `{owner}` is needed when neither `class_counts` nor `labels` gives it")
+                raise InvalidParameterError(
+                    f"`num_classes` of `{owner}` is needed when neither `class_counts` nor `labels` gives it"
+                )
         else:
             check_number(num_classes, "num_classes", owner=owner, low=2, integer=True)
             if inferred is not None and inferred != num_classes:
-                raise ValueError(f"`num_classes` of `{owner}` is {num_classes} but the class counts have {inferred} classes")
+                raise InvalidParameterError(
+                    f"`num_classes` of `{owner}` is {num_classes} but the class counts have {inferred} classes"
+                )
         if generator is not None and not (isinstance(generator, torch.Generator) and generator.device.type == "cpu"):
-            raise TypeError(f"`generator` of `{owner}` must be a CPU torch.Generator or None; got {generator!r}")
+            raise InvalidTypeError(f"`generator` of `{owner}` must be a CPU torch.Generator or None; got {generator!r}")
         self.mixup_alpha = mixup_alpha
         self.cutmix_alpha = cutmix_alpha
         self.cutmix_minmax = cutmix_minmax
@@ -215,7 +229,7 @@ class RemixMixup(Mixing):
             for size in (height, width):
                 a, b = int(size * lo), int(size * hi)
                 if a >= b:
-                    raise ValueError(
+                    raise InvalidParameterError(
                         f"`cutmix_minmax` of `RemixMixup` gives no box side for an image side of {size}: "
                         f"[{a}, {b}) is empty; widen the range"
                     )
@@ -238,21 +252,23 @@ class RemixMixup(Mixing):
         owner = type(self).__name__
         if not isinstance(x, torch.Tensor) or x.ndim < 1 or x.shape[0] < 1:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"`x` of `{owner}` must be a tensor (B, ...) with B >= 1; got {shape}")
+            raise InvalidParameterError(f"`x` of `{owner}` must be a tensor (B, ...) with B >= 1; got {shape}")
         if not isinstance(y, torch.Tensor):
-            raise TypeError(
+            raise InvalidTypeError(
                 f"`y` of `{owner}` must be a torch.Tensor of class indices (B,) or soft labels (B, C); got {type(y).__name__}"
             )
+        check_tensor(x, "x", owner=owner)
+        check_tensor(y, "y", owner=owner)
         b = x.shape[0]
         if y.ndim == 2 and y.dtype != torch.bool:  # one-hot (any dtype, e.g. F.one_hot's int64) or soft rows
             if tuple(y.shape) != (b, self.num_classes):
-                raise ValueError(
+                raise InvalidParameterError(
                     f"one-hot or soft labels `y` of `{owner}` must have shape ({b}, {self.num_classes}); got {tuple(y.shape)}"
                 )
             return y.argmax(dim=1)
         check_labels(y, self.num_classes, owner=owner)
         if y.shape[0] != b:
-            raise ValueError(f"`y` of `{owner}` must have shape ({b},) to match x; got {tuple(y.shape)}")
+            raise InvalidParameterError(f"`y` of `{owner}` must have shape ({b},) to match x; got {tuple(y.shape)}")
         return y.long()
 
     def _smoothed(self, y: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -294,9 +310,11 @@ class RemixMixup(Mixing):
     def _mix_input(self, x: torch.Tensor, perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b = x.shape[0]
         if self._cutmix_on and x.ndim not in (3, 4):
-            raise ValueError(f"`x` of `RemixMixup` must have shape (B, C, H, W) or (B, H, W) for CutMix; got {tuple(x.shape)}")
+            raise InvalidParameterError(
+                f"`x` of `RemixMixup` must have shape (B, C, H, W) or (B, H, W) for CutMix; got {tuple(x.shape)}"
+            )
         if self.mixup_alpha > 0 and not (x.is_floating_point() or x.is_complex()):
-            raise TypeError(f"Mixup needs a floating-point `x`; got {x.dtype} (convert images to float first)")
+            raise InvalidTypeError(f"Mixup needs a floating-point `x`; got {x.dtype} (convert images to float first)")
         height, width = (x.shape[-2], x.shape[-1]) if x.ndim >= 3 else (0, 0)
         p = self.sample(b, height, width)
         # unit of each sample: the batch, its pair (i, B-1-i) or itself; the middle of an odd batch has no pair

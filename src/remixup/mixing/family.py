@@ -36,8 +36,16 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from remixup._validation import check_batch, check_choice, check_class_counts, check_labels, check_number
-from remixup.errors import InvalidParameterError
+from remixup._validation import (
+    check_batch,
+    check_callable,
+    check_choice,
+    check_class_counts,
+    check_generator,
+    check_labels,
+    check_number,
+)
+from remixup.errors import InvalidParameterError, InvalidTypeError
 from remixup.metrics import FEW_BELOW, MANY_ABOVE
 from remixup.mixing.base import MixedBatch, Mixing, MixRecord
 from remixup.mixing.draws import cutmix_boxes, sample_beta
@@ -163,6 +171,9 @@ class PartnerMix(Mixing):
         epochs: the run's length E (needed by ``skip_last``).
         generator: the generator of the pairing, λ, the boxes and the per-batch coin.
         model, points: for ``"manifold"``: the model and its mixing points (``"input"`` or module names).
+
+    The values of x are not checked: NaN or infinity propagate into the mixed batch (a check would synchronise a GPU
+    every step); labels are range-checked for CPU tensors only.
     """
 
     def __init__(
@@ -196,12 +207,16 @@ class PartnerMix(Mixing):
         check_number(prob, "prob", owner=owner, low=0.0, high=1.0)
         check_number(skip_first, "skip_first", owner=owner, low=0, integer=True)
         check_number(skip_last, "skip_last", owner=owner, low=0, integer=True)
+        check_generator(generator, owner=owner)
+        check_callable(labels, "labels", "MixupLabels() or RemixLabels(class_counts)", owner=owner)
         if exponent is not None:
             check_number(exponent, "exponent", owner=owner)
         if mixer == "manifold" and (model is None or not points):
             raise InvalidParameterError(f"manifold mixing in `{owner}` needs `model` and a non-empty list of `points`")
         if skip_last and epochs is None:
             raise InvalidParameterError(f"`skip_last` of `{owner}` needs `epochs` (the run's length)")
+        if epochs is not None and (skip_first or skip_last):
+            check_number(epochs, "epochs", owner=owner, low=skip_first + skip_last + 1, integer=True)  # a window to mix in
         self.mixer = mixer
         self.labels = labels
         self.class_counts = class_counts
@@ -302,7 +317,7 @@ class PartnerMix(Mixing):
         check_batch(x, y, owner=owner)
         check_labels(y, self.num_classes, owner=owner)
         if not (x.is_floating_point() or x.is_complex()):
-            raise TypeError(f"mixing needs a floating-point `x`; got {x.dtype} (convert images to float first)")
+            raise InvalidTypeError(f"mixing needs a floating-point `x`; got {x.dtype} (convert images to float first)")
         b = x.shape[0]
         xp, yp, perm = self._pair(x, y, partner)
         if self.mixer == "mixup":
@@ -312,7 +327,9 @@ class PartnerMix(Mixing):
             mixed = torch.lerp(xp, x, shaped)
         else:
             if x.ndim not in (3, 4):
-                raise ValueError(f"`x` of `{owner}` must have shape (B, C, H, W) or (B, H, W) for CutMix; got {tuple(x.shape)}")
+                raise InvalidParameterError(
+                    f"`x` of `{owner}` must have shape (B, C, H, W) or (B, H, W) for CutMix; got {tuple(x.shape)}"
+                )
             lam, mask = self._box(y, yp, b, *x.shape[-2:])
             lam, mask = lam.to(x.device), mask.to(x.device)
             mixed = torch.where(mask[:, None] if x.ndim == 4 else mask, xp, x)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from remixup._validation import check_class_counts, check_number
+from remixup._validation import check_class_counts, check_labels, check_number, check_shares
 from remixup.errors import InvalidParameterError
 
 __all__ = ["LABEL_RULES", "LabelRule", "MAMixLabels", "MixupLabels", "RemixLabels", "label_rule", "mamix_label_factor",
@@ -124,7 +124,18 @@ def soft_targets(y: torch.Tensor, y_partner: torch.Tensor, lam_y: torch.Tensor, 
 
     Returns:
         (B, C) targets in lam_y's dtype; every row sums to 1 (also when y == y_partner).
+
+    Raises:
+        InvalidParameterError / InvalidTypeError: not tensors, other shapes, labels outside [0, C) or shares outside
+            [0, 1] (the values only for CPU tensors: see :func:`~remixup._validation.check_shares`).
     """
+    check_number(num_classes, "num_classes", owner="soft_targets", low=1, integer=True)
+    check_labels(y, num_classes, owner="soft_targets")
+    check_labels(y_partner, num_classes, name="y_partner", owner="soft_targets")
+    check_shares(lam_y, "lam_y", owner="soft_targets")
+    if not y.shape == y_partner.shape == lam_y.shape:
+        raise InvalidParameterError(f"`y`, `y_partner` and `lam_y` of `soft_targets` must have one shape (B,); got "
+                                    f"{tuple(y.shape)}, {tuple(y_partner.shape)} and {tuple(lam_y.shape)}")  # fmt: skip
     lam = lam_y.reshape(-1, 1)
     target = torch.zeros(y.shape[0], num_classes, dtype=lam.dtype, device=lam.device)
     target.scatter_(1, y.reshape(-1, 1), lam)
@@ -137,6 +148,7 @@ class MixupLabels:
 
     def __call__(self, y: torch.Tensor, y_partner: torch.Tensor, lam_x: torch.Tensor) -> torch.Tensor:
         """Return λy (B,) for labels y, y_partner (B,) and factors lam_x (B,)."""
+        check_shares(lam_x, "lam_x", owner="MixupLabels")
         return lam_x.clone()
 
 
@@ -164,6 +176,9 @@ class RemixLabels:
 
     def __call__(self, y: torch.Tensor, y_partner: torch.Tensor, lam_x: torch.Tensor) -> torch.Tensor:
         """Return λy (B,) for labels y, y_partner (B,) and factors lam_x (B,)."""
+        check_labels(y, self.num_classes, owner="RemixLabels")
+        check_labels(y_partner, self.num_classes, name="y_partner", owner="RemixLabels")
+        check_shares(lam_x, "lam_x", owner="RemixLabels")
         if self._counts.device != y.device:
             self._counts = self._counts.to(y.device)
         return remix_label_factor(lam_x, self._counts[y], self._counts[y_partner], self.kappa, self.tau)
@@ -185,6 +200,7 @@ class MAMixLabels:
 
     def __call__(self, y: torch.Tensor, y_partner: torch.Tensor, lam_x: torch.Tensor) -> torch.Tensor:
         """Return λy (B,) for labels y, y_partner (B,) and factors lam_x (B,)."""
+        check_shares(lam_x, "lam_x", owner="MAMixLabels")
         if self._counts.device != y.device:
             self._counts = self._counts.to(y.device)
         return mamix_label_factor(lam_x, self._counts[y], self._counts[y_partner], self.exponent).to(lam_x.device)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from remixup._validation import check_batch, check_labels, check_number
+from remixup._validation import check_batch, check_callable, check_generator, check_labels, check_number
 from remixup.errors import InvalidParameterError, InvalidTypeError
 from remixup.mixing.base import MixedBatch, Mixing, MixRecord
 from remixup.mixing.labels import LabelRule, soft_targets
@@ -38,7 +38,8 @@ class ManifoldMixup(Mixing):
         per_sample: one λx per sample instead of one per batch.
         generator: torch generator for the point, the permutation and λx.
 
-    Calling ``mm(x, y)`` returns ``(logits, y_soft (B, C))``; ``last`` holds the :class:`MixRecord` and
+    Inputs are not checked for NaN or infinity (that would synchronise a GPU every step): they propagate into the
+    logits. Calling ``mm(x, y)`` returns ``(logits, y_soft (B, C))``; ``last`` holds the :class:`MixRecord` and
     ``last_point`` the point used.
     """
 
@@ -55,6 +56,11 @@ class ManifoldMixup(Mixing):
     ):
         owner = type(self).__name__
         check_number(num_classes, "num_classes", owner=owner, low=2, integer=True)
+        check_generator(generator, owner=owner)
+        check_callable(labels, "labels", "MixupLabels() or RemixLabels(class_counts)", owner=owner)
+        if getattr(labels, "num_classes", num_classes) != num_classes:
+            raise InvalidParameterError(f"`num_classes` of `{owner}` must equal the number of classes of `labels` "
+                                        f"({labels.num_classes} class counts); got {num_classes}")  # type: ignore[attr-defined]  # fmt: skip
         if isinstance(points, str) or len(points) == 0:
             raise InvalidParameterError(f"`points` of `{owner}` must be a non-empty list of mixing points; got {points!r}")
         self._modules = {name: resolve_point(model, name) for name in points}

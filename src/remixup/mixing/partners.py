@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from remixup._validation import check_choice, check_number
+from remixup._validation import check_choice, check_class_counts, check_generator, check_labels, check_number
 from remixup.errors import DataError, InvalidParameterError, InvalidTypeError
 from remixup.seeding import epoch_seed, partner_stream
 
@@ -89,7 +89,11 @@ def class_draw_probs(class_counts: Any, exponent: float = -1.0) -> torch.Tensor:
     Each sample of class c has weight n_c^e, so a class holds n_c · n_c^e of the total weight. Classes without
     samples get 0.
     """
+    check_number(exponent, "exponent", owner="class_draw_probs")
     n = torch.as_tensor(class_counts, dtype=torch.float64)
+    if n.ndim != 1 or not bool((torch.isfinite(n) & (n >= 0)).all()) or not bool((n > 0).any()):
+        raise InvalidParameterError(f"`class_counts` of `class_draw_probs` must be (C,) finite counts >= 0, one of them "
+                                    f"positive; got {n.tolist()}")  # fmt: skip
     w = torch.where(n > 0, n * n.clamp(min=1).pow(exponent), torch.zeros_like(n))
     return w / w.sum()
 
@@ -110,7 +114,10 @@ def in_batch_partners(
     Returns:
         (B,) int64 partner positions on ``y``'s device.
     """
-    counts = class_counts.to(device=y.device, dtype=torch.float64)
+    counts = check_class_counts(class_counts, owner="in_batch_partners").to(device=y.device)
+    check_labels(y, counts.numel(), owner="in_batch_partners")
+    check_number(exponent, "exponent", owner="in_batch_partners")
+    check_generator(generator, owner="in_batch_partners")
     u = torch.rand(y.shape[0], generator=generator, dtype=torch.float64)
     return _inverse_cdf(counts[y].pow(exponent), u)
 

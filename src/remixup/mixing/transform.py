@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import torch
 
-from remixup._validation import check_batch, check_choice, check_labels, check_number
-from remixup.errors import InvalidParameterError
+from remixup._validation import check_batch, check_callable, check_choice, check_generator, check_labels, check_number
+from remixup.errors import InvalidParameterError, InvalidTypeError
 from remixup.mixing.base import Mixing, MixOutput, MixRecord
 from remixup.mixing.draws import batch_generator, box_mask, cutmix_box, sample_beta
 from remixup.mixing.labels import LabelRule, RemixLabels, soft_targets
@@ -34,6 +34,7 @@ class BetaMixer:
 
     def __init__(self, alpha: float = 1.0, *, per_sample: bool = False, generator: torch.Generator | None = None):
         check_number(alpha, "alpha", owner=type(self).__name__, low=0.0, low_open=True)
+        check_generator(generator, owner=type(self).__name__)
         self.alpha = alpha
         self.per_sample = per_sample
         self.generator = generator
@@ -73,7 +74,7 @@ class MixupMixer(BetaMixer):
         """Return λx·x + (1 − λx)·x[perm] for x (B, ...) and lam_x (B,), in x's dtype; x is not modified."""
         partner = x[perm]
         if not (x.is_floating_point() or x.is_complex()):
-            raise TypeError(f"mixing needs a floating-point `x`; got {x.dtype} (convert images to float first)")
+            raise InvalidTypeError(f"mixing needs a floating-point `x`; got {x.dtype} (convert images to float first)")
         lam = lam_x.to(device=x.device, dtype=x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
         return torch.lerp(partner, x, lam)
 
@@ -112,7 +113,7 @@ class CutMixMixer(BetaMixer):
         """Mix a batch x (B, C, H, W) or (B, H, W) with labels y (B,)."""
         check_batch(x, y, owner=type(self).__name__)
         if x.ndim not in (3, 4):
-            raise ValueError(f"`x` of `CutMixMixer` must have shape (B, C, H, W) or (B, H, W); got {tuple(x.shape)}")
+            raise InvalidParameterError(f"`x` of `CutMixMixer` must have shape (B, C, H, W) or (B, H, W); got {tuple(x.shape)}")
         height, width = x.shape[-2:]
         perm, lam, mask = self.sample_boxes(x.shape[0], height, width, x.device)
         if x.ndim == 4:
@@ -129,6 +130,10 @@ class MixTransform(Mixing):
         labels: a label policy, e.g. :class:`MixupLabels` or :class:`RemixLabels`.
         num_classes: C, the width of the soft targets.
 
+    The values of x are not checked: NaN or infinity in x propagate into x_mixed, as in any tensor operation (a
+    check would cost a device synchronisation every step on a GPU). Labels and λ are checked where that is free
+    (CPU tensors).
+
     After each call ``last`` holds the :class:`MixRecord` of the batch (λx, λy, the permutation), so a training
     loop can log ``transform.last.forced_share``; a call made in a DataLoader worker sets the worker's copy, so a
     ``collate_fn`` that needs the record returns it from :meth:`mix`. Inputs are not modified.
@@ -136,6 +141,8 @@ class MixTransform(Mixing):
 
     def __init__(self, mixer: BetaMixer, labels: LabelRule, *, num_classes: int):
         check_number(num_classes, "num_classes", owner=type(self).__name__, low=2, integer=True)
+        check_callable(mixer, "mixer", "MixupMixer() or CutMixMixer()", owner=type(self).__name__)
+        check_callable(labels, "labels", "MixupLabels() or RemixLabels(class_counts)", owner=type(self).__name__)
         rule_classes = getattr(labels, "num_classes", num_classes)
         if rule_classes != num_classes:
             raise InvalidParameterError(f"`num_classes` of `MixTransform` must equal the number of classes of `labels` "
@@ -196,6 +203,7 @@ class Remix(MixTransform):
         generator: torch.Generator | None = None,
     ):
         check_choice(mode, "mode", ("mixup", "cutmix"), owner="Remix")
+        check_generator(generator, owner="Remix")
         mixer_cls = MixupMixer if mode == "mixup" else CutMixMixer
         labels = RemixLabels(class_counts, kappa=kappa, tau=tau)
         super().__init__(mixer_cls(alpha, per_sample=per_sample, generator=generator), labels, num_classes=labels.num_classes)
