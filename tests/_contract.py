@@ -78,7 +78,7 @@ def refusal(name: str, path: str, kind: str) -> str | None:
 
     This is the whole support matrix: a change in what a path supports is a change here."""
     m = method(name)
-    if m.mixer == "cutmix" and kind in ("vectors", "points2d"):
+    if m.mixer == "cutmix" and kind in ("vectors", "points2d", "points"):
         return "cuts and pastes image patches"
     if m.mixer == "manifold" and path == "stack":
         return "cannot stack this run"
@@ -111,7 +111,7 @@ def config(out: Path, name: str, kind: str, *extra: str, folder: Path | None = N
         "images": ["data.dataset=digits", "data.ratio=100", "optim.batch_size=64"],
         "vectors": ["data.dataset=moons", "data.ratio=100", "model.name=tabular_resnet", "optim.batch_size=64"],
         "points2d": ["data.dataset=moons", "data.ratio=100", "model.name=mlp", "optim.batch_size=64"],
-        "points": ["data.dataset=npz", f"data.root={folder}", "data.imbalance=none", "data.augment=false", "optim.batch_size=16"],
+        "points": ["data.dataset=npz", f"data.root={folder}", "data.imbalance=none", "optim.batch_size=16"],
         "files": ["data.dataset=imagefolder", f"data.root={folder}", "data.imbalance=none", "model.name=digits_cnn",
                   "optim.batch_size=4", "run.workers=0", "run.eval_batch_size=8"],
     }[kind]  # fmt: skip
@@ -123,12 +123,12 @@ def config(out: Path, name: str, kind: str, *extra: str, folder: Path | None = N
 
 
 def make_points(path: Path) -> Path:
-    """An npz of 1x1-pixel images with two values only, 0 (class 0) and 255 (class 1): without augmentation a mixed
-    pair of the two classes shows its λ in the mixed input (255·λ), so a model can see what a run drew."""
+    """An npz of 1-D vectors with two values only, -1 (class 0) and +1 (class 1): a mixed pair of the two classes
+    shows its λ in the mixed input (1 − 2λ), so a model can see what a run drew."""
     import numpy as np
 
     y = np.arange(64) % 2
-    x = np.repeat((255 * y).astype(np.uint8)[:, None, None, None], 3, axis=3)  # (N, 1, 1, 3)
+    x = (2.0 * y - 1.0).astype(np.float32)[:, None]
     np.savez(path, x_train=x, y_train=y, x_test=x[:16], y_test=y[:16])
     return path
 

@@ -199,7 +199,6 @@ def test_image_files_train_rerun_and_resume_bit_identically(name: str, folder: P
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="an npz of vectors (which load_npz reads) is augmented as images, refused mid-run")
 def test_an_npz_of_vectors_trains_or_refuses_before_writing(tmp_path: Path) -> None:
     import numpy as np
 

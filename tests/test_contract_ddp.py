@@ -1,8 +1,8 @@
 """The contract under DDP: two gloo processes (torchrun) train a sample of methods, each rank drawing its own mixing.
 
 One torchrun launch trains every sampled method in turn through ``remixup.engine.train`` with a user's model that
-records what it is fed. The data hold two 1-pixel images only (0 for class 0, 255 for class 1, not augmented), so a mixed
-pair of the two classes shows its λ (255·λ or 255·(1 − λ)): ranks that drew alike would see the same values at every step.
+records what it is fed. The data hold two points only (-1 for class 0, +1 for class 1), so a mixed pair of the two classes
+shows its λ (|1 − 2λ|): ranks that drew alike would see the same values at every step.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _contract import make_points, method, sample
+from _contract import make_points, method, refusal, sample
 
 NAMES = sample("ddp", ("mixer", "partner"))
 
@@ -37,11 +37,11 @@ for name in names:
     class Recorder(nn.Module):
         def __init__(self):
             super().__init__()
-            self.fc = nn.Linear(3, 2)
+            self.fc = nn.Linear(1, 2)
 
         def forward(self, x):
             if self.training:  # the mixed values of this step, as this rank drew them
-                draws.append(sorted({{round(abs(v), 6) for v in x.flatten().tolist()}} - {{0.0, 255.0}}))
+                draws.append(sorted({{round(abs(v), 6) for v in x.flatten().tolist()}} - {{1.0}}))
             return self.fc(x.flatten(1))
 
     with torch.random.fork_rng():
@@ -71,11 +71,15 @@ def test_two_gloo_ranks_train_or_refuse_and_draw_differently(tmp_path: Path) -> 
     for name in NAMES:
         a, b = ranks[0][name], ranks[1][name]
         assert a["refused"] == b["refused"]  # both ranks stop with rank 0's one line, or both train
+        if (want := refusal(name, "ddp", "points")) is not None:
+            assert a["refused"] and want in a["refused"], f"{name} under DDP must be refused ({want!r}); got {a['refused']!r}"
+            assert not (tmp_path / "runs" / name).exists() or not any((tmp_path / "runs" / name).iterdir())
+            continue
         assert a["refused"] is None, f"{name} under DDP must train; it refused: {a['refused']}"
         summary = json.loads((tmp_path / "runs" / name / "summary.json").read_text())
         assert summary["method"] == name and sum(map(sum, summary["confusion"])) == 16  # every test image once
         assert len(a["draws"]) == len(b["draws"]) == 2 * 64 // 16  # each rank: half of every global batch, 2 epochs
-        if method(name).mixer in ("mixup", "manifold"):  # (a 1-pixel CutMix box shows no λ)
+        if method(name).mixer in ("mixup", "manifold"):
             both = [(da, db) for da, db in zip(a["draws"], b["draws"], strict=True) if da and db]  # steps where both show λ
             assert both, f"{name}: no step showed a mixed pair on both ranks"
             assert any(da != db for da, db in both), f"{name}: both ranks drew the same λ at every step"
