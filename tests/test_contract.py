@@ -9,7 +9,7 @@ line before writing any file (``_contract.refusal`` is the support matrix); the 
 dropout included; ``stack`` agrees with single runs within the tolerance tests/test_fused.py documents.
 
 Every name trains alone and in a fused loop (bit-identical to alone); the dearer paths take ``_contract.sample``, a
-covering sample that rotates with the date (``REMIXUP_CONTRACT=all`` checks every name on every path).
+fixed covering sample (``REMIXUP_CONTRACT=all`` checks every name on every path).
 """
 
 from __future__ import annotations
