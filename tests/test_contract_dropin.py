@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset, default_collate
 
 from _contract import NAMES, method
-from remixup import MixupLabels, Remix, RemixLabels, RemixMixup
-from remixup.mixing import MAMixLabels, PartnerMix
+from remixup import Remix, RemixMixup
+from remixup.mixing import PartnerMix, label_rule
 
 COUNTS = [30, 12, 6]  # 48 samples of three classes, long-tailed
 C = len(COUNTS)
@@ -31,8 +31,7 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
 
 def _partner_mix(name: str) -> Callable[[torch.Generator], Any]:
     m = method(name)
-    labels = {"plain": lambda: MixupLabels(), "remix": lambda: RemixLabels(COUNTS), "mamix": lambda: MAMixLabels(COUNTS)}
-    return lambda g: PartnerMix(mixer=m.mixer, labels=labels[m.labels](), class_counts=COUNTS, partner=m.partner, draw=m.draw,
+    return lambda g: PartnerMix(mixer=m.mixer, labels=label_rule(m.labels, COUNTS), class_counts=COUNTS, partner=m.partner, draw=m.draw,
                                 prob=m.prob, skip_first=m.skip_first, skip_last=m.skip_last, epochs=10, generator=g)  # fmt: skip
 
 
