@@ -40,6 +40,21 @@ def find_npz(arg: str | None) -> Path:
     return path
 
 
+def synthetic_cifar10(path: Path, per_class: int = 100) -> Path:
+    """A CIFAR-shaped ``cifar10.npz`` of random pixels (``per_class`` training and 4 test images per class), for
+    smoke runs of the benchmarks: LT-100 keeps ``per_class`` ... ``per_class / 100`` per class."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    y_train = np.repeat(np.arange(10), per_class).astype(np.uint8)
+    y_test = np.repeat(np.arange(10), 4).astype(np.uint8)
+    np.savez(path, x_train=rng.integers(0, 256, (y_train.size, 32, 32, 3), dtype=np.uint8), y_train=y_train,
+             x_test=rng.integers(0, 256, (y_test.size, 32, 32, 3), dtype=np.uint8), y_test=y_test,
+             classes=np.array([f"c{i}" for i in range(10)]))  # fmt: skip
+    return path
+
+
 def machine() -> str:
     """One line: CPU model, logical CPUs, torch version and threads, load average."""
     model = platform.processor() or "?"

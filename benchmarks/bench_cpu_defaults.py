@@ -30,6 +30,8 @@ from pathlib import Path
 
 import torch
 
+TORCH_THREADS = torch.get_num_threads()  # torch's choice (physical cores), read before anything here changes it
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Trainer, add_common_args, config_for, find_npz, interleave, load_data, machine, median, set_threads, spread  # noqa: E402
 
@@ -64,9 +66,7 @@ def section_layout(args, cfg, data) -> None:  # noqa: ANN001
 def section_threads(args, cfg, data) -> None:  # noqa: ANN001
     t = Trainer(cfg, data)
     n_default = torch.get_num_threads() if args.max_threads <= 0 else args.max_threads
-    from remixup.runtime import _DEFAULT_THREADS
-
-    n_default = max(n_default, _DEFAULT_THREADS)
+    n_default = max(n_default, TORCH_THREADS)
 
     def with_threads(n: int):  # noqa: ANN202
         def run() -> None:

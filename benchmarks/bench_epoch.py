@@ -34,6 +34,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
+TORCH_THREADS = torch.get_num_threads()  # torch's choice (physical cores), read before anything here changes it
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Trainer, add_common_args, build_run_model, config_for, find_npz, machine, set_threads  # noqa: E402
 
@@ -120,7 +122,7 @@ def main() -> None:
     loader = DataLoader(ds, batch_size=o.batch_size, shuffle=True, drop_last=True, num_workers=args.workers,
                         worker_init_fn=_seed_worker, generator=g)  # fmt: skip
     steps = args.max_steps or len(loader)
-    nb = {"torch": runtime._DEFAULT_THREADS, "same": n}.get(args.baseline_threads) or int(args.baseline_threads)
+    nb = {"torch": TORCH_THREADS, "same": n}.get(args.baseline_threads) or int(args.baseline_threads)
     print(f"machine: {machine()}; torch threads: remixup {n} (run.threads=auto unless --threads), conventional {nb}; "
           f"DataLoader workers {args.workers}")  # fmt: skip
     print(f"{len(ds)} LT-100 images, {steps} steps of {o.batch_size} per timed epoch; remixup amp={ours.amp} channels_last={ours.channels_last}")

@@ -8,6 +8,10 @@ interleaved (see _common.py) and reported as images/s per run and the ratio fuse
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_fused_cpu.py --npz ~/.cache/remixup-shared-data/cifar10.npz
     PYTHONPATH=src .venv/bin/python benchmarks/bench_fused_cpu.py --k 4 --steps 3 --repeats 5 --threads 2
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_fused_cpu.py --smoke    # every variant once, synthetic data
+
+``--smoke`` runs every variant once on a few synthetic CIFAR-shaped images (K = 2, batch 8, one thread) to check
+that the benchmark runs; its numbers mean nothing. Any variant that fails makes the script exit non-zero.
 """
 
 from __future__ import annotations
@@ -20,7 +24,18 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Take, add_common_args, config_for, find_npz, interleave, machine, median, set_threads, spread  # noqa: E402
+from _common import (  # noqa: E402
+    Take,
+    add_common_args,
+    config_for,
+    find_npz,
+    interleave,
+    machine,
+    median,
+    set_threads,
+    spread,
+    synthetic_cifar10,
+)
 
 METHODS = ("remix-drw", "erm", "cutmix", "remix", "mixup", "drs", "remix-rs", "focal")
 
@@ -32,14 +47,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="steps per run per timing (default 3)")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--batch", type=int, default=128, help="batch size per run (default 128)")
+    parser.add_argument("--smoke", action="store_true", help="synthetic data, K=2, batch 8, one step, one round")
     args = parser.parse_args()
     from remixup import engine
-    from remixup.fused import FusedGroup, _start_epoch
+    from remixup.fused import FusedGroup
     from remixup.runtime import Dist
 
-    npz = find_npz(args.npz)
-    threads = set_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="bench_fused_"))
+    if args.smoke:
+        args.k, args.steps, args.repeats, args.batch, args.threads = 2, 1, 1, 8, 1
+        npz = synthetic_cifar10(tmp / "data" / "cifar10.npz")
+    else:
+        npz = find_npz(args.npz)
+    threads = set_threads(args.threads)
 
     def setup(tag: str) -> list[engine.Training]:
         runs = []
@@ -49,7 +69,7 @@ def main() -> None:
             config.optim.batch_size = args.batch
             run = engine.Training(config, Dist(), torch.device("cpu"))
             assert run.setup(resume=False, model=None, fork=None) is None
-            _start_epoch(run, 0, config.optim.lr)
+            run.begin_epoch(0)  # the epoch's learning rate, balancing and seeds, as the engine sets them
             runs.append(run)
         return runs
 
@@ -73,7 +93,7 @@ def main() -> None:
         loop.train_epoch()
 
     variants = {"sequential": sequential, "fused, strategy=stack": stacked, "fused, strategy=loop (the CPU default)": looping}
-    times = interleave(variants, warmup=1, repeats=args.repeats, label="fused-cpu")
+    times = interleave(variants, warmup=0 if args.smoke else 1, repeats=args.repeats, label="fused-cpu")
     images = args.k * args.steps * args.batch
     print(f"# {machine()}")
     print(f"# CIFAR-10 LT-100, ResNet-32, batch {args.batch} per run, K = {args.k} runs ({', '.join(r.method.name for r in alone)}),"

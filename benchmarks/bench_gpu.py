@@ -52,20 +52,22 @@ def prepare_data(args: argparse.Namespace, scratch: Path) -> Path:
     root = scratch / "data"
     root.mkdir(parents=True, exist_ok=True)
     target = root / "cifar10.npz"
-    if args.tiny:
-        rng = np.random.default_rng(0)
-        per_class = 200  # LT-100 keeps 200 ... 2 per class
-        y_train = np.repeat(np.arange(10), per_class).astype(np.uint8)
-        y_test = np.repeat(np.arange(10), 20).astype(np.uint8)
-        np.savez(target, x_train=rng.integers(0, 256, (y_train.size, 32, 32, 3), dtype=np.uint8), y_train=y_train,
-                 x_test=rng.integers(0, 256, (y_test.size, 32, 32, 3), dtype=np.uint8), y_test=y_test,
-                 classes=np.array([f"c{i}" for i in range(10)]))  # fmt: skip
+    if args.tiny:  # --tiny trains LT-10 of 10 ... 1 random images per class (41 images, 5 batches of 8)
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from _common import synthetic_cifar10
+
+        synthetic_cifar10(target, per_class=10)
     elif str(args.npz).endswith(".xz"):
         with lzma.open(args.npz) as src, open(target, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 24)
     else:
         shutil.copy(args.npz, target)
     return root
+
+
+def ratio(args: argparse.Namespace) -> float:
+    """The imbalance ratio: CIFAR-10 LT-100, or LT-10 of the few synthetic images of ``--tiny``."""
+    return 10.0 if args.tiny else 100.0
 
 
 def make_config(root: Path, method: str, seed: int, out: Path, args: argparse.Namespace, **run: Any) -> Any:
@@ -75,7 +77,7 @@ def make_config(root: Path, method: str, seed: int, out: Path, args: argparse.Na
     if args.tiny:
         overrides += [f"optim.batch_size={args.batch}"]
     return build_config("ldam", epochs=args.long_epochs if "epochs" not in run else None,
-                        values={"data.dataset": "cifar10", "data.root": str(root), "data.ratio": 100.0, "method.name": method,
+                        values={"data.dataset": "cifar10", "data.root": str(root), "data.ratio": ratio(args), "method.name": method,
                                 "run.seed": seed, "run.device": args.device, "run.out": str(out)},
                         overrides=overrides)  # fmt: skip
 
@@ -108,7 +110,7 @@ def time_conventional(root: Path, device: torch.device, args: argparse.Namespace
     from remixup.data.run import load_run_data
     from remixup.models import build_model_for
 
-    data: Any = load_run_data("cifar10", str(root), device=torch.device("cpu"), imbalance="longtail", ratio=100)
+    data: Any = load_run_data("cifar10", str(root), device=torch.device("cpu"), imbalance="longtail", ratio=ratio(args))
     mean, std = data.spec.mean, data.spec.std
     ds = PillowSet(data.x_train.numpy(), data.y_train.numpy(), mean, std)
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch, shuffle=True, drop_last=True, num_workers=args.workers,
@@ -144,7 +146,6 @@ def time_conventional(root: Path, device: torch.device, args: argparse.Namespace
 
 def _trainings(root: Path, scratch: Path, tag: str, k: int, args: argparse.Namespace, **run: Any) -> list[Any]:
     from remixup.engine import Training
-    from remixup.fused import _start_epoch
     from remixup.runtime import Dist, resolve_device
 
     device = resolve_device(args.device)
@@ -153,7 +154,7 @@ def _trainings(root: Path, scratch: Path, tag: str, k: int, args: argparse.Names
         config = make_config(root, METHODS[i % len(METHODS)], i, scratch / f"{tag}{i}", args, **run)
         t = Training(config, Dist(), device)
         assert t.setup(resume=False, model=None, fork=None) is None
-        _start_epoch(t, 0, config.optim.lr)
+        t.begin_epoch(0)  # the epoch's learning rate, balancing and seeds, as the engine sets them
         runs.append(t)
     return runs
 
@@ -233,7 +234,7 @@ def long_group(root: Path, out: Path, device: torch.device, args: argparse.Names
             "top1": {int(s["seed"]): s["top1"] for s in summaries}, "single_fp32_top1": singles}  # fmt: skip
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--npz", default=".gpu/cifar10.npz.xz", help="cifar10.npz or .npz.xz (results/gpu/make_data.py)")
     parser.add_argument("--out", default=os.environ.get("OUT", "bench_gpu_out"), help="results folder (default $OUT)")
@@ -316,7 +317,11 @@ def main() -> None:
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print("\n".join(lines))
     shutil.rmtree(scratch, ignore_errors=True)
+    failed = [label for label, err in results["errors"].items() if not err.startswith("skipped")]
+    if failed:
+        print(f"bench_gpu: {len(failed)} variant(s) failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

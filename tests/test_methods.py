@@ -108,7 +108,7 @@ def test_each_method_builds_the_mixing_its_fields_name(name: str) -> None:
     import torch
 
     from remixup.config import MixingConfig
-    from remixup.mixing import CutMixMixer, MixTransform, MixupLabels, MixupMixer, NoMixing, RemixLabels
+    from remixup.mixing import LABEL_RULES, CutMixMixer, MixTransform, MixupMixer, NoMixing, RemixLabels
     from remixup.mixing.build import build_mixing
     from remixup.mixing.manifold import ManifoldMixup
     from remixup.models import build_model
@@ -133,5 +133,5 @@ def test_each_method_builds_the_mixing_its_fields_name(name: str) -> None:
     labels = mixing.labels
     if method.labels == "remix":
         assert type(labels) is RemixLabels and (labels.kappa, labels.tau, list(labels.class_counts)) == (2.5, 0.4, [50, 10, 2])
-    else:
-        assert type(labels) is MixupLabels
+    else:  # any other rule of the table, built by its name
+        assert type(labels) is LABEL_RULES[method.labels]

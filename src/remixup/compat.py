@@ -31,6 +31,7 @@ _RESUME_FREE = {
         "eval_batch_size",
         "out",
         "compile",
+        "compile_backend",
         "workers",
         "malloc",
         "keep_every",

@@ -60,10 +60,10 @@ from remixup.config_schema import (
     RunConfig,
     ScheduleConfig,
     TrainConfig,
-    _assign,
-    _field_types,
-    _unknown,
+    assign_value,
+    field_types,
     merge_into,
+    unknown_key,
     valid_keys,
 )
 from remixup.errors import ConfigError, UserError
@@ -108,7 +108,7 @@ def key_docs() -> list[tuple[str, str, Any, str]]:
                     for field_name in current:
                         meanings[field_name] += " " + line.strip()
         default = cls()
-        types = _field_types(default)
+        types = field_types(default)
         for f in dataclasses.fields(default):
             tp = types[f.name]
             type_name = _type_name(tp)
@@ -145,19 +145,19 @@ def apply_override(config: TrainConfig, item: str) -> None:
         raise ConfigError(f"an override must look like key=value (e.g. mixing.kappa=2); got {item!r}")
     key, text = (part.strip() for part in item.split("=", 1))
     if key.count(".") != 1:
-        raise _unknown(key)
+        raise unknown_key(key)
     name, sub = key.split(".")
     if name not in SECTIONS:
-        raise _unknown(key)
+        raise unknown_key(key)
     section = getattr(config, name)
-    types = _field_types(section)
+    types = field_types(section)
     if sub not in types:
-        raise _unknown(key)
+        raise unknown_key(key)
     if types[sub] is str:
         value: Any = text
     else:
         value = parse_yaml(text, f"the value of override {key!r}")
-    _assign(section, name, sub, value)
+    assign_value(section, name, sub, value)
 
 
 # -- recipes and files -----------------------------------------------------------------------------------------
@@ -262,7 +262,7 @@ def build_config(
     for key, value in (values or {}).items():
         if value is not None:
             name, sub = key.split(".")
-            _assign(getattr(config, name), name, sub, value)
+            assign_value(getattr(config, name), name, sub, value)
     for item in overrides:
         apply_override(config, item)
     if base is None and is_table(config.data.dataset) and not _names_imbalance(file_data, values, overrides):

@@ -234,6 +234,8 @@ class RunConfig:
         workers: DataLoader worker processes for datasets read from image files (iNaturalist, image folders).
         compile: ``torch.compile`` the training forward/backward: ``auto`` (off: on the CPU it did not pay for its
             compile time, docs/performance.md; on CUDA not measured yet), ``on`` or ``off``.
+        compile_backend: the ``torch.compile`` backend of ``run.compile=on``: ``inductor`` (default, generates
+            kernels) or another registered backend, e.g. ``eager`` (traces the step without generating code).
         malloc: keep freed host memory for reuse instead of handing it back to the OS after every step (glibc's
             mmap and trim thresholds raised, process-wide): ``auto`` (on for CPU runs on Linux; a ResNet-32 step
             was 1.20x faster on 2 threads, benchmarks/bench_malloc.py), ``on`` or ``off``.
@@ -256,6 +258,7 @@ class RunConfig:
     eval_batch_size: int = 0
     workers: int = 4
     compile: str = "auto"
+    compile_backend: str = "inductor"
     malloc: str = "auto"
     keep_every: int = 0
 
@@ -436,6 +439,10 @@ class TrainConfig:
                               "would evaluate nothing")  # fmt: skip
         if r.compile == "on" and method.mixer == "manifold":
             raise ConfigError("run.compile=on does not support manifold mixing (it mixes in forward hooks); use run.compile=off")
+        if r.compile == "on":
+            import torch
+
+            check_choice(r.compile_backend, "run.compile_backend", torch.compiler.list_backends(exclude_tags=()))
 
 
 def _cuda_available() -> bool:
@@ -495,7 +502,8 @@ def _check_model(name: str) -> None:
 # -- typed assignment -------------------------------------------------------------------------------------------
 
 
-def _field_types(section: Any) -> dict[str, Any]:
+def field_types(section: Any) -> dict[str, Any]:
+    """The annotated type of every field of the config section ``section`` (a dataclass instance)."""
     return typing.get_type_hints(type(section))
 
 
@@ -552,10 +560,10 @@ def _switch(value: Any, key: str) -> Any:
     return word if word in (*SWITCHES, *AMP_CHOICES) else value
 
 
-def _assign(section: Any, name: str, sub: str, value: Any) -> None:
+def assign_value(section: Any, name: str, sub: str, value: Any) -> None:
     """Set ``name.sub`` on the config section ``section``, type-checked (switches normalised first)."""
     key = f"{name}.{sub}"
-    tp = _field_types(section)[sub]
+    tp = field_types(section)[sub]
     value = _switch(value, key)
     setattr(section, sub, _coerce(value, tp, key))
 
@@ -565,7 +573,8 @@ def valid_keys() -> list[str]:
     return [key for key in TrainConfig().flat() if key != "recipe"]
 
 
-def _unknown(key: str) -> ConfigError:
+def unknown_key(key: str) -> ConfigError:
+    """The error for an override or YAML key ``key`` that no section has, naming the closest valid key."""
     keys = valid_keys()
     close = closest(key, keys)
     if close is None and "." not in key:  # a bare name (``kappa``): the key of that name in its section
@@ -587,12 +596,12 @@ def merge_into(config: TrainConfig, data: dict[str, Any], *, source: str = "conf
             config.recipe = _coerce(values, str, "recipe")
             continue
         if name not in SECTIONS:
-            raise _unknown(str(name))
+            raise unknown_key(str(name))
         if not isinstance(values, dict):
             raise InvalidTypeError(f"`{name}` in {source} must be a mapping of keys; got {values!r}")
         section = getattr(config, name)
-        types = _field_types(section)
+        types = field_types(section)
         for key, value in values.items():
             if key not in types:
-                raise _unknown(f"{name}.{key}")
-            _assign(section, name, key, value)
+                raise unknown_key(f"{name}.{key}")
+            assign_value(section, name, key, value)

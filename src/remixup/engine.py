@@ -270,7 +270,7 @@ class Training:
             if self.method.mixer == "manifold":
                 raise UserError("run.compile=on does not support manifold mixing (it mixes in forward hooks); "
                                 "use run.compile=off")  # fmt: skip
-            self.net = torch.compile(self.net)  # type: ignore[assignment]
+            self.net = torch.compile(self.net, backend=self.config.run.compile_backend)  # type: ignore[assignment]
         o = self.config.optim
         self.sam = SAM(rho=o.sam_rho, adaptive=o.sam_adaptive) if o.sam_rho > 0 else None
 
