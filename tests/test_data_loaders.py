@@ -127,3 +127,16 @@ def test_ddp_ranks_augment_independently():
     assert not torch.equal(batches[0][0], batches[1][0])
     single = next(iter(TensorLoader(x, y, batch_size=4, shuffle=False, augment=aug)))
     assert torch.equal(single[0], batches[0][0])  # rank 0 draws what a single process draws
+
+
+def test_in_memory_images_without_augmentation_are_normalised_as_for_evaluation() -> None:
+    """data.augment=false on images: the training batches get the evaluation's normalisation (no crop or flip), not
+    raw pixel values."""
+    from remixup.data.run import load_run_data
+
+    data = load_run_data("digits", "", device=torch.device("cpu"), imbalance="none", ratio=1.0)
+    loader = data.train_loader(batch_size=64, seed=0, rank=0, world_size=1, augment=False, channels_last=False, workers=0)
+    train = torch.cat([x for x, _ in loader])
+    test = torch.cat([x for x, _ in data.eval_batches(batch_size=256, rank=0, world_size=1, channels_last=False, workers=0)])
+    assert train.dtype == torch.float32 and train.shape[1:] == test.shape[1:]
+    assert abs(float(train.mean()) - float(test.mean())) < 0.1 and abs(float(train.std()) - float(test.std())) < 0.1

@@ -102,7 +102,7 @@ class TensorData(RunData):
     def train_loader(self, *, batch_size: int, seed: int, rank: int, world_size: int, augment: bool,
                      channels_last: bool, workers: int) -> TensorLoader:  # fmt: skip
         return TensorLoader(self.x_train, self.y_train_device, batch_size=batch_size, shuffle=True, drop_last=True,
-                            augment=self.spec.train_augment(channels_last=channels_last) if augment else None,  # type: ignore[arg-type]
+                            augment=(self.spec.train_augment if augment else self.spec.eval_transform)(channels_last=channels_last),  # type: ignore[arg-type]
                             seed=seed, rank=rank, world_size=world_size)  # fmt: skip
 
     def eval_batches(self, *, batch_size: int, rank: int, world_size: int, channels_last: bool, workers: int,
