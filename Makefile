@@ -1,7 +1,7 @@
 # The two commands of the README. Both create .venv when it is missing.
 #
 # torch comes from PyTorch's CPU wheel index (a bare `pip install torch` on Linux pulls the CUDA build and NVIDIA's
-# CUDA libraries: a venv of about 5.8 GB, against 1.9 GB with the CPU build; see the README).
+# CUDA libraries: a venv of about 5.8 GB, against 1.8 GB with the CPU build; see the README).
 # Where that index cannot be reached within 5 seconds, torch comes from the default index instead (pip's own
 # configuration: a mirror or a local wheel folder). GPU users choose their build, e.g.
 #     make test TORCH_INDEX=https://download.pytorch.org/whl/cu126
