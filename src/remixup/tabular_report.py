@@ -276,59 +276,18 @@ def write_report(
     paths: dict[str, Path] = {}
 
     # -- compact per-run table
-    columns = [
-        "set",
-        "method",
-        "seed",
-        "kind",
-        "test_balanced_acc",
-        "test_macro_f1",
-        "test_accuracy",
-        "test_many",
-        "test_medium",
-        "test_few",
-        "test_macro_auprc",
-        "val_balanced_acc",
-        "val_macro_f1",
-        "val_macro_auprc",
-        "n_train",
-        "epochs",
-        "batch_size",
-        "forked",
-        "learning_rate",
-        "iterations",
-        "wall_s",
-        "seeded",
-        "steps",
-        "best_epoch",
-    ]
+    test_keys = ("balanced_acc", "macro_f1", "accuracy", "many", "medium", "few", "macro_auprc")
+    val_keys = ("balanced_acc", "macro_f1", "macro_auprc")
+    run_keys = ("n_train", "epochs", "batch_size", "forked", "learning_rate", "iterations", "wall_s", "seeded", "steps",
+                "best_epoch")  # fmt: skip
+    columns = ["set", "method", "seed", "kind", *(f"test_{k}" for k in test_keys), *(f"val_{k}" for k in val_keys), *run_keys]
     lines = [",".join(columns)]
     for r in sorted(rows, key=lambda r: (r["set"], r["method"], r["seed"])):
         values = {
-            "set": r["set"],
-            "method": r["method"],
-            "seed": r["seed"],
-            "kind": r["kind"],
-            **{
-                f"test_{k}": r["test"].get(k)
-                for k in ("balanced_acc", "macro_f1", "accuracy", "many", "medium", "few", "macro_auprc")
-            },
-            **{f"val_{k}": r["val"].get(k) for k in ("balanced_acc", "macro_f1", "macro_auprc")},
-            **{
-                k: r.get(k)
-                for k in (
-                    "n_train",
-                    "epochs",
-                    "batch_size",
-                    "forked",
-                    "learning_rate",
-                    "iterations",
-                    "wall_s",
-                    "seeded",
-                    "steps",
-                    "best_epoch",
-                )
-            },
+            **{k: r[k] for k in ("set", "method", "seed", "kind")},
+            **{f"test_{k}": r["test"].get(k) for k in test_keys},
+            **{f"val_{k}": r["val"].get(k) for k in val_keys},
+            **{k: r.get(k) for k in run_keys},
         }
         lines.append(
             ",".join(

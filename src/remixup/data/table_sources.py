@@ -246,9 +246,8 @@ def _read_package_set(source: str) -> RawTable:
     )
 
 
-def _read_file(path: Path, label_column: str) -> RawTable:
-    if not path.is_file():
-        raise DataError(f"table file not found: {path}")
+def _read_frame(path: Path) -> Any:
+    """A CSV/TSV (every cell a string, nothing read as missing) or Parquet file as a pandas DataFrame."""
     suffix = path.suffix.lower()
     try:
         import pandas as pd
@@ -256,13 +255,18 @@ def _read_file(path: Path, label_column: str) -> RawTable:
         raise UserError("tables need pandas: pip install 'remixup[tabular]'") from None
     try:
         if suffix in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
+            return pd.read_parquet(path)
+        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
     except ImportError as exc:
-        raise UserError(f"reading {path.name} needs a Parquet engine: pip install pyarrow ({exc})") from None
+        raise UserError(f"reading {path.name} needs a Parquet engine: pip install 'remixup[tabular]' ({exc})") from None
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise DataError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+
+
+def _read_file(path: Path, label_column: str) -> RawTable:
+    if not path.is_file():
+        raise DataError(f"table file not found: {path}")
+    frame = _read_frame(path)
     columns = [str(c) for c in frame.columns]
     if len(columns) < 2:
         raise DataError(f"{path}: found {len(columns)} column(s); a table needs at least one feature and a label column")
@@ -293,19 +297,7 @@ def read_rows(path: str | Path) -> dict[str, np.ndarray]:
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise DataError(f"{path}: rows to predict must come as {', '.join(TABLE_SUFFIXES)}; got {suffix or 'no suffix'}")
-    try:
-        import pandas as pd
-    except ModuleNotFoundError:
-        raise UserError("tables need pandas: pip install 'remixup[tabular]'") from None
-    try:
-        if suffix in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
-    except ImportError as exc:
-        raise UserError(f"reading {path.name} needs a Parquet engine: pip install 'remixup[tabular]' ({exc})") from None
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise DataError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    frame = _read_frame(path)
     if len(frame) == 0:
         raise DataError(f"{path}: no rows to predict")
     return {str(c): frame[c].to_numpy(dtype=object) for c in frame.columns}
