@@ -353,10 +353,12 @@ def train_fused(configs: Sequence[TrainConfig], *, resume: bool | str = "auto", 
         tune_malloc()
     threads, clean = torch.get_num_threads(), False
     runs = [Training(c, Dist(), device) for c in configs]
-    explicit = resolve_strategy(strategy, device) == "stack" and strategy == "stack"  # auto falls back to the loop
+    resolve_strategy(strategy, device)  # an unknown strategy is refused before any folder is claimed
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the caller's RNG stays as it was
-            summaries = _train_group(runs, resume=resume, graphs=graphs, strategy=strategy, refuse=explicit)
+            summaries = _train_group(
+                runs, resume=resume, graphs=graphs, strategy=strategy, refuse=strategy == "stack"
+            )  # auto falls back to the loop
         clean = True
         return summaries
     finally:
