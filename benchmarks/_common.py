@@ -4,8 +4,8 @@ Every benchmark times its variants *interleaved* (A, B, A, B, ... after a warm-u
 and their ratio, because the machines these run on are shared and noisy: absolute times from different runs are
 not comparable, a ratio measured in one run is.
 
-The CIFAR-10 file is found from ``--npz``, else the environment variable ``REMIXUP_CIFAR10_NPZ``, else
-``../shared/data/cifar10.npz`` next to the repository (the benchmarks, not the package, know that folder).
+The CIFAR-10 file (arrays ``x_train``, ``y_train``, ``x_test``, ``y_test``) is found from ``--npz``, else the
+environment variable ``REMIXUP_CIFAR10_NPZ``, else ``~/.cache/remixup-shared-data/cifar10.npz``.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import torch
 from remixup.mixing import NoMixing
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_NPZ = REPO.parent / "shared" / "data" / "cifar10.npz"
+DEFAULT_NPZ = Path("~/.cache/remixup-shared-data/cifar10.npz").expanduser()
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--npz", default=None, help="cifar10.npz (default: $REMIXUP_CIFAR10_NPZ or ../shared/data/cifar10.npz)")
+    parser.add_argument("--npz", default=None, help="cifar10.npz (default: $REMIXUP_CIFAR10_NPZ or ~/.cache/remixup-shared-data/cifar10.npz)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: the run.threads=auto choice)")
     parser.add_argument("--seed", type=int, default=0)
 

@@ -10,7 +10,7 @@ Both paths produce the same thing from uint8 HWC CIFAR images: a float32 (B, 3, 
 
 Usage (the CIFAR npz is optional; without it, random uint8 data of the same shape is used):
 
-    .venv/bin/python benchmarks/bench_augment.py --npz ../shared/data/cifar10.npz [--device cuda] [--step]
+    .venv/bin/python benchmarks/bench_augment.py --npz ~/.cache/remixup-shared-data/cifar10.npz [--device cuda] [--step]
 
 ``--step`` also times a ResNet-32 training step (forward, backward, SGD) on the same batch size, to show the
 augmentation's share of a step.

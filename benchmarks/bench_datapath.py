@@ -9,7 +9,7 @@ ResNet-32, batch 128, CIFAR-10 LT-100, the CPU defaults.
 
     .venv/bin/python benchmarks/bench_datapath.py [--npz PATH] [--repeats 15]
 
-Target (issue 6): data path ≤ 5% of the step.
+Target: data path ≤ 5% of the step.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ machine load hits both alike. ``--max-steps`` times that many steps per epoch (0
 
     .venv/bin/python benchmarks/bench_epoch.py [--npz PATH] [--max-steps 24] [--workers 2] [--rounds 1] [--baseline-threads torch|same|N]
 
-Target (issue 6): remixup ≥ 1.5x faster end to end.
+Target: remixup ≥ 1.5x faster end to end.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ An ERM-against-ERM pair (``erm (A/A)``) shows how much two identical variants di
 
     .venv/bin/python benchmarks/bench_step.py [--npz PATH] [--repeats 20] [--steps-per-call 2] [--amp auto|bf16|off] [--profile 5]
 
-Target (issue 6): Remix / ERM ≤ 1.02.
+Target: Remix / ERM ≤ 1.02.
 """
 
 from __future__ import annotations
