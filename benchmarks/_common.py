@@ -174,8 +174,8 @@ class Trainer:
 
     def __init__(self, config: Any, data: Any = None, *, amp: bool | None = None, channels_last: bool | None = None) -> None:
         from remixup.losses import build_loss
-        from remixup.mixing.build import build_mixing
         from remixup.methods import get_method
+        from remixup.mixing.build import build_mixing
         from remixup.runtime import Dist, Precision
 
         self.config = config
