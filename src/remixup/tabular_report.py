@@ -16,6 +16,7 @@ from remixup.tabular_design import BOOSTED, QUESTIONS, STUDY_METHODS, STUDY_SETS
 ROW = "row.json"
 HGB_FILE = "boosted.json"
 CLAIM = ".claim"
+TIMING = "_grid_time.json"  # the grid's sessions: start, wall time, workers
 
 
 MARGIN = 1.0  # points of balanced accuracy: the equivalence margin of the TOST tests
@@ -504,7 +505,7 @@ def write_report(
 
 
 def load_timing(runs_dir: Path) -> dict[str, Any] | None:
-    path = runs_dir / "_grid_time.json"
+    path = runs_dir / TIMING
     if not path.is_file():
         return None
     sessions = json.loads(path.read_text(encoding="utf-8"))

@@ -56,11 +56,7 @@ from remixup.tabular_design import (
     STUDY_SETS,
     StudySet,
 )
-from remixup.tabular_report import collect_rows, load_timing, read_runs_csv, write_report
-
-ROW = "row.json"
-HGB_FILE = "boosted.json"
-CLAIM = ".claim"
+from remixup.tabular_report import CLAIM, HGB_FILE, ROW, TIMING, collect_rows, load_timing, read_runs_csv, write_report
 
 
 def batch_size_for(n_train: int) -> int:
@@ -534,6 +530,16 @@ def run_command(args: Any) -> int:
     report_dir: Path = args.report_dir or runs_dir
     if args.epochs is not None and args.epochs < 1:
         raise InvalidParameterError(f"`--epochs` must be >= 1; got {args.epochs}")
+    if getattr(args, "pack", None) is not None or getattr(args, "unpack", None) is not None:
+        from remixup import tabular_archive
+
+        if args.pack is not None and args.unpack is not None:
+            raise InvalidParameterError("`--pack` and `--unpack` go in separate calls; give one of them")
+        if args.pack is not None:
+            print(f"# packed {tabular_archive.pack(runs_dir, args.pack)} finished groups of {runs_dir} into {args.pack}")
+        else:
+            print(f"# unpacked {tabular_archive.unpack(args.unpack, runs_dir)} finished groups into {runs_dir}")
+        return 0
     if getattr(args, "measure_budget", None) is not None:
         from remixup.tabular_budget import measure_budget, write_budget
 
@@ -592,7 +598,7 @@ def run_command(args: Any) -> int:
                 echo=lambda line: print(line, flush=True),
             )
         if not args.no_report:  # the parent (or a lone process), not the workers, records the session's wall time
-            path = runs_dir / "_grid_time.json"
+            path = runs_dir / TIMING
             sessions = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
             sessions.append(
                 {

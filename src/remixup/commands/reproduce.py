@@ -115,6 +115,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--measure-budget", type=int, default=None, metavar="STEPS",
                         help="tabular: measure where validation stops improving over STEPS steps on three sets and write "
                              "budget.json to --report-dir (remixup.tabular_budget), instead of running the grid")  # fmt: skip
+    parser.add_argument("--pack", type=Path, default=None, metavar="FILE",
+                        help="tabular: write the finished groups' rows and the grid's timings to FILE (.tar.gz), to carry "
+                             "the grid to another machine, instead of running it")  # fmt: skip
+    parser.add_argument("--unpack", type=Path, default=None, metavar="FILE",
+                        help="tabular: put the rows of an archive written by --pack into --runs-dir (the grid then skips "
+                             "those groups), instead of running the grid")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     from remixup.slurm import add_slurm_options
 
@@ -131,6 +137,9 @@ def run(args: argparse.Namespace) -> int:
         from remixup.tabular_study import run_command as run_tabular
 
         return run_tabular(args)
+    for flag in ("pack", "unpack"):
+        if getattr(args, flag) is not None:
+            raise InvalidParameterError(f"`--{flag}` carries a tabular grid; use it with `remixup reproduce tabular`")
     if args.seeds is None:
         args.seeds = [0, 1, 2, 3, 4]
     experiments = [get_experiment(name) for name in args.table]  # validate every name before any work
