@@ -39,7 +39,7 @@ test: venv
 
 # Lint, format check and type check of the package (CI runs this before the tests).
 lint: venv
-	$(BIN)/ruff check src
+	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src
 	$(BIN)/mypy
 

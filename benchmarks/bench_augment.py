@@ -119,7 +119,7 @@ def main() -> None:
     for name, label in (("tensor", "tensor path (BatchAugment)"), ("pillow", "Pillow path (per image)   ")):
         wall_ips, cpu_ips = med[name]
         print(f"{label}: {wall_ips:10,.0f} images/s wall ({1e3 * b / wall_ips:7.3f} ms/batch)   {cpu_ips:10,.0f} images/CPU-s")
-    ratios = [t[0] / q[0] for t, q in zip(runs["tensor"], runs["pillow"])]
+    ratios = [t[0] / q[0] for t, q in zip(runs["tensor"], runs["pillow"], strict=True)]
     print(f"speed-up: {med['tensor'][0] / med['pillow'][0]:.1f}x wall (per round: {', '.join(f'{r:.1f}' for r in ratios)}), "
           f"{med['tensor'][1] / med['pillow'][1]:.1f}x per CPU-second")
     tensor_ips = med["tensor"][0]

@@ -53,10 +53,10 @@ def main() -> None:
             xb = loader.augment(xb, t.mix_gen)
             t.mixing(xb, yb)
 
-    times = interleave({"train step": lambda: t.step(1), "data path x%d" % args.batches: data_path, "indices (per epoch)": indices},
+    times = interleave({"train step": lambda: t.step(1), f"data path x{args.batches}": data_path, "indices (per epoch)": indices},
                        warmup=2, repeats=args.repeats, label="rounds")  # fmt: skip
     step = median(times["train step"])
-    per_batch = median(times["data path x%d" % args.batches]) / args.batches
+    per_batch = median(times[f"data path x{args.batches}"]) / args.batches
     idx_share = median(times["indices (per epoch)"]) / steps_per_epoch
     for name, ts in times.items():
         print(f"  {name:<22s} {spread(ts)}")

@@ -58,8 +58,8 @@ def main() -> None:
           f"= {mix_ms / (erm * 1e3) * 100:.2f}% of the ERM step")  # fmt: skip
     # Paired per round: each round ran ERM, Remix and ERM again (mirrored in the next round), so the ratio of Remix
     # to the mean of its two ERM neighbours cancels load that drifts over seconds; the median over rounds is robust.
-    paired = median([r / ((e + a) / 2) for e, r, a in zip(times["erm"], times["remix"], times["erm (A/A)"])])
-    control = median([a / e for e, a in zip(times["erm"], times["erm (A/A)"])])
+    paired = median([r / ((e + a) / 2) for e, r, a in zip(times["erm"], times["remix"], times["erm (A/A)"], strict=True)])
+    control = median([a / e for e, a in zip(times["erm"], times["erm (A/A)"], strict=True)])
     print(f"remix / erm step time: {paired:.3f} (median of per-round ratios; target <= 1.02); "
           f"A/A control erm/erm: {control:.3f}; ratio of medians {remix / ((erm + aa) / 2):.3f}")
     # What Remix adds to an ERM step is the mixing call (the forward/backward are the same size; the soft-target
