@@ -111,7 +111,7 @@ def config(out: Path, name: str, kind: str, *extra: str, folder: Path | None = N
         "vectors": ["data.dataset=moons", "data.ratio=100", "model.name=tabular_resnet", "optim.batch_size=64"],
         "points2d": ["data.dataset=moons", "data.ratio=100", "model.name=mlp", "optim.batch_size=64"],
         "points": ["data.dataset=npz", f"data.root={folder}", "data.imbalance=none", "optim.batch_size=16"],
-        "files": ["data.dataset=imagefolder", f"data.root={folder}", "data.imbalance=none", "model.name=digits_cnn",
+        "files": ["data.dataset=imagefolder", f"data.root={folder}", "data.imbalance=none", "data.image_size=16", "model.name=digits_cnn",
                   "optim.batch_size=4", "run.workers=0", "run.eval_batch_size=8"],
     }[kind]  # fmt: skip
     m = method(name)

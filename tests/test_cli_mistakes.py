@@ -110,6 +110,28 @@ def test_npz_data_errors_come_before_the_run_folder(case: str, match: str, tmp_p
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    ("dataset", "size", "match"),
+    [
+        ("digits", 64, r"`data.image_size`=64 applies to image files \(imagefolder, .*\); digits keeps its own size"),
+        ("imagefolder", 4, r"`data.image_size` must be >= 8 pixels, or 0 for the data set's own; got 4"),
+        ("imagefolder", -1, r"data.image_size"),
+    ],
+    ids=["in-memory-images", "too-small", "negative"],
+)
+def test_an_image_size_that_cannot_apply_is_one_line(dataset: str, size: int, match: str, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for c in range(2):
+            (tmp_path / "imgs" / split / f"c{c}").mkdir(parents=True)
+            Image.fromarray(images(1, 12, 12, 3, seed=c)[0]).save(tmp_path / "imgs" / split / f"c{c}" / "0.png")
+    refused(capsys, ["train", "--dataset", dataset, "--data-root", tmp_path / "imgs", "--imbalance", "none", "--out",
+                     tmp_path / "run", *FAST, f"data.image_size={size}"], match, watch=tmp_path)  # fmt: skip
+    assert not (tmp_path / "run").exists()
+
+
 # -- silent wrong results -----------------------------------------------------------------------------------------
 
 

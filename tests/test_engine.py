@@ -202,6 +202,61 @@ def test_image_folder_through_dataloader_workers(tmp_path: Path) -> None:
     assert evaluate_checkpoint(tmp_path / "run", device="cpu")["confusion"] == summary["confusion"]
 
 
+@pytest.mark.slow
+def test_image_files_train_evaluate_and_predict_at_a_chosen_size(tmp_path: Path) -> None:
+    """data.image_size sets the crop of image files in training, evaluation and prediction: the network sees
+    (3, 16, 16) inputs, and eval and predict of the run use the same size."""
+    from PIL import Image
+
+    import remixup
+    from remixup.rundir import RunFolder
+
+    g = torch.Generator().manual_seed(0)
+    for split, per_class in (("train", (4, 2)), ("val", (2, 1))):
+        for c, n in enumerate(per_class):
+            folder = tmp_path / "imgs" / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(torch.randint(0, 256, (40, 30, 3), generator=g, dtype=torch.uint8).numpy()).save(folder / f"{i}.png")
+    seen: list[tuple[int, ...]] = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(3, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(tuple(x.shape[1:]))
+            return self.fc(x.mean(dim=(2, 3)))
+
+    cfg = build_config("paper", epochs=1, overrides=[
+        "data.dataset=imagefolder", f"data.root={tmp_path / 'imgs'}", "data.imbalance=none", "data.image_size=16",
+        "method.name=remix", "optim.batch_size=2", f"run.out={tmp_path / 'run'}", "run.threads=1", "run.workers=0",
+        "run.eval_batch_size=4"])  # fmt: skip
+    summary = train(cfg, model=Spy())
+    assert set(seen) == {(3, 16, 16)} and summary["class_counts"] == [4, 2]
+    cfg2 = build_config("paper", epochs=1, overrides=[
+        "data.dataset=imagefolder", f"data.root={tmp_path / 'imgs'}", "data.imbalance=none", "data.image_size=16",
+        "model.name=digits_cnn", "optim.batch_size=2", f"run.out={tmp_path / 'cnn'}", "run.threads=1", "run.workers=0",
+        "run.eval_batch_size=4"])  # fmt: skip
+    trained = train(cfg2)
+    state = torch.load(RunFolder(tmp_path / "cnn").checkpoint, weights_only=True)
+    assert list(state["input_shape"]) == [3, 16, 16]
+    assert evaluate_checkpoint(tmp_path / "cnn", device="cpu")["confusion"] == trained["confusion"]
+    png = tmp_path / "imgs" / "val" / "class0" / "0.png"
+    rows = remixup.predict(tmp_path / "cnn" / "checkpoint.pt", [png])
+    from remixup.data.augment import ResizeCenterCrop
+    from remixup.models import build_model_for
+
+    model = build_model_for("digits_cnn", 2, (3, 16, 16))
+    model.load_state_dict(state["model"])
+    with Image.open(png) as img:
+        x = ResizeCenterCrop(16, resize=18)(img.convert("RGB")).unsqueeze(0)  # 16 · 256/224 = 18.3
+    with torch.no_grad():
+        expected = float(model.eval()(x).softmax(1).max())
+    assert rows[0]["probability"] == pytest.approx(expected, abs=1e-6)
+
+
 def test_balancing_at_is_declarative() -> None:
     from remixup.compat import balancing_at
     from remixup.methods import get_method

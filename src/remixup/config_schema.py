@@ -66,6 +66,9 @@ class DataConfig:
         indices: a subset file written by ``remixup data --export-indices``: train on exactly its samples of the
             training split (checked against the data's SHA-256 and the file's class counts) instead of the subset
             ``imbalance``/``ratio``/``run.subset_seed`` choose; ``""`` (the default): the profile's subset.
+        image_size: image files only (``imagefolder``, ``inat2018``, ``imagenet_lt``, ``places_lt``): side in pixels
+            of the square crop the network sees, in training (random resized crop) and evaluation (resize to
+            ``image_size · 256/224``, centre crop); 0 (the default): the data set's own, 224.
     """
 
     dataset: str = "cifar10"
@@ -84,6 +87,7 @@ class DataConfig:
     table_test_fraction: float = 0.25
     class_policy: str = "drop"
     indices: str = ""
+    image_size: int = 0
 
     def table_options(self) -> dict[str, Any]:
         """The keyword arguments a ``tabular:...`` dataset takes in :func:`remixup.data.load_dataset`."""
@@ -347,6 +351,7 @@ class TrainConfig:
         check_number(d.val_fraction, "data.val_fraction", low=0.0, high=1.0, high_open=True)
         check_number(d.val_seed, "data.val_seed", low=0, integer=True)
         check_number(d.val_min_per_class, "data.val_min_per_class", low=1, integer=True)
+        check_number(d.image_size, "data.image_size", low=0, integer=True)
         _check_model(self.model.name)
         check_number(m.beta, "method.beta", low=0.0, high=1.0, high_open=True)
         check_choice(m.reduction, "method.reduction", METHOD_REDUCTIONS)

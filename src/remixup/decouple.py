@@ -267,7 +267,7 @@ class _Stage:
                                            subset_seed=first.run.subset_seed, download=False, augment=d.augment and o.method != "ncm", seed=self.seed,
                                            val_fraction=o.val_fraction if held else d.val_fraction, val_seed=d.val_seed,
                                            val_min_per_class=d.val_min_per_class, table_options=d.table_options(),
-                                           indices=d.indices)  # fmt: skip
+                                           indices=d.indices, image_size=d.image_size)  # fmt: skip
         self.class_counts = torch.as_tensor(state["class_counts"])
         if not held and not torch.equal(self.data.class_counts, self.class_counts):
             raise UserError(f"the data of {d.dataset} at {d.root} does not give {source}'s class counts "

@@ -220,7 +220,7 @@ class Training:
                                            mu=d.mu, subset_seed=r.subset_seed, download=d.download, augment=d.augment,
                                            seed=r.seed, val_fraction=d.val_fraction, val_seed=d.val_seed,
                                            val_min_per_class=d.val_min_per_class, table_options=d.table_options(),
-                                           indices=d.indices)  # fmt: skip
+                                           indices=d.indices, image_size=d.image_size)  # fmt: skip
         self.precision = Precision.of(r.amp, r.channels_last, self.device, images=self.data.is_image)
         self.scaler = self.precision.grad_scaler(self.device)
 

@@ -185,8 +185,16 @@ def evaluate_checkpoint(
     method = config.effective_method()
     name = dataset or config.data.dataset
     dev = resolve_device(device)
+    from remixup.data.registry import get_spec
+
+    size = config.data.image_size if get_spec(name).kind == "large_image" else 0  # image files: the run's input size
     data = load_run_data(
-        name, root if root is not None else config.data.root, device=dev, train=False, table_options=config.data.table_options()
+        name,
+        root if root is not None else config.data.root,
+        device=dev,
+        train=False,
+        table_options=config.data.table_options(),
+        image_size=size,
     )  # a table: the split the run was tested on
     counts = torch.as_tensor(state["class_counts"])
     if data.num_classes != counts.numel():

@@ -72,7 +72,7 @@ class Predictor:
 
     def __init__(self, state: dict[str, Any], *, device: torch.device, path: Path) -> None:
         from remixup.config import TrainConfig
-        from remixup.data.registry import get_spec, spec_for_samples
+        from remixup.data.registry import get_spec, spec_for_samples, with_image_size
         from remixup.losses import build_loss
         from remixup.models import build_model_for
 
@@ -82,6 +82,8 @@ class Predictor:
         config = TrainConfig.from_dict(state["config"], source=f"the config in {path}")
         method = config.effective_method()
         self.spec = get_spec(config.data.dataset)
+        if self.spec.kind == "large_image":  # image files: the run's input size
+            self.spec = with_image_size(self.spec, config.data.image_size)
         self.kind = self.spec.kind
         self.class_counts = torch.as_tensor(state["class_counts"], dtype=torch.float64)
         self.classes = [str(c) for c in state.get("classes") or range(self.class_counts.numel())]

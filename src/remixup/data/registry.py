@@ -12,7 +12,7 @@ from remixup.data.augment import BatchAugment, RandomResizedCropFlip, ResizeCent
 from remixup.data.datasets import ArrayDataset, ImageFileDataset
 from remixup.data.sources import load_cifar, load_cinic10, load_digits, load_image_folder, load_inat2018, load_npz, load_toy
 from remixup.data.split_files import SPLIT_FILES, load_split_file_set
-from remixup.errors import DataError, InvalidParameterError
+from remixup.errors import ConfigError, DataError, InvalidParameterError
 
 KINDS = ("small_image", "large_image", "vector")
 
@@ -229,6 +229,27 @@ def spec_for_samples(spec: DatasetSpec, sample_shape: tuple[int, ...], *, source
                         f"{NPZ_MIN_SIDE}x{NPZ_MIN_SIDE}); give such data as vectors (N, D)")  # fmt: skip
     assert spec.mean is not None and spec.std is not None
     return replace(spec, mean=spec.mean[:1] * c, std=spec.std[:1] * c, image_size=max(h, w))
+
+
+# Smallest crop side of image files that remixup takes (the models end in a global pooling, so they take any size).
+MIN_IMAGE_SIZE = 8
+
+
+def with_image_size(spec: DatasetSpec, image_size: int) -> DatasetSpec:
+    """``spec`` with the network input of image files set to ``image_size`` pixels a side (0: unchanged).
+
+    Raises:
+        ConfigError: ``image_size`` for data that is not image files (in-memory images keep their size), or below
+            :data:`MIN_IMAGE_SIZE`.
+    """
+    if not image_size:
+        return spec
+    if spec.kind != "large_image":
+        raise ConfigError(f"`data.image_size`={image_size} applies to image files (imagefolder, inat2018, imagenet_lt, "
+                          f"places_lt); {spec.name} keeps its own size: leave data.image_size at 0")  # fmt: skip
+    if image_size < MIN_IMAGE_SIZE:
+        raise ConfigError(f"`data.image_size` must be >= {MIN_IMAGE_SIZE} pixels, or 0 for the data set's own; got {image_size}")
+    return replace(spec, image_size=int(image_size))
 
 
 def get_spec(name: str) -> DatasetSpec:

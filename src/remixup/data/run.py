@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from remixup.data.datasets import ArrayDataset, ImageFileDataset
 from remixup.data.loaders import FileLoader, TensorLoader
 from remixup.data.profiles import make_imbalanced
-from remixup.data.registry import DatasetSpec, get_spec, load_dataset, spec_for_samples
+from remixup.data.registry import DatasetSpec, get_spec, load_dataset, spec_for_samples, with_image_size
 from remixup.data.subset_file import select_subset
 from remixup.data.table_preprocess import TablePreprocessor
 from remixup.errors import DataError, UserError
@@ -187,7 +187,7 @@ def hold_out(dataset: Any, fraction: float, *, seed: int, min_per_class: int = 1
 def load_run_data(dataset: str, root: str | None, *, device: torch.device, imbalance: str = "none", ratio: float = 1.0,
                   mu: float = 0.5, subset_seed: int = 0, download: bool = False, augment: bool = True, seed: int = 0,
                   train: bool = True, val_fraction: float = 0.0, val_seed: int = 0, val_min_per_class: int = 1,
-                  table_options: dict[str, Any] | None = None, indices: str = "") -> RunData:  # fmt: skip
+                  table_options: dict[str, Any] | None = None, indices: str = "", image_size: int = 0) -> RunData:  # fmt: skip
     """Load ``dataset``, make its training split imbalanced (``subset_seed``) and wrap both splits for a run.
 
     Args:
@@ -203,11 +203,12 @@ def load_run_data(dataset: str, root: str | None, *, device: torch.device, imbal
             counts are those of what is left for training.
         indices: a subset file (``remixup data --export-indices``; :mod:`remixup.data.subset_file`): the training
             split is exactly its samples instead of the profile's subset; ``""``: the profile's.
+        image_size: image files only: side in pixels of the network input (0: the data set's own, 224).
 
     Raises:
         UserError: the splits disagree on the number of classes; data errors from the loaders.
     """
-    spec = get_spec(dataset)
+    spec = with_image_size(get_spec(dataset), image_size)
     augment = augment and train
     table = table_options if dataset.startswith("tabular:") and table_options else {}  # a table's split and columns
     train_set: Any = load_dataset(dataset, root, train=True, download=download, **table) if train else None
