@@ -264,6 +264,25 @@ def test_readme_sentences_on_tables_are_the_reports() -> None:
         assert paths["summary"].read_text(encoding="utf-8").strip() == committed
 
 
+def test_readme_block_is_written_by_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--readme puts the report's summary between the markers and leaves the rest of the file as it was; a file
+    without the markers is refused in one line before any work."""
+    from remixup.tabular_report import README_END, README_START
+
+    root = Path(__file__).resolve().parents[1]
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{README_START}\nold words\n{README_END}\n\nthe rest\n", encoding="utf-8")
+    argv = ["reproduce", "tabular", "--table-only", "--runs-csv", str(root / "results" / "tabular" / "runs.csv"),
+            "--runs-dir", str(tmp_path / "runs"), "--report-dir", str(tmp_path / "report"), "--readme", str(readme)]  # fmt: skip
+    assert main(argv) == 0
+    assert f"readme: {readme} (updated)" in capsys.readouterr().out
+    summary = (tmp_path / "report" / "summary.md").read_text(encoding="utf-8").strip()
+    assert readme.read_text(encoding="utf-8") == f"# title\n\n{summary}\n\nthe rest\n"
+    assert main(argv) == 0 and "(unchanged)" in capsys.readouterr().out
+    readme.write_text("no markers\n", encoding="utf-8")
+    assert "needs one line" in _error(capsys, argv) and not (tmp_path / "report2").exists()
+
+
 @pytest.mark.slow
 def test_a_study_cell_run_twice_is_bit_identical(tmp_path: Path) -> None:
     """One network cell of the study (Remix: mixing draws and dropout), run twice from scratch, gives the same

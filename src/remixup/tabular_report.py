@@ -159,6 +159,36 @@ def summary_block(
     return "\n".join(lines)
 
 
+def readme_text(readme: Path) -> str:
+    """The text of ``readme``, checked to hold one block between :data:`README_START` and :data:`README_END`.
+
+    Raises:
+        UserError: no such file, or a file without exactly one pair of markers.
+    """
+    from remixup.errors import UserError
+
+    if not readme.is_file():
+        raise UserError(f"--readme {readme}: no such file")
+    text = readme.read_text(encoding="utf-8")
+    if text.count(README_START) != 1 or text.count(README_END) != 1 or text.index(README_START) > text.index(README_END):
+        raise UserError(f"--readme {readme}: needs one line {README_START!r} and one {README_END!r} after it, "
+                        "around the block to replace")  # fmt: skip
+    return text
+
+
+def update_readme(readme: Path, block: str) -> bool:
+    """Replace the block between :data:`README_START` and :data:`README_END` in ``readme`` with ``block`` (a
+    ``summary.md``); return whether the file changed. Errors as :func:`readme_text`."""
+    from remixup._files import atomic_write
+
+    text = readme_text(readme)
+    new = text[: text.index(README_START)] + block.strip() + text[text.index(README_END) + len(README_END) :]
+    if new == text:
+        return False
+    atomic_write(readme, new)
+    return True
+
+
 def read_runs_csv(path: Path) -> list[dict[str, Any]]:
     """The rows of a ``runs.csv`` (as :func:`write_report` writes it) in the form of :func:`collect_rows`, without
     the per-class recall: enough to rebuild every table, test and sentence of the report."""

@@ -56,7 +56,18 @@ from remixup.tabular_design import (
     STUDY_SETS,
     StudySet,
 )
-from remixup.tabular_report import CLAIM, HGB_FILE, ROW, TIMING, collect_rows, load_timing, read_runs_csv, write_report
+from remixup.tabular_report import (
+    CLAIM,
+    HGB_FILE,
+    ROW,
+    TIMING,
+    collect_rows,
+    load_timing,
+    read_runs_csv,
+    readme_text,
+    update_readme,
+    write_report,
+)
 
 
 def batch_size_for(n_train: int) -> int:
@@ -548,6 +559,8 @@ def run_command(args: Any) -> int:
         result = measure_budget(runs_dir, args.measure_budget, echo=lambda line: print(line, flush=True))
         print(f"# budget: {write_budget(result, report_dir / 'budget.json')}")
         return 0
+    if getattr(args, "readme", None) is not None:
+        readme_text(args.readme)  # a README that cannot take the block: refused before any work
     total = groups(sets, seeds)
     print(
         f"# tabular: {len(sets)} sets x {len(seeds)} seeds = {len(total)} groups of {len(methods)} network runs"
@@ -627,4 +640,7 @@ def run_command(args: Any) -> int:
                          command=getattr(args, "command_line", None) or _command_line(), write_csv=from_csv is None)  # fmt: skip
     for name, path in paths.items():
         print(f"# {name}: {path}")
+    if getattr(args, "readme", None) is not None:
+        changed = update_readme(args.readme, paths["summary"].read_text(encoding="utf-8"))
+        print(f"# readme: {args.readme} ({'updated' if changed else 'unchanged'})")
     return 1 if failed else 0

@@ -115,6 +115,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--measure-budget", type=int, default=None, metavar="STEPS",
                         help="tabular: measure where validation stops improving over STEPS steps on three sets and write "
                              "budget.json to --report-dir (remixup.tabular_budget), instead of running the grid")  # fmt: skip
+    parser.add_argument("--readme", type=Path, default=None, metavar="FILE",
+                        help="tabular: also put the report's summary.md into FILE (README.md), between its "
+                             "tabular-summary markers")  # fmt: skip
     parser.add_argument("--pack", type=Path, default=None, metavar="FILE",
                         help="tabular: write the finished groups' rows and the grid's timings to FILE (.tar.gz), to carry "
                              "the grid to another machine, instead of running it")  # fmt: skip
@@ -137,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         from remixup.tabular_study import run_command as run_tabular
 
         return run_tabular(args)
-    for flag in ("pack", "unpack"):
+    for flag in ("pack", "unpack", "readme"):
         if getattr(args, flag) is not None:
             raise InvalidParameterError(f"`--{flag}` carries a tabular grid; use it with `remixup reproduce tabular`")
     if args.seeds is None:
