@@ -181,18 +181,24 @@ def test_toy_vectors_with_mlp(tmp_path: Path) -> None:
     assert summary["model"] == "mlp" and len(summary["per_class"]) == 2 and summary["lam_y_forced"] is not None
 
 
-@pytest.mark.slow
-def test_image_folder_through_dataloader_workers(tmp_path: Path) -> None:
+def image_folder(root: Path, train: tuple[int, ...], val: tuple[int, ...], *, height: int = 20, width: int = 20) -> Path:
+    """An image folder of random RGB PNGs: ``train[c]`` and ``val[c]`` images of class ``c`` (seed 0)."""
     from PIL import Image
 
     g = torch.Generator().manual_seed(0)
-    for split, per_class in (("train", (6, 2)), ("val", (2, 1))):
+    for split, per_class in (("train", train), ("val", val)):
         for c, n in enumerate(per_class):
-            folder = tmp_path / "imgs" / split / f"class{c}"
+            folder = root / split / f"class{c}"
             folder.mkdir(parents=True)
             for i in range(n):
-                pixels = torch.randint(0, 256, (20, 20, 3), generator=g, dtype=torch.uint8).numpy()
+                pixels = torch.randint(0, 256, (height, width, 3), generator=g, dtype=torch.uint8).numpy()
                 Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.mark.slow
+def test_image_folder_through_dataloader_workers(tmp_path: Path) -> None:
+    image_folder(tmp_path / "imgs", (6, 2), (2, 1))
     cfg = build_config("paper", epochs=2, overrides=[
         "data.dataset=imagefolder", f"data.root={tmp_path / 'imgs'}", "data.imbalance=none", "model.name=digits_cnn",
         "method.name=remix-drs", "schedule.deferral_epoch=1", "optim.batch_size=4", f"run.out={tmp_path / 'run'}",
@@ -211,13 +217,7 @@ def test_image_files_train_evaluate_and_predict_at_a_chosen_size(tmp_path: Path)
     import remixup
     from remixup.rundir import RunFolder
 
-    g = torch.Generator().manual_seed(0)
-    for split, per_class in (("train", (4, 2)), ("val", (2, 1))):
-        for c, n in enumerate(per_class):
-            folder = tmp_path / "imgs" / split / f"class{c}"
-            folder.mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(torch.randint(0, 256, (40, 30, 3), generator=g, dtype=torch.uint8).numpy()).save(folder / f"{i}.png")
+    image_folder(tmp_path / "imgs", (4, 2), (2, 1), height=40, width=30)
     seen: list[tuple[int, ...]] = []
 
     class Spy(torch.nn.Module):
