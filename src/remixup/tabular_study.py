@@ -33,7 +33,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -519,10 +519,53 @@ def run_workers(argv: Sequence[str], workers: int, runs_dir: Path) -> int:
             )
         )
     codes = []
-    for proc, log in procs:
-        codes.append(proc.wait())
-        log.close()
+    try:
+        for proc, _ in procs:
+            codes.append(proc.wait())
+    except KeyboardInterrupt:  # the grid is stopped: so are its workers (their groups resume on the next start)
+        for proc, _ in procs:
+            proc.terminate()
+        for proc, _ in procs:
+            proc.wait()
+        raise
+    finally:
+        for _, log in procs:
+            log.close()
     return sum(c != 0 for c in codes)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within: SIGTERM (``kill``, a scheduler's stop) stops the grid as Ctrl-C does, so that its time is recorded and
+    its workers are stopped with it."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def record_session(runs_dir: Path, tic: float, workers: int, *, stopped: bool = False) -> None:
+    """Add one session of the grid to ``runs_dir/_grid_time.json``: its start (UTC), wall time, workers, and whether
+    it was stopped before the grid was done."""
+    path = runs_dir / TIMING
+    sessions = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    entry: dict[str, Any] = {"start": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(tic)), "elapsed_s": time.time() - tic,
+                             "workers": workers}  # fmt: skip
+    if stopped:
+        entry["stopped"] = True
+    sessions.append(entry)
+    _write_json(path, sessions)
 
 
 def _command_line() -> str:
@@ -576,51 +619,26 @@ def run_command(args: Any) -> int:
         from remixup.reproduce import check_runs_dir
 
         check_runs_dir(runs_dir)
-        tic = time.time()
-        if args.workers > 1:
-            argv = [
-                sys.executable,
-                "-m",
-                "remixup",
-                "reproduce",
-                "tabular",
-                "--runs-dir",
-                str(runs_dir),
-                "--shard",
-                f"{args.shard[0]}/{args.shard[1]}",
-                "--seeds",
-                ",".join(map(str, seeds)),
-                "--sets",
-                ",".join(s.label for s in sets),
-                "--rows",
-                ",".join(methods),
-            ]
-            argv += (["--epochs", str(args.epochs)] if args.epochs is not None else []) + (
-                ["--no-boosted"] if args.no_boosted else []
-            )
-            failed = run_workers(argv, args.workers, runs_dir)
-        else:
-            failed = run_shard(
-                runs_dir,
-                sets,
-                seeds,
-                methods,
-                shard=args.shard,
-                epochs=args.epochs,
-                boosted=not args.no_boosted,
-                echo=lambda line: print(line, flush=True),
-            )
-        if not args.no_report:  # the parent (or a lone process), not the workers, records the session's wall time
-            path = runs_dir / TIMING
-            sessions = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
-            sessions.append(
-                {
-                    "start": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(tic)),
-                    "elapsed_s": time.time() - tic,
-                    "workers": args.workers,
-                }
-            )
-            _write_json(path, sessions)
+        tic, stopped = time.time(), False
+        try:
+            with _sigterm_as_interrupt():
+                if args.workers > 1:
+                    argv = [sys.executable, "-m", "remixup", "reproduce", "tabular", "--runs-dir", str(runs_dir), "--shard",
+                            f"{args.shard[0]}/{args.shard[1]}", "--seeds", ",".join(map(str, seeds)), "--sets",
+                            ",".join(s.label for s in sets), "--rows", ",".join(methods)]  # fmt: skip
+                    argv += (["--epochs", str(args.epochs)] if args.epochs is not None else []) + (
+                        ["--no-boosted"] if args.no_boosted else []
+                    )
+                    failed = run_workers(argv, args.workers, runs_dir)
+                else:
+                    failed = run_shard(runs_dir, sets, seeds, methods, shard=args.shard, epochs=args.epochs,
+                                       boosted=not args.no_boosted, echo=lambda line: print(line, flush=True))  # fmt: skip
+        except KeyboardInterrupt:
+            stopped = True
+            raise
+        finally:
+            if not args.no_report:  # the parent (or a lone process), not the workers, records the session's wall time
+                record_session(runs_dir, tic, args.workers, stopped=stopped)
     if args.no_report:
         return 1 if failed else 0
     from_csv = getattr(args, "runs_csv", None)
