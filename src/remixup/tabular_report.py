@@ -375,8 +375,9 @@ def write_report(
     ]
     if timing:
         md += [
-            f"Wall time of the grid on this machine: {timing['elapsed_s'] / 60:.1f} min with {timing['workers']} worker "
-            f"process(es) of one thread each ({timing['sessions']} session(s)); the runs themselves add up to "
+            f"Wall time of the grid: {timing['elapsed_s'] / 60:.1f} min over {timing['sessions']} session(s) "
+            f"({timing['stopped']} stopped and resumed) with up to {timing['workers']} worker process(es) of one "
+            f"thread each (`_grid_time.json` in the runs folder); the runs themselves add up to "
             f"{sum(float(r.get('wall_s', 0.0)) for r in rows) / 60:.1f} min of one core.",
             "",
         ]
@@ -543,4 +544,5 @@ def load_timing(runs_dir: Path) -> dict[str, Any] | None:
         "elapsed_s": sum(s["elapsed_s"] for s in sessions),
         "workers": max(s["workers"] for s in sessions),
         "sessions": len(sessions),
+        "stopped": sum(bool(s.get("stopped")) for s in sessions),
     }
