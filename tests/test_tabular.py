@@ -199,7 +199,8 @@ def test_reproduce_tabular_runs_resumes_and_reports(tmp_path: Path, capsys: pyte
     assert "| remix vs mixup" not in text and (report / "cd_balanced_acc.png").is_file()
     assert "## Average ranks and the critical-difference diagram" in text
     before = (runs / "ecoli" / "seed1" / "remix" / "row.json").read_text()
-    assert main(argv) == 0  # everything is done: nothing is trained again
+    assert main(argv) == 0  # everything is done: nothing is trained again, no group is claimed or reported
+    assert "rows in" not in capsys.readouterr().out and not list(runs.glob("*/seed*/.claim"))
     assert (runs / "ecoli" / "seed1" / "remix" / "row.json").read_text() == before
     assert json.loads((runs / "_grid_time.json").read_text())[1]["elapsed_s"] < 30
 

@@ -474,8 +474,16 @@ def run_shard(
     runs_dir.mkdir(parents=True, exist_ok=True)
     log_dir = runs_dir / "_logs"
     log_dir.mkdir(exist_ok=True)
+
+    def finished(group: Group) -> bool:
+        folder = group.folder(runs_dir)
+        return all((folder / m / ROW).is_file() for m in methods) and (not boosted or (folder / HGB_FILE).is_file())
+
     for k, group in enumerate(mine, 1):
-        if not claim(group.folder(runs_dir)):
+        if finished(group) or not claim(group.folder(runs_dir)):
+            continue
+        if finished(group):  # another worker finished it between the check and the claim
+            (group.folder(runs_dir) / CLAIM).unlink(missing_ok=True)
             continue
         tic = time.perf_counter()
         try:
