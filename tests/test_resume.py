@@ -84,3 +84,51 @@ def test_cli_resume_of_a_missing_or_corrupt_checkpoint(tmp_path: Path) -> None:
     out.mkdir()
     (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
     assert main(["train", "--dataset", "digits", "--out", str(out), "--resume"]) == 2
+
+
+def test_checkpoint_every_k_epochs_resumes_bit_identically_and_logs_by_appending(tmp_path: Path) -> None:
+    """run.checkpoint_every=3 with eval_every=2 over 6 epochs: checkpoint.pt is written after epochs 2, 3, 4 and 6
+    only; a run stopped after epoch 5 resumes from epoch 4 and ends bit-identical to the whole run, with the same
+    logs; the logs, written by appending, are what a rewrite from the history gives."""
+    from remixup.config import build_config
+    from remixup.engine import train
+    from remixup.rundir import _csv_rows
+
+    def config(out: Path) -> object:
+        return build_config("paper", epochs=6, overrides=[
+            "data.dataset=digits", "data.ratio=10", "method.name=remix", "optim.batch_size=64", "run.eval_every=2",
+            "run.checkpoint_every=3", f"run.out={out}", "run.threads=1", "run.progress=false", "run.tensorboard=false",
+            "run.device=cpu"])  # fmt: skip
+
+    whole, written = tmp_path / "whole", []
+
+    def spy(epoch: int, row: dict) -> None:
+        if (whole / "checkpoint.pt").is_file() and checkpoint.load(whole / "checkpoint.pt")["epoch"] == epoch:
+            written.append(epoch)
+
+    summary_whole = train(config(whole), on_epoch=spy)  # type: ignore[arg-type]
+    assert written == [2, 3, 4, 6]
+    state_whole = checkpoint.load(whole / "checkpoint.pt")
+    assert (whole / "metrics.csv").read_text() == _csv_rows(state_whole["history"], header=True)
+    assert [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()] == state_whole["history"]
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_5(epoch: int, row: dict) -> None:
+        if epoch == 5:
+            raise Stop
+
+    out = tmp_path / "stopped"
+    with pytest.raises(Stop):
+        train(config(out), on_epoch=stop_after_5)  # type: ignore[arg-type]
+    assert checkpoint.load(out / "checkpoint.pt")["epoch"] == 4 and len((out / "metrics.jsonl").read_text().splitlines()) == 5
+    summary = train(config(out), resume=True)  # type: ignore[arg-type]
+    state = checkpoint.load(out / "checkpoint.pt")
+    assert all(torch.equal(state["model"][k], state_whole["model"][k]) for k in state_whole["model"])
+    assert _without_timing(state["history"]) == _without_timing(state_whole["history"])
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert _without_timing(rows) == _without_timing(state_whole["history"])
+    for key in ("images_per_s", "wall_time_s"):
+        summary.pop(key), summary_whole.pop(key)
+    assert summary == summary_whole

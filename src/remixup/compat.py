@@ -35,6 +35,7 @@ _RESUME_FREE = {
         "workers",
         "malloc",
         "keep_every",
+        "checkpoint_every",
     ),
 }
 _FORK_FREE = {"method": ("name", "beta", "reduction"), "schedule": ("deferral_epoch",), "run": ("epochs",)}

@@ -245,6 +245,9 @@ class RunConfig:
             was 1.20x faster on 2 threads, benchmarks/bench_malloc.py), ``on`` or ``off``.
         keep_every: also keep the checkpoint of every k-th epoch as ``checkpoint_eNNN.pt`` (0: keep only the
             latest, ``checkpoint.pt``), e.g. to branch a run later with ``remixup train --fork``.
+        checkpoint_every: write ``checkpoint.pt`` after every k-th epoch, and always after an evaluated epoch, a
+            kept one (``keep_every``) and the last (1: after every epoch). A killed run resumes from the latest
+            checkpoint, bit-identically; a larger k saves the time of writing it, which dominates short epochs.
     """
 
     epochs: int = 300
@@ -265,6 +268,7 @@ class RunConfig:
     compile_backend: str = "inductor"
     malloc: str = "auto"
     keep_every: int = 0
+    checkpoint_every: int = 1
 
 
 SECTIONS: dict[str, type] = {
@@ -401,6 +405,7 @@ class TrainConfig:
         check_number(r.eval_batch_size, "run.eval_batch_size", low=0, integer=True)
         check_number(r.workers, "run.workers", low=0, integer=True)
         check_number(r.keep_every, "run.keep_every", low=0, integer=True)
+        check_number(r.checkpoint_every, "run.checkpoint_every", low=1, integer=True)
         check_choice(r.amp, "run.amp", AMP_CHOICES)
         check_choice(r.channels_last, "run.channels_last", SWITCHES)
         check_choice(r.compile, "run.compile", SWITCHES)

@@ -361,14 +361,18 @@ class Training:
         return summary
 
     def record_epoch(self, row: dict[str, Any]) -> None:
-        """The epoch's log line on stdout, metrics.jsonl/csv, TensorBoard scalars, then its checkpoint."""
+        """The epoch's log line on stdout, metrics.jsonl/csv, TensorBoard scalars, then its checkpoint (after every
+        ``run.checkpoint_every``-th epoch, an evaluated one, a kept one and the last)."""
         print(log_line(row, self.config.run.epochs), flush=True)
         self.folder.write_logs(self.history)
         if self.board is not None:
             for key in LOG_COLUMNS[1:]:
                 if row.get(key) is not None:
                     self.board.add_scalar(key, row[key], row["epoch"])
-        self._save_checkpoint(row["epoch"])
+        r, epoch = self.config.run, row["epoch"]
+        evaluated = epoch % r.eval_every == 0 or epoch == r.epochs
+        if epoch % r.checkpoint_every == 0 or evaluated or (r.keep_every and epoch % r.keep_every == 0):
+            self._save_checkpoint(epoch)
 
     def _save_checkpoint(self, epoch: int) -> None:
         ckpt = {"format": checkpoint.FORMAT, "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),

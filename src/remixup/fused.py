@@ -81,6 +81,7 @@ PER_RUN = (
     "run.progress",
     "run.tensorboard",
     "run.keep_every",
+    "run.checkpoint_every",
 )
 """The config keys in which the runs of one group may differ; all others must be equal."""
 

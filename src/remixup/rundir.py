@@ -89,6 +89,17 @@ def read_summary(path: str | Path) -> dict[str, Any] | None:
     return summary if isinstance(summary, dict) else None
 
 
+def _csv_rows(rows: list[dict[str, Any]], *, header: bool) -> str:
+    """``rows`` as lines of metrics.csv (:data:`LOG_COLUMNS`; empty cells for missing values), after the header."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    if header:
+        writer.writerow(LOG_COLUMNS)
+    for row in rows:
+        writer.writerow(["" if row.get(k) is None else row[k] for k in LOG_COLUMNS])
+    return buf.getvalue()
+
+
 class RunFolder:
     """Reading and writing one run folder (see the module docstring for its files).
 
@@ -101,6 +112,7 @@ class RunFolder:
         self._lock: int | None = None  # the locked marker's descriptor while this process owns the folder
         self._created: list[Path] = []  # folders prepare() created, deepest first
         self._found: set[str] | None = None  # what the folder held when this process put the marker there (else None)
+        self._logged: list[dict[str, Any]] = []  # the history rows this object wrote to the logs, in order
 
     @property
     def config(self) -> Path:
@@ -256,14 +268,24 @@ class RunFolder:
         atomic_write(self.config, yaml_text)
 
     def write_logs(self, history: list[dict[str, Any]]) -> None:
-        """Rewrite metrics.jsonl and metrics.csv from the history (one row per completed epoch)."""
-        atomic_write(self.path / METRICS_JSONL, "".join(json.dumps(row) + "\n" for row in history))
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(LOG_COLUMNS)
-        for row in history:
-            writer.writerow(["" if row.get(k) is None else row[k] for k in LOG_COLUMNS])
-        atomic_write(self.path / METRICS_CSV, buf.getvalue())
+        """Make metrics.jsonl and metrics.csv hold the history (one row per completed epoch).
+
+        The first call of this object rewrites both files atomically (a resumed run's logs then end at its
+        checkpoint's epoch); a later call whose history extends what it wrote appends the new rows, so that logging
+        costs the same at epoch 1,000 as at epoch 1. A kill mid-append can cut the last line short, which
+        :meth:`read_history` skips; any other history is rewritten whole."""
+        n = len(self._logged)
+        if n and len(history) >= n and all(a is b for a, b in zip(self._logged, history[:n], strict=True)):
+            new = history[n:]
+            if new:
+                with open(self.path / METRICS_JSONL, "a", encoding="utf-8") as f:
+                    f.write("".join(json.dumps(row) + "\n" for row in new))
+                with open(self.path / METRICS_CSV, "a", encoding="utf-8", newline="") as f:
+                    f.write(_csv_rows(new, header=False))
+        else:
+            atomic_write(self.path / METRICS_JSONL, "".join(json.dumps(row) + "\n" for row in history))
+            atomic_write(self.path / METRICS_CSV, _csv_rows(history, header=True))
+        self._logged = list(history)
 
     def write_table(self, json_text: str) -> None:
         """Write table.json (a table's fitted preprocessing, :class:`remixup.data.table_preprocess.TablePreprocessor`)."""

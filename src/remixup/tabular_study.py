@@ -167,6 +167,7 @@ def train_config(study_set: StudySet, method: str, seed: int, out: Path, *, n_tr
             f"run.subset_seed={seed}",
             f"optim.batch_size={batch}",
             f"run.eval_every={every}",
+            f"run.checkpoint_every={every}",  # checkpoints at the evaluations (the rule keeps one of those), not each epoch
             f"run.out={out}",
             "run.device=cpu",
             "run.threads=1",
