@@ -66,7 +66,7 @@ def test_two_gloo_ranks_train_or_refuse_and_draw_differently(tmp_path: Path) -> 
     child.write_text(CHILD.format(tests=str(Path(__file__).parent)))
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(child),
                           str(tmp_path / "runs"), str(points), *NAMES], capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]  # stdout: how far each rank got
     ranks = [json.loads((tmp_path / "runs" / f"rank{r}.json").read_text()) for r in (0, 1)]
     for name in NAMES:
         a, b = ranks[0][name], ranks[1][name]
