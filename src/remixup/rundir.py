@@ -3,8 +3,9 @@
 A run folder ``OUT`` holds::
 
     config.yaml          the resolved config, with the command that reruns it
-    metrics.jsonl/.csv   one row per completed epoch (rewritten from the checkpoint's history on resume)
-    checkpoint.pt        the latest epoch (atomic; ``checkpoint_eNNN.pt`` every ``run.keep_every`` epochs)
+    metrics.jsonl/.csv   one row per completed epoch, appended (rewritten from the checkpoint's history on resume)
+    checkpoint.pt        the latest checkpointed epoch (atomic; every ``run.checkpoint_every``-th, evaluated, kept
+                         and last epoch; ``checkpoint_eNNN.pt`` every ``run.keep_every`` epochs)
     summary.json         the result, written last: its presence means the run is finished
     table.json           tables only: the preprocessing fitted on the training split (columns, medians, means,
                          standard deviations, categories, class names), applied to new rows by ``remixup predict``
