@@ -113,7 +113,7 @@ class RunFolder:
         self._lock: int | None = None  # the locked marker's descriptor while this process owns the folder
         self._created: list[Path] = []  # folders prepare() created, deepest first
         self._found: set[str] | None = None  # what the folder held when this process put the marker there (else None)
-        self._logged: list[dict[str, Any]] = []  # the history rows this object wrote to the logs, in order
+        self._logged: tuple[int, dict[str, Any] | None] = (0, None)  # rows this object logged, and the last of them
 
     @property
     def config(self) -> Path:
@@ -275,8 +275,8 @@ class RunFolder:
         checkpoint's epoch); a later call whose history extends what it wrote appends the new rows, so that logging
         costs the same at epoch 1,000 as at epoch 1. A kill mid-append can cut the last line short, which
         :meth:`read_history` skips; any other history is rewritten whole."""
-        n = len(self._logged)
-        if n and len(history) >= n and all(a is b for a, b in zip(self._logged, history[:n], strict=True)):
+        n, last = self._logged
+        if n and len(history) >= n and history[n - 1] is last:  # the engine only appends to its history
             new = history[n:]
             if new:
                 with open(self.path / METRICS_JSONL, "a", encoding="utf-8") as f:
@@ -286,7 +286,7 @@ class RunFolder:
         else:
             atomic_write(self.path / METRICS_JSONL, "".join(json.dumps(row) + "\n" for row in history))
             atomic_write(self.path / METRICS_CSV, _csv_rows(history, header=True))
-        self._logged = list(history)
+        self._logged = (len(history), history[-1] if history else None)
 
     def write_table(self, json_text: str) -> None:
         """Write table.json (a table's fitted preprocessing, :class:`remixup.data.table_preprocess.TablePreprocessor`)."""
