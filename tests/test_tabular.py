@@ -350,3 +350,26 @@ def test_the_checkpoint_rule_keeps_the_best_validation_epoch_of_the_deferred_pha
         folder.checkpoint.write_bytes(content)
         rule(epoch, {"epoch": epoch, "val_balanced_acc": value})
     assert rule.best_epoch == 4 and folder.best_checkpoint.read_bytes() == b"e4"  # the earliest of a tie
+
+
+def test_runs_csv_keeps_every_digit_so_the_report_rebuilds_exactly(tmp_path: Path) -> None:
+    """Scores moved by less than runs.csv's old 4 decimals come back from runs.csv exactly, and the report rebuilt
+    from runs.csv (tables, tests, sentences) is the report written from the rows themselves."""
+    from remixup.tabular_report import read_runs_csv, write_report
+
+    root = Path(__file__).resolve().parents[1]
+    rows = read_runs_csv(root / "results" / "tabular" / "runs.csv")
+    rng = np.random.default_rng(0)
+    for r in rows:
+        for split in ("test", "val"):
+            for k, v in r[split].items():
+                if v is not None:
+                    r[split][k] = float(v) + float(rng.uniform(-4e-5, 4e-5))
+    first = write_report(rows, tmp_path / "a")
+    back = read_runs_csv(first["csv"])
+    assert [(r["test"], r["val"]) for r in back] == [
+        (r["test"], r["val"]) for r in sorted(rows, key=lambda r: (r["set"], r["method"], r["seed"]))
+    ]
+    second = write_report(back, tmp_path / "b", write_csv=False)
+    for name in ("summary", "report"):
+        assert second[name].read_text(encoding="utf-8") == first[name].read_text(encoding="utf-8"), name

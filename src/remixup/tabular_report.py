@@ -189,6 +189,16 @@ def update_readme(readme: Path, block: str) -> bool:
     return True
 
 
+def _csv_cell(column: str, value: Any) -> str:
+    """One cell of ``runs.csv``. Metrics keep every digit (``repr`` round-trips a float): rounding each score
+    before the tests would merge or split tied differences and change their p-values."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value) if column.startswith(("test_", "val_")) else f"{value:.4f}"
+    return str(value)
+
+
 def read_runs_csv(path: Path) -> list[dict[str, Any]]:
     """The rows of a ``runs.csv`` (as :func:`write_report` writes it) in the form of :func:`collect_rows`, without
     the per-class recall: enough to rebuild every table, test and sentence of the report."""
@@ -320,12 +330,7 @@ def write_report(
             **{f"val_{k}": r["val"].get(k) for k in val_keys},
             **{k: r.get(k) for k in run_keys},
         }
-        lines.append(
-            ",".join(
-                "" if values[c] is None else (f"{values[c]:.4f}" if isinstance(values[c], float) else str(values[c]))
-                for c in columns
-            )
-        )
+        lines.append(",".join(_csv_cell(c, values[c]) for c in columns))
     if write_csv:
         paths["csv"] = out_dir / "runs.csv"
         paths["csv"].write_text("\n".join(lines) + "\n", encoding="utf-8")
