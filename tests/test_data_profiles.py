@@ -1,4 +1,4 @@
-"""Imbalance profiles: exact SPEC counts, properties of the math, and which samples are kept."""
+"""Imbalance profiles: exact per-class counts, properties of the math, and which samples are kept."""
 
 from __future__ import annotations
 

@@ -72,7 +72,7 @@ def test_cifar10_pickle_folder(tmp_path: Path) -> None:
 
 
 def test_cifar10_pickle_and_npz_give_the_same_subset(tmp_path: Path) -> None:
-    """The npz is class-sorted (as ../shared/data/cifar10.npz); per-class positions select the same images."""
+    """The npz is class-sorted (as the shared CIFAR-10 npz files are); per-class positions select the same images."""
     x, y = make_cifar10_pickles(tmp_path / "pickle")
     order = np.argsort(y, kind="stable")
     np.savez(tmp_path / "cifar10.npz", x_train=x[order], y_train=y[order].astype(np.uint8), x_test=x[:10], y_test=y[:10])

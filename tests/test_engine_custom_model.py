@@ -1,4 +1,4 @@
-"""A user's own nn.Module in the trainer (issue 4: "A user's own nn.Module works in their place")."""
+"""A user's own nn.Module in the trainer."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Tests of remixup.losses: one signature, SPEC §1 normalisation, exact LDAM soft form, validation."""
+"""Tests of remixup.losses: one signature, the paper's normalisation, exact LDAM soft form, validation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Manifold mixing on any nn.Module through forward hooks (SPEC §1, §3)."""
+"""Manifold mixing on any nn.Module through forward hooks."""
 
 from __future__ import annotations
 

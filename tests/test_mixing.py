@@ -1,4 +1,4 @@
-"""The Remix label rule and the batch mixers (SPEC §1)."""
+"""The Remix label rule and the batch mixers."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ taus = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 
 
 def reference_rule(lam: float, n_i: int, n_j: int, kappa: float, tau: float) -> float:
-    """SPEC §1 written out for one pair, in exact rational arithmetic for the count ratios."""
+    """The rule written out for one pair, in exact rational arithmetic for the count ratios."""
     if n_i >= kappa * n_j and lam < tau:
         return 0.0
     if n_j >= kappa * n_i and 1 - lam < tau:
@@ -42,7 +42,7 @@ def reference_rule(lam: float, n_i: int, n_j: int, kappa: float, tau: float) -> 
 
 @given(lam=lams, n_i=counts, n_j=counts, kappa=kappas, tau=taus)
 def test_rule_matches_reference(lam, n_i, n_j, kappa, tau):
-    # SPEC §1: "λy = 0 if ni/nj ≥ κ and λx < τ; λy = 1 if ni/nj ≤ 1/κ and 1−λx < τ; λy = λx otherwise"
+    # the rule: "λy = 0 if ni/nj ≥ κ and λx < τ; λy = 1 if ni/nj ≤ 1/κ and 1−λx < τ; λy = λx otherwise"
     lam32 = float(np.float32(lam))
     assume(abs(n_i / n_j - kappa) > 1e-9 and abs(n_j / n_i - kappa) > 1e-9)  # ties are tested by hand below
     got = remix_label_factor(torch.tensor([lam32]), torch.tensor([n_i]), torch.tensor([n_j]), kappa, tau)
@@ -58,7 +58,7 @@ def test_rule_output_is_zero_lam_or_one(lam, n_i, n_j, kappa, tau):
 
 @given(lam=lams, n_i=counts, n_j=counts, kappa=kappas)
 def test_tau_zero_is_mixup(lam, n_i, n_j, kappa):
-    # SPEC §1: "τ = 0 gives the base method exactly"
+    # "τ = 0 gives the base method exactly"
     lam_t = torch.tensor([lam], dtype=torch.float32)
     assert torch.equal(remix_label_factor(lam_t, torch.tensor([n_i]), torch.tensor([n_j]), kappa, 0.0), lam_t)
 
@@ -178,7 +178,7 @@ def test_beta_sampler_has_the_right_moments():
 
 @pytest.mark.parametrize("per_sample", [False, True])
 def test_cutmix_lambda_is_the_exact_kept_pixel_fraction(per_sample):
-    # SPEC §1: "λx is the area actually kept after clipping the box at the border"
+    # "λx is the area actually kept after clipping the box at the border"
     b, h, w = 64, 7, 9
     x = torch.zeros(b, 2, h, w)
     y = torch.arange(b) % 3

@@ -2,7 +2,7 @@
 
 usage: python results/sweep/plot_sweep.py   (from the repository root; writes results/sweep/sweep_pairs.png)
 
-Reads each run's summary.json under results/runs/sweep. The six runs of session 2 (ERM, Mixup, Remix, DRW,
+Reads each run's summary.json under results/runs/sweep. The six earliest runs (ERM, Mixup, Remix, DRW,
 Remix-DRW, LDAM-DRW) lost their folders; their top-1 values are the ones recorded in docs/results.md section 1.
 """
 import json
